@@ -1,0 +1,1 @@
+//! The vendor: the Alibaba Cloud Marketplace client, answer classification and the sandbox.
