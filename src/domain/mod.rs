@@ -2,6 +2,7 @@
 
 pub mod channel;
 pub mod content;
+pub mod instant;
 pub mod mobile;
 pub mod money;
 pub mod sms;

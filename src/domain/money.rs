@@ -39,7 +39,9 @@ impl Yuan {
     pub fn parse(raw: &str) -> Result<Self, YuanError> {
         let trimmed = raw.trim();
         let well_formed = !trimmed.is_empty()
-            && trimmed.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+            && trimmed
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
             && trimmed.chars().filter(|c| *c == '.').count() <= 1
             && trimmed.chars().any(|c| c.is_ascii_digit());
         if !well_formed {
@@ -121,7 +123,9 @@ impl<'de> Deserialize<'de> for Yuan {
         }
         match Raw::deserialize(deserializer)? {
             Raw::Text(text) => Yuan::parse(&text).map_err(serde::de::Error::custom),
-            Raw::Integer(whole) => Yuan::parse(&whole.to_string()).map_err(serde::de::Error::custom),
+            Raw::Integer(whole) => {
+                Yuan::parse(&whole.to_string()).map_err(serde::de::Error::custom)
+            }
         }
     }
 }
@@ -166,16 +170,25 @@ mod tests {
         assert!(matches!(Yuan::parse("abc"), Err(YuanError::NotDecimal(_))));
         assert!(matches!(Yuan::parse("1e3"), Err(YuanError::NotDecimal(_))));
         assert!(matches!(Yuan::parse(""), Err(YuanError::NotDecimal(_))));
-        assert!(matches!(Yuan::parse("4.5.0"), Err(YuanError::NotDecimal(_))));
+        assert!(matches!(
+            Yuan::parse("4.5.0"),
+            Err(YuanError::NotDecimal(_))
+        ));
         assert!(matches!(Yuan::parse("-1"), Err(YuanError::Negative(_))));
-        assert!(matches!(Yuan::parse("0.0000001"), Err(YuanError::TooPrecise(_))));
+        assert!(matches!(
+            Yuan::parse("0.0000001"),
+            Err(YuanError::TooPrecise(_))
+        ));
     }
 
     #[test]
     fn a_package_of_1000_at_45_yuan_costs_0_045_per_unit() {
         let price = Yuan::parse("45.00").unwrap();
         for n in 0..1000 {
-            assert_eq!(cost_of_units(price, 1000, n, 1), Yuan::parse("0.045").unwrap());
+            assert_eq!(
+                cost_of_units(price, 1000, n, 1),
+                Yuan::parse("0.045").unwrap()
+            );
         }
         let total: Yuan = (0..1000).map(|n| cost_of_units(price, 1000, n, 1)).sum();
         assert_eq!(total, price);

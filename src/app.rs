@@ -1,0 +1,173 @@
+//! The server: built from settings by [`Application::build`], run until stopped.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::http::auth::{Caller, Clients};
+use crate::http::{router, AppState, InFlight};
+use crate::ledger::{Ledger, Sweeper};
+use crate::secret::Secret;
+use crate::send::SendService;
+use crate::store::Db;
+use crate::upstream::VendorClient;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    ledger: Ledger,
+}
+
+impl Application {
+    /// Connects and migrates the database, reads every secret from the environment
+    /// (through `env`), and binds the listener. Any problem here stops the start with
+    /// a message that names it; nothing is served half-configured.
+    pub async fn build(
+        settings: Settings,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let mut appcodes = HashMap::new();
+        for channel in &settings.channels {
+            let appcode = env(&channel.appcode_env).filter(|v| !v.is_empty()).with_context(|| {
+                format!(
+                    "channel {}: set the environment variable {} to the AppCode from the Alibaba Cloud console",
+                    channel.name, channel.appcode_env
+                )
+            })?;
+            appcodes.insert(channel.name.clone(), Secret::new(appcode));
+        }
+        let mut clients = Vec::new();
+        for client in &settings.clients {
+            let token = env(&client.token_env)
+                .filter(|v| !v.is_empty())
+                .with_context(|| {
+                    format!(
+                        "client {}: set the environment variable {} to its bearer token",
+                        client.name, client.token_env
+                    )
+                })?;
+            clients.push((
+                Secret::new(token),
+                Caller {
+                    name: client.name.clone(),
+                    admin: client.admin,
+                },
+            ));
+        }
+
+        let db = Db::connect(&settings.database.url, settings.database.max_connections)
+            .await
+            .with_context(|| format!("database {}", settings.database.url_for_display()))?;
+        db.migrate().await?;
+        let ledger = Ledger::new(db, settings.ledger.mode);
+        for channel in &settings.channels {
+            if ledger.list_packages(Some(&channel.name)).await?.is_empty() {
+                tracing::warn!(channel = %channel.name, "no package registered: every send to this channel will be refused; register one with `tollgate package add`");
+            }
+        }
+        for section in &settings.unsupported_sections {
+            tracing::warn!(section = %section, "configuration section accepted but not acted upon by this version");
+        }
+
+        let vendor = VendorClient::new(settings.upstream.timeout)
+            .context("cannot build the HTTP client for the vendor")?;
+        let sends = SendService::new(&settings, ledger.clone(), vendor, &appcodes)?;
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let state = AppState {
+            settings: Arc::new(settings),
+            sends,
+            clients: Clients::new(clients),
+            in_flight: InFlight::default(),
+        };
+        Ok(Self {
+            listener,
+            state,
+            ledger,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes, then shuts down gracefully: no new connections,
+    /// requests under way are answered, sends under way are settled (for at most
+    /// `server.shutdown_grace`), and background work stops.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let settings = self.state.settings.clone();
+        let in_flight = self.state.in_flight.clone();
+        let (stopping, stopped) = watch::channel(false);
+        let sweeper = Sweeper::new(self.ledger.clone(), settings.ledger.reservation_timeout);
+        let sweeper = tokio::spawn(sweeper.run(settings.ledger.sweep_every, stopped));
+
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(stop)
+            .await
+            .context("the HTTP server failed")?;
+        if in_flight.count() > 0 {
+            tracing::info!(sends = in_flight.count(), "waiting for sends under way");
+        }
+        if tokio::time::timeout(settings.server.shutdown_grace, in_flight.drained())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                sends = in_flight.count(),
+                "shutdown grace ran out; the sweeper will settle what is left"
+            );
+        }
+        let _ = stopping.send(true);
+        let _ = sweeper.await;
+        self.ledger.db().close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

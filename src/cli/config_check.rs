@@ -1,0 +1,128 @@
+//! `tollgate config check`: every problem with the configuration, its environment and
+//! its ledger, in one run.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::config::{self, ConfigSource, LoadError, Settings};
+use crate::ledger::Ledger;
+use crate::store::Db;
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and environment; exits 1 if anything is wrong.
+    Check,
+}
+
+pub async fn run(
+    ConfigCommand::Check: ConfigCommand,
+    source: &ConfigSource,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<ExitCode> {
+    println!("configuration: {}", source.describe());
+    let settings = match config::load(source, env) {
+        Ok(settings) => settings,
+        Err(LoadError::Invalid { problems, .. }) => {
+            for problem in &problems {
+                println!("error: {problem}");
+            }
+            println!("{} problem(s) found", problems.len());
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(err) => {
+            println!("error: {err}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut errors = environment_problems(&settings, source, env);
+    let mut warnings: Vec<String> = settings
+        .unsupported_sections
+        .iter()
+        .map(|section| {
+            format!("[{section}] is accepted but not acted upon by this version of tollgate")
+        })
+        .collect();
+    match channels_without_packages(&settings).await {
+        Ok(empty) => warnings.extend(empty.into_iter().map(|channel| {
+            format!("channel {channel} has no package registered: every send to it will be refused (register one with `tollgate package add`)")
+        })),
+        Err(err) => errors.push(format!(
+            "database {}: {err:#}",
+            settings.database.url_for_display()
+        )),
+    }
+    for warning in &warnings {
+        println!("warning: {warning}");
+    }
+    for error in &errors {
+        println!("error: {error}");
+    }
+    if errors.is_empty() {
+        println!(
+            "ok: {} channel(s), {} template(s), {} client(s), ledger mode {}",
+            settings.channels.len(),
+            settings.templates.len(),
+            settings.clients.len(),
+            settings.ledger.mode.as_str()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} problem(s) found", errors.len());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Secrets are read from the environment variables the file names; each must be set.
+pub fn environment_problems(
+    settings: &Settings,
+    source: &ConfigSource,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let is_set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
+    if !source.is_sandbox() {
+        for channel in &settings.channels {
+            if !is_set(&channel.appcode_env) {
+                problems.push(format!(
+                    "channel {}: environment variable {} (its AppCode) is not set",
+                    channel.name, channel.appcode_env
+                ));
+            }
+        }
+        for (i, client) in settings.clients.iter().enumerate() {
+            if !is_set(&client.token_env) {
+                problems.push(format!(
+                    "clients[{i}] ({}): environment variable {} (its token) is not set",
+                    client.name, client.token_env
+                ));
+            }
+        }
+        let mut tokens: Vec<String> = settings
+            .clients
+            .iter()
+            .filter_map(|c| env(&c.token_env))
+            .filter(|t| !t.is_empty())
+            .collect();
+        tokens.sort();
+        if tokens.windows(2).any(|pair| pair[0] == pair[1]) {
+            problems.push("two clients share the same token; each client needs its own".into());
+        }
+    }
+    problems
+}
+
+/// Channels that have never had a package registered.
+pub async fn channels_without_packages(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    let db = Db::connect(&settings.database.url, 1).await?;
+    db.migrate().await?;
+    let ledger = Ledger::new(db.clone(), settings.ledger.mode);
+    let mut empty = Vec::new();
+    for channel in &settings.channels {
+        if ledger.list_packages(Some(&channel.name)).await?.is_empty() {
+            empty.push(channel.name.to_string());
+        }
+    }
+    db.close().await;
+    Ok(empty)
+}

@@ -1,0 +1,143 @@
+//! `tollgate package add` and `tollgate package list`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::output::{self, opt, Format, Rows};
+use super::Context;
+use crate::domain::instant::parse_instant;
+use crate::domain::{PackageUnits, Yuan};
+use crate::ledger::{NewPackage, Package};
+
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    /// Register a purchased package. With --order-id, registering the same order again
+    /// changes nothing.
+    Add(AddArgs),
+    /// List packages with what is left of each.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    #[arg(long)]
+    pub channel: String,
+    /// Calls or segments in the package.
+    #[arg(long)]
+    pub units: String,
+    /// What the package cost in CNY, as an exact decimal (e.g. 45.00).
+    #[arg(long)]
+    pub price: String,
+    /// When it was bought (default: now). A date, or an RFC 3339 time.
+    #[arg(long)]
+    pub purchased_at: Option<String>,
+    /// When its unused units expire (default: never). A date, or an RFC 3339 time.
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    /// The marketplace order id; makes registration idempotent.
+    #[arg(long)]
+    pub order_id: Option<String>,
+    #[arg(long)]
+    pub note: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub channel: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+pub async fn run(command: PackageCommand, context: &Context) -> anyhow::Result<ExitCode> {
+    let timezone = context.settings.server.timezone;
+    match command {
+        PackageCommand::Add(args) => {
+            let channel = context.channel(&args.channel)?;
+            let units = PackageUnits::parse(&args.units)?;
+            let price = Yuan::parse(&args.price)?;
+            let purchased_at = match &args.purchased_at {
+                Some(raw) => parse_instant(raw, timezone).map_err(anyhow::Error::msg)?,
+                None => chrono::Utc::now(),
+            };
+            let expires_at = args
+                .expires_at
+                .as_deref()
+                .map(|raw| parse_instant(raw, timezone))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let new = NewPackage::new(
+                channel,
+                units,
+                price,
+                purchased_at,
+                expires_at,
+                args.order_id,
+                args.note,
+            )?;
+            let (package, created) = context.ledger.register_package(new).await?;
+            if !created && args.format == Format::Table {
+                eprintln!(
+                    "order {} was already registered; nothing changed",
+                    opt(&package.vendor_order_id)
+                );
+            }
+            output::print(args.format, &package, || {
+                table(std::slice::from_ref(&package))
+            })?;
+        }
+        PackageCommand::List(args) => {
+            let channel = args
+                .channel
+                .as_deref()
+                .map(|c| context.channel(c))
+                .transpose()?;
+            let packages = context.ledger.list_packages(channel.as_ref()).await?;
+            output::print(args.format, &packages, || table(&packages))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table(packages: &[Package]) -> Rows {
+    Rows {
+        headers: vec![
+            "id",
+            "channel",
+            "units",
+            "price",
+            "unit_price",
+            "used",
+            "reserved",
+            "remaining",
+            "expired",
+            "status",
+            "purchased_at",
+            "expires_at",
+            "order_id",
+        ],
+        rows: packages
+            .iter()
+            .map(|p| {
+                vec![
+                    p.id.to_string(),
+                    p.channel.clone(),
+                    p.units.to_string(),
+                    p.price.to_string(),
+                    p.unit_price.to_string(),
+                    p.used.to_string(),
+                    p.reserved.to_string(),
+                    p.remaining.to_string(),
+                    p.expired_units.to_string(),
+                    format!("{:?}", p.status).to_lowercase(),
+                    p.purchased_at.to_rfc3339(),
+                    opt(&p.expires_at.map(|at| at.to_rfc3339())),
+                    opt(&p.vendor_order_id),
+                ]
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,13 @@
+//! Configuration: one typed settings tree, loaded from TOML and the environment.
+
+mod load;
+mod raw;
+mod settings;
+
+pub use load::{
+    load, load_str, locate, ConfigProblem, ConfigSource, LoadError, BUILTIN_SANDBOX_CONFIG,
+};
+pub use settings::{
+    ChannelSettings, ClientSettings, DatabaseSettings, LedgerMode, LedgerSettings, PrivacySettings,
+    ServerSettings, Settings, TemplateSettings, UpstreamSettings,
+};

@@ -1,0 +1,93 @@
+//! The configuration file exactly as written: serde structs with no meaning attached yet.
+//!
+//! Every table denies unknown keys, so a typo such as `apcode_env` is an error that names
+//! the key instead of a setting silently ignored. [`super::load`] turns this into the
+//! validated [`super::Settings`].
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub database: RawDatabase,
+    pub ledger: RawLedger,
+    pub privacy: RawPrivacy,
+    pub upstream: RawUpstream,
+    pub channels: Vec<RawChannel>,
+    pub templates: Vec<RawTemplate>,
+    pub clients: Vec<RawClient>,
+    /// Alert rules, notifiers and schedules belong to later parts of tollgate; their
+    /// tables are accepted so that a complete `tollgate.toml` loads, and reported by
+    /// `config check` as not yet acted upon.
+    pub alert_rules: Vec<toml::Table>,
+    pub notifiers: Vec<toml::Table>,
+    pub schedule: Option<toml::Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub timezone: Option<String>,
+    pub shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDatabase {
+    pub url: Option<String>,
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLedger {
+    pub mode: Option<String>,
+    pub reservation_timeout: Option<String>,
+    pub sweep_every: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPrivacy {
+    pub store_full_numbers: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    pub appcode_env: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawChannel {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub method: Option<String>,
+    pub proxy_path: Option<String>,
+    pub repurchase_url: Option<String>,
+    pub signature: Option<String>,
+    pub unsubscribe_suffix: Option<String>,
+    pub sending_window: Option<String>,
+    pub appcode_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTemplate {
+    pub name: Option<String>,
+    pub channel: Option<String>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawClient {
+    pub name: Option<String>,
+    pub token_env: Option<String>,
+    pub admin: Option<bool>,
+}

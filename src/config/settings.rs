@@ -1,0 +1,160 @@
+//! The validated settings tree: every value already parsed into its domain type.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use crate::domain::template::TemplateBody;
+use crate::domain::window::SendingWindow;
+use crate::domain::{ChannelKind, ChannelName};
+use crate::secret::Secret;
+use crate::upstream::VendorMethod;
+
+/// Everything tollgate is configured with. Built only by [`super::load`], which has
+/// checked every value, so code that holds a `Settings` never re-validates it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub ledger: LedgerSettings,
+    pub privacy: PrivacySettings,
+    pub upstream: UpstreamSettings,
+    pub channels: Vec<ChannelSettings>,
+    pub templates: Vec<TemplateSettings>,
+    pub clients: Vec<ClientSettings>,
+    /// Sections that later parts of tollgate act upon; kept to report them.
+    pub unsupported_sections: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub timezone: Tz,
+    /// How long a shutdown waits for sends in flight.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// May hold a password, so it is kept as a secret and never printed whole.
+    pub url: Secret,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerMode {
+    /// Refuse a send when no local quota is left (the default).
+    Enforce,
+    /// Send anyway and only meter.
+    Observe,
+}
+
+impl LedgerMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerMode::Enforce => "enforce",
+            LedgerMode::Observe => "observe",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    pub mode: LedgerMode,
+    /// A reservation older than this was left by a crash and is settled as `uncertain`.
+    pub reservation_timeout: Duration,
+    /// How often the sweeper looks for such reservations.
+    pub sweep_every: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrivacySettings {
+    pub store_full_numbers: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub appcode_env: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChannelSettings {
+    pub name: ChannelName,
+    pub kind: ChannelKind,
+    pub url: String,
+    pub method: VendorMethod,
+    pub proxy_path: Option<String>,
+    pub repurchase_url: Option<String>,
+    pub signature: Option<String>,
+    pub unsubscribe_suffix: String,
+    pub sending_window: SendingWindow,
+    /// The environment variable holding this channel's AppCode (the upstream default
+    /// unless the channel names its own).
+    pub appcode_env: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TemplateSettings {
+    pub name: String,
+    pub channel: ChannelName,
+    pub body: TemplateBody,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub name: String,
+    pub token_env: String,
+    pub admin: bool,
+}
+
+impl DatabaseSettings {
+    /// The URL with any password replaced by `***`, for messages and logs.
+    pub fn url_for_display(&self) -> String {
+        let url = self.url.expose();
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.to_owned();
+        };
+        match rest.split_once('@') {
+            Some((credentials, host)) => match credentials.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn channel(&self, name: &str) -> Option<&ChannelSettings> {
+        self.channels.iter().find(|c| c.name.as_str() == name)
+    }
+
+    /// Templates by (channel, template name).
+    pub fn templates_by_channel(&self) -> BTreeMap<(&str, &str), &TemplateSettings> {
+        self.templates
+            .iter()
+            .map(|t| ((t.channel.as_str(), t.name.as_str()), t))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_are_hidden_from_display() {
+        let settings = DatabaseSettings {
+            url: Secret::new("postgres://tollgate:hunter2@db:5432/tollgate"),
+            max_connections: 1,
+        };
+        assert_eq!(
+            settings.url_for_display(),
+            "postgres://tollgate:***@db:5432/tollgate"
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! The HTTP edge: the JSON API, the drop-in proxy paths, health and readiness.
+//!
+//! Handlers parse requests into domain types and hand them to the send service or the
+//! ledger; they never write SQL and never call the vendor themselves.
+
+pub mod auth;
+pub mod error;
+mod health;
+pub mod json;
+mod messages;
+mod packages;
+mod proxy;
+mod quota;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::response::IntoResponse;
+use axum::routing::{any, get, post};
+use axum::Router;
+use tokio::sync::Notify;
+
+use crate::config::Settings;
+use crate::domain::ChannelName;
+use crate::ledger::IdempotencyKey;
+use crate::send::{PreparedSend, SendError, SendOutcome, SendService};
+use auth::Clients;
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub sends: SendService,
+    pub clients: Clients,
+    pub in_flight: InFlight,
+}
+
+impl AppState {
+    /// A configured channel by name, or 400 `unknown_channel`.
+    pub fn channel(&self, name: &str) -> Result<ChannelName, ApiError> {
+        self.settings
+            .channel(name)
+            .map(|c| c.name.clone())
+            .ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "unknown_channel",
+                    format!(
+                        "unknown channel {:?}",
+                        name.chars().take(64).collect::<String>()
+                    ),
+                )
+            })
+    }
+
+    /// Runs a prepared send to its end in a task of its own, so that a client hanging
+    /// up cannot cancel it between the vendor's answer and the settlement; shutdown
+    /// waits for it through [`InFlight`].
+    pub async fn run_send(
+        &self,
+        prepared: PreparedSend,
+        client: String,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<SendOutcome, SendError> {
+        let sends = self.sends.clone();
+        let guard = self.in_flight.enter();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            sends.execute(prepared, client, idempotency).await
+        });
+        task.await.unwrap_or_else(|err| {
+            Err(SendError::Unavailable(
+                crate::ledger::LedgerError::Inconsistent(format!("send task failed: {err}")),
+            ))
+        })
+    }
+}
+
+/// Counts sends under way, so that shutdown can wait for them.
+#[derive(Clone, Default)]
+pub struct InFlight {
+    inner: Arc<(AtomicUsize, Notify)>,
+}
+
+pub struct InFlightGuard(InFlight);
+
+impl InFlight {
+    pub fn enter(&self) -> InFlightGuard {
+        self.inner.0.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.inner.0.load(Ordering::SeqCst)
+    }
+
+    /// Returns once no send is under way.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.inner.1.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.inner.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.inner.1.notify_waiters();
+        }
+    }
+}
+
+/// The whole HTTP surface. Public so that tests can drive it without a socket.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/v1/messages", post(messages::send))
+        .route("/v1/messages/{id}", get(messages::get))
+        .route("/v1/quota", get(quota::all))
+        .route("/v1/quota/{channel}", get(quota::one))
+        .route("/v1/packages", post(packages::register).get(packages::list))
+        .route("/v1/reconciliations", post(packages::reconcile))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz));
+    for channel in &state.settings.channels {
+        let Some(path) = &channel.proxy_path else {
+            continue;
+        };
+        let name = channel.name.to_string();
+        router = router.route(
+            path,
+            any(move |state: State<AppState>, request: Request| {
+                let name = name.clone();
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let query = axum::extract::Query::try_from_uri(&parts.uri)
+                        .unwrap_or_else(|_| axum::extract::Query(Default::default()));
+                    let body = match axum::body::to_bytes(body, json::MAX_BODY_BYTES).await {
+                        Ok(bytes) => bytes,
+                        Err(_) => {
+                            return ApiError::new(
+                                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                                "payload_too_large",
+                                "the request body is too large",
+                            )
+                            .into_response()
+                        }
+                    };
+                    proxy::handle(state, name, parts, query, body).await
+                }
+            }),
+        );
+    }
+    router
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
+        .with_state(state)
+}

@@ -1,0 +1,25 @@
+//! What can go wrong in the ledger.
+
+use std::sync::Arc;
+
+use super::NewPackageError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    InvalidPackage(#[from] NewPackageError),
+    /// The database could not be reached or refused the transaction; nothing of the
+    /// operation was applied. Shared because one failed batch fails every operation in it.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Arc<sqlx::Error>),
+    #[error("the ledger writer for this channel has stopped")]
+    WriterStopped,
+    #[error("the ledger is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl From<sqlx::Error> for LedgerError {
+    fn from(err: sqlx::Error) -> Self {
+        LedgerError::Unavailable(Arc::new(err))
+    }
+}

@@ -1,0 +1,76 @@
+//! The quota ledger: packages, reservations, charges, reconciliation and quota views.
+//!
+//! Only this module changes quota. See ARCHITECTURE.md ("The ledger") for the design of
+//! the send path's database work: reservations and settlements for a channel are
+//! applied in batches by one writer task per channel and process, so that one
+//! transaction (one lock of the channel's package rows, one commit) serves every send
+//! that arrived while the previous batch was being written.
+
+mod allocation;
+mod error;
+mod packages;
+mod pool;
+mod quota;
+mod reconcile;
+mod sends;
+mod sweeper;
+mod writer;
+
+pub use allocation::Allocation;
+pub use error::LedgerError;
+pub use packages::{NewPackage, NewPackageError, Package, PackageStatus};
+pub use quota::QuotaView;
+pub use reconcile::Reconciliation;
+pub use sends::{IdempotencyKey, SendRecord, UpstreamRecord};
+pub use sweeper::Sweeper;
+pub use writer::{Reservation, ReserveOutcome, ReserveRequest, Settled, Settlement};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::config::LedgerMode;
+use crate::domain::ChannelName;
+use crate::store::Db;
+
+/// The ledger over one database. Cheap to clone; every clone shares the writers.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    mode: LedgerMode,
+    writers: Mutex<HashMap<ChannelName, writer::WriterHandle>>,
+}
+
+impl Ledger {
+    pub fn new(db: Db, mode: LedgerMode) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                mode,
+                writers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn mode(&self) -> LedgerMode {
+        self.inner.mode
+    }
+
+    /// The writer task for `channel`, started on first use.
+    fn writer(&self, channel: &ChannelName) -> writer::WriterHandle {
+        let mut writers = self.inner.writers.lock().expect("writer map lock poisoned");
+        writers
+            .entry(channel.clone())
+            .or_insert_with(|| {
+                writer::WriterHandle::spawn(self.inner.db.clone(), self.inner.mode, channel.clone())
+            })
+            .clone()
+    }
+}

@@ -1,0 +1,121 @@
+//! Sends as the ledger records them: one row per reserved send, settled once.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::{Ledger, LedgerError};
+use crate::domain::Yuan;
+use crate::store::from_micros;
+
+/// A client's `Idempotency-Key` and a fingerprint of the request it came with, so that
+/// a repeat with a different body can be told apart from a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    key: String,
+    request_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Idempotency-Key must be 1-255 visible ASCII characters")]
+pub struct IdempotencyKeyError;
+
+impl IdempotencyKey {
+    /// `request` is a canonical form of the request (e.g. its parsed JSON re-serialized),
+    /// so that two byte-wise different encodings of the same request still match.
+    pub fn new(key: &str, request: &[u8]) -> Result<Self, IdempotencyKeyError> {
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(IdempotencyKeyError);
+        }
+        let digest = Sha256::digest(request);
+        Ok(Self {
+            key: key.to_owned(),
+            request_hash: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        })
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn request_hash(&self) -> &str {
+        &self.request_hash
+    }
+}
+
+/// What the vendor answered, as recorded on the send.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UpstreamRecord {
+    pub status: Option<u16>,
+    pub request_id: Option<String>,
+    pub task_id: Option<String>,
+    pub message: Option<String>,
+    pub latency_ms: Option<i64>,
+}
+
+/// One send with its charge, as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct SendRecord {
+    pub id: String,
+    pub channel: String,
+    pub client: String,
+    pub to: String,
+    pub units: i64,
+    /// `reserved` while the vendor call is under way, then the outcome.
+    pub status: String,
+    pub charged_units: i64,
+    pub cost: Yuan,
+    pub needs_reconciliation: bool,
+    pub upstream: UpstreamRecord,
+    pub created_at: DateTime<Utc>,
+    pub settled_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub request_hash: Option<String>,
+}
+
+impl SendRecord {
+    pub fn charged(&self) -> bool {
+        self.charged_units > 0
+    }
+}
+
+impl Ledger {
+    pub async fn get_send(&self, id: &str) -> Result<Option<SendRecord>, LedgerError> {
+        let row = sqlx::query(
+            "SELECT id, channel, client, mobile_masked, units, status, charged_units, \
+             cost_micros, needs_reconciliation, upstream_status, upstream_request_id, \
+             upstream_task_id, upstream_message, latency_ms, created_at, settled_at, \
+             request_hash FROM sends WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.db().pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(SendRecord {
+            id: row.try_get("id")?,
+            channel: row.try_get("channel")?,
+            client: row.try_get("client")?,
+            to: row.try_get("mobile_masked")?,
+            units: row.try_get("units")?,
+            status: row.try_get("status")?,
+            charged_units: row.try_get("charged_units")?,
+            cost: Yuan::from_micros(row.try_get("cost_micros")?),
+            needs_reconciliation: row.try_get::<i64, _>("needs_reconciliation")? != 0,
+            upstream: UpstreamRecord {
+                status: row
+                    .try_get::<Option<i64>, _>("upstream_status")?
+                    .and_then(|s| u16::try_from(s).ok()),
+                request_id: row.try_get("upstream_request_id")?,
+                task_id: row.try_get("upstream_task_id")?,
+                message: row.try_get("upstream_message")?,
+                latency_ms: row.try_get("latency_ms")?,
+            },
+            created_at: from_micros(row.try_get("created_at")?),
+            settled_at: row
+                .try_get::<Option<i64>, _>("settled_at")?
+                .map(from_micros),
+            request_hash: row.try_get("request_hash")?,
+        }))
+    }
+}

@@ -1,0 +1,218 @@
+//! `spawn_app`: the real server on port 0, with its own database and stand-in vendor.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tollgate::app::Application;
+use tollgate::config::load_str;
+use tollgate::ledger::Ledger;
+
+use crate::helpers::{Backend, TestDb};
+use crate::vendor::StandInVendor;
+
+pub const APPCODE: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+pub const ADMIN_TOKEN: &str = "admin-token-8d1e5c2b";
+pub const SHOP_TOKEN: &str = "shop-token-5f3a9c71";
+/// A number that must never appear in full anywhere but the vendor's query string.
+pub const MOBILE: &str = "13912345678";
+pub const MOBILE_MASKED: &str = "139****5678";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub vendor: StandInVendor,
+    pub ledger: Ledger,
+    pub db: TestDb,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Extra configuration for one test, appended to the standard test configuration.
+#[derive(Default)]
+pub struct AppOptions {
+    pub extra_toml: String,
+    pub ledger_mode: Option<&'static str>,
+    pub vendor_timeout: Option<&'static str>,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
+    let db = TestDb::new(backend).await;
+    let vendor = StandInVendor::start().await;
+    let config = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        timezone = "Asia/Shanghai"
+        shutdown_grace = "10s"
+
+        [database]
+        url = "{db_url}"
+
+        [ledger]
+        mode = "{mode}"
+
+        [upstream]
+        appcode_env = "TEST_APPCODE"
+        timeout = "{timeout}"
+
+        [[channels]]
+        name = "sms_code"
+        kind = "sms_code"
+        url = "{sms_url}"
+        method = "POST"
+        signature = "【卡池】"
+
+        [[channels]]
+        name = "voice_notice"
+        kind = "voice_notice"
+        url = "{voice_url}"
+        method = "GET"
+        proxy_path = "/chuangxin/yytz"
+
+        [[channels]]
+        name = "voice_code"
+        kind = "voice_code"
+        url = "{voice_code_url}"
+        method = "POST"
+
+        [[templates]]
+        name = "login_code"
+        channel = "sms_code"
+        body = "【卡池】你的验证码是：#code#，3分钟内有效！"
+
+        [[clients]]
+        name = "ops"
+        token_env = "TEST_ADMIN_TOKEN"
+        admin = true
+
+        [[clients]]
+        name = "shop-backend"
+        token_env = "TEST_SHOP_TOKEN"
+
+        {extra}
+        "#,
+        db_url = db.url.expose(),
+        mode = options.ledger_mode.unwrap_or("enforce"),
+        timeout = options.vendor_timeout.unwrap_or("5s"),
+        sms_url = vendor.url("/chuangxin/dxjk"),
+        voice_url = vendor.url("/chuangxin/yytz"),
+        voice_code_url = vendor.url("/chuangxin/yyyzm"),
+        extra = options.extra_toml,
+    );
+    let env: HashMap<&str, &str> = HashMap::from([
+        ("TEST_APPCODE", APPCODE),
+        ("TEST_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("TEST_SHOP_TOKEN", SHOP_TOKEN),
+    ]);
+    let lookup = |key: &str| env.get(key).map(|v| v.to_string());
+    let settings =
+        load_str("test configuration", &config, &|_| None).expect("test configuration is valid");
+    let app = Application::build(settings, &lookup)
+        .await
+        .expect("the server starts");
+    let addr = app.local_addr();
+    let ledger = app.ledger().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        vendor,
+        ledger,
+        db,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Registers a package through the API as the admin client.
+    pub async fn add_package(&self, channel: &str, units: i64, price: &str) -> Value {
+        let response = self
+            .http
+            .post(self.url("/v1/packages"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "channel": channel, "units": units, "price": price }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "registering a package");
+        response.json().await.unwrap()
+    }
+
+    /// Sends a login code through `POST /v1/messages` as the shop client.
+    pub async fn send_login_code(&self) -> reqwest::Response {
+        self.send_json(&json!({
+            "channel": "sms_code",
+            "to": MOBILE,
+            "template": "login_code",
+            "params": { "code": "482913" }
+        }))
+        .await
+    }
+
+    pub async fn send_json(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/messages"))
+            .bearer_auth(SHOP_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn quota(&self, channel: &str) -> Value {
+        self.http
+            .get(self.url(&format!("/v1/quota/{channel}")))
+            .bearer_auth(SHOP_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    /// Every text column of every table, for scanning what is stored.
+    pub async fn stored_text(&self) -> String {
+        let mut all = String::new();
+        for table in ["packages", "sends", "ledger_entries", "reconciliations"] {
+            let rows: Vec<sqlx::any::AnyRow> = sqlx::query(&format!("SELECT * FROM {table}"))
+                .fetch_all(self.db.db.pool())
+                .await
+                .unwrap();
+            for row in rows {
+                use sqlx::Row;
+                for i in 0..row.len() {
+                    if let Ok(Some(text)) = row.try_get::<Option<String>, _>(i) {
+                        all.push_str(&text);
+                        all.push('\n');
+                    }
+                }
+            }
+        }
+        all
+    }
+}
