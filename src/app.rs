@@ -77,7 +77,7 @@ impl Application {
 
         let vendor = VendorClient::new(settings.upstream.timeout)
             .context("cannot build the HTTP client for the vendor")?;
-        let sends = SendService::new(&settings, ledger.clone(), vendor, &appcodes)?;
+        let sends = SendService::new(&settings, ledger.clone(), vendor, &appcodes, Vec::new())?;
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;

@@ -75,3 +75,12 @@ CREATE TABLE ledger_entries (
 );
 CREATE INDEX ledger_entries_by_channel ON ledger_entries (channel, created_at);
 CREATE INDEX ledger_entries_by_time ON ledger_entries (created_at);
+
+-- Running totals of what sends were charged, per channel: only ever grows (adjustments
+-- are not included), so that metrics exported from it are true counters, identical on
+-- every instance and unaffected by restarts.
+CREATE TABLE channel_totals (
+    channel      TEXT   PRIMARY KEY,
+    billed_units BIGINT NOT NULL,
+    cost_micros  BIGINT NOT NULL
+);

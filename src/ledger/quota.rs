@@ -105,7 +105,33 @@ fn round4(value: f64) -> f64 {
     (value * 10_000.0).round() / 10_000.0
 }
 
+/// What a channel's sends have been charged since the ledger began: only ever grows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelTotals {
+    pub channel: String,
+    pub billed_units: i64,
+    pub cost: crate::domain::Yuan,
+}
+
 impl Ledger {
+    /// Every channel's running totals (channels that never charged are absent).
+    pub async fn totals(&self) -> Result<Vec<ChannelTotals>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT channel, billed_units, cost_micros FROM channel_totals ORDER BY channel",
+        )
+        .fetch_all(self.db().pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ChannelTotals {
+                    channel: row.try_get("channel")?,
+                    billed_units: row.try_get("billed_units")?,
+                    cost: crate::domain::Yuan::from_micros(row.try_get("cost_micros")?),
+                })
+            })
+            .collect()
+    }
+
     pub async fn quota(&self, channel: &ChannelName) -> Result<QuotaView, LedgerError> {
         let now = Utc::now();
         let packages = self.list_packages(Some(channel)).await?;

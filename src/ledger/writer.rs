@@ -235,8 +235,41 @@ async fn apply_batch(
         results.push(result);
     }
     pool.write_back(&mut tx).await?;
+    add_to_totals(&mut tx, channel, &results).await?;
     tx.commit().await?;
     Ok(results)
+}
+
+/// Adds the batch's charges to the channel's running totals, in one statement.
+async fn add_to_totals(
+    tx: &mut Transaction,
+    channel: &ChannelName,
+    results: &[OpResult],
+) -> Result<(), sqlx::Error> {
+    let (units, cost) = results
+        .iter()
+        .filter_map(|result| match result {
+            OpResult::Settle(settled) if settled.applied => {
+                Some((settled.charged_units, settled.cost.micros()))
+            }
+            _ => None,
+        })
+        .fold((0, 0), |(u, c), (units, cost)| (u + units, c + cost));
+    if units == 0 && cost == 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO channel_totals (channel, billed_units, cost_micros) VALUES ($1, $2, $3) \
+         ON CONFLICT (channel) DO UPDATE SET \
+         billed_units = channel_totals.billed_units + excluded.billed_units, \
+         cost_micros = channel_totals.cost_micros + excluded.cost_micros",
+    )
+    .bind(channel.as_str())
+    .bind(units)
+    .bind(cost)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn reserve(

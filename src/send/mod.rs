@@ -8,5 +8,6 @@
 mod service;
 
 pub use service::{
-    MessageSource, Origin, PreparedSend, SendError, SendOutcome, SendRequest, SendService,
+    MessageSource, Origin, PreparedSend, SendError, SendEvent, SendObserver, SendOutcome,
+    SendRequest, SendService,
 };

@@ -127,6 +127,30 @@ pub struct SendOutcome {
     pub vendor: Option<VendorReply>,
 }
 
+/// What happened to one send, for the parts of tollgate that watch sends (metrics,
+/// alerts). Observers are called on the send path, so they must not block.
+#[derive(Debug)]
+pub enum SendEvent<'a> {
+    /// Refused before anything was reserved; `channel` is a configured channel.
+    Refused {
+        channel: &'a ChannelName,
+        code: &'static str,
+    },
+    /// The vendor was called and the send settled.
+    Settled {
+        channel: &'a ChannelName,
+        outcome: Outcome,
+        charged_units: i64,
+        cost: crate::domain::Yuan,
+        latency: std::time::Duration,
+        remaining: i64,
+    },
+}
+
+pub trait SendObserver: Send + Sync + 'static {
+    fn observe(&self, event: &SendEvent<'_>);
+}
+
 #[derive(Clone)]
 pub struct SendService {
     inner: Arc<Inner>,
@@ -138,15 +162,18 @@ struct Inner {
     channels: HashMap<String, Arc<Channel>>,
     templates: HashMap<(String, String), TemplateBody>,
     store_full_numbers: bool,
+    observers: Vec<Arc<dyn SendObserver>>,
 }
 
 impl SendService {
-    /// `appcodes` maps each channel to its AppCode, read from the environment by the caller.
+    /// `appcodes` maps each channel to its AppCode, read from the environment by the
+    /// caller; `observers` are told of every send's end.
     pub fn new(
         settings: &Settings,
         ledger: Ledger,
         vendor: VendorClient,
         appcodes: &HashMap<ChannelName, Secret>,
+        observers: Vec<Arc<dyn SendObserver>>,
     ) -> anyhow::Result<Self> {
         let mut channels = HashMap::new();
         for channel in &settings.channels {
@@ -185,6 +212,7 @@ impl SendService {
                 channels,
                 templates,
                 store_full_numbers: settings.privacy.store_full_numbers,
+                observers,
             }),
         })
     }
@@ -193,9 +221,28 @@ impl SendService {
         &self.inner.ledger
     }
 
+    fn tell(&self, event: SendEvent<'_>) {
+        for observer in &self.inner.observers {
+            observer.observe(&event);
+        }
+    }
+
     /// Parses and rates a request: every content rule is checked here, before anything
     /// is reserved, so a refused send costs nothing.
     pub fn prepare(&self, request: &SendRequest) -> Result<PreparedSend, SendError> {
+        let prepared = self.prepare_unobserved(request);
+        if let Err(err) = &prepared {
+            if let Some(channel) = self.inner.channels.get(&request.channel) {
+                self.tell(SendEvent::Refused {
+                    channel: &channel.settings.name,
+                    code: err.code(),
+                });
+            }
+        }
+        prepared
+    }
+
+    fn prepare_unobserved(&self, request: &SendRequest) -> Result<PreparedSend, SendError> {
         let channel = self
             .inner
             .channels
@@ -263,11 +310,15 @@ impl SendService {
         {
             ReserveOutcome::Reserved(reservation) => reservation,
             ReserveOutcome::QuotaExhausted { remaining } => {
+                self.tell(SendEvent::Refused {
+                    channel: &channel.settings.name,
+                    code: "quota_exhausted",
+                });
                 return Err(SendError::QuotaExhausted {
                     channel: channel.settings.name.to_string(),
                     remaining,
                     needed: prepared.rated.units.get(),
-                })
+                });
             }
             ReserveOutcome::Duplicate { existing_id } => {
                 return self.replay(&existing_id, idempotency.as_ref()).await
@@ -315,6 +366,14 @@ impl SendService {
         } else {
             settled.remaining
         };
+        self.tell(SendEvent::Settled {
+            channel: &channel.settings.name,
+            outcome: answer.outcome,
+            charged_units: settled.charged_units,
+            cost: settled.cost,
+            latency: reply.latency,
+            remaining,
+        });
         let now = Utc::now();
         let record = SendRecord {
             id: reservation.send_id.clone(),

@@ -220,6 +220,11 @@ async fn a_fully_used_package_costs_exactly_its_price(backend: Backend) {
             .await
             .unwrap();
     assert_eq!(Yuan::from_micros(stored), yuan("45.00"));
+    let totals = ledger.totals().await.unwrap();
+    assert_eq!(
+        (totals[0].billed_units, totals[0].cost),
+        (1000, yuan("45.00"))
+    );
 }
 
 async fn a_send_spanning_two_packages_pays_each_its_own_unit_price(backend: Backend) {
