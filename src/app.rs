@@ -66,11 +66,6 @@ impl Application {
             .with_context(|| format!("database {}", settings.database.url_for_display()))?;
         db.migrate().await?;
         let ledger = Ledger::new(db, settings.ledger.mode);
-        for channel in &settings.channels {
-            if ledger.list_packages(Some(&channel.name)).await?.is_empty() {
-                tracing::warn!(channel = %channel.name, "no package registered: every send to this channel will be refused; register one with `tollgate package add`");
-            }
-        }
         for section in &settings.unsupported_sections {
             tracing::warn!(section = %section, "configuration section accepted but not acted upon by this version");
         }
@@ -106,6 +101,21 @@ impl Application {
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Names, in a warning, every channel without a package: its sends will be refused.
+    pub async fn warn_about_channels_without_packages(&self) -> anyhow::Result<()> {
+        for channel in &self.state.settings.channels {
+            if self
+                .ledger
+                .list_packages(Some(&channel.name))
+                .await?
+                .is_empty()
+            {
+                tracing::warn!(channel = %channel.name, "no package registered: every send to this channel will be refused; register one with `tollgate package add`");
+            }
+        }
+        Ok(())
     }
 
     /// Serves until SIGINT or SIGTERM.

@@ -133,8 +133,11 @@ fn table(packages: &[Package]) -> Rows {
                     p.remaining.to_string(),
                     p.expired_units.to_string(),
                     format!("{:?}", p.status).to_lowercase(),
-                    p.purchased_at.to_rfc3339(),
-                    opt(&p.expires_at.map(|at| at.to_rfc3339())),
+                    p.purchased_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    opt(&p
+                        .expires_at
+                        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
                     opt(&p.vendor_order_id),
                 ]
             })

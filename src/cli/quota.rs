@@ -102,7 +102,9 @@ fn quota_table(views: &[QuotaView]) -> Rows {
                     format!("{:.1}%", v.remaining_ratio * 100.0),
                     v.burn_rate_per_day.to_string(),
                     opt(&v.days_left.map(|d| format!("{d:.1}"))),
-                    opt(&v.next_expiry.map(|at| at.to_rfc3339())),
+                    opt(&v
+                        .next_expiry
+                        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
                     v.expired_units.to_string(),
                 ]
             })

@@ -95,6 +95,7 @@ pub async fn serve(source: &ConfigSource) -> anyhow::Result<ExitCode> {
     let mut settings = config::load(source, &env)?;
     if !source.is_sandbox() {
         let app = Application::build(settings, &env).await?;
+        app.warn_about_channels_without_packages().await?;
         tracing::info!(address = %app.local_addr(), "tollgate is listening");
         app.run_until_stopped().await?;
         return Ok(ExitCode::SUCCESS);

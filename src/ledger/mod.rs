@@ -23,7 +23,7 @@ pub use quota::{ChannelTotals, QuotaView};
 pub use reconcile::Reconciliation;
 pub use sends::{IdempotencyKey, SendRecord, UpstreamRecord};
 pub use sweeper::Sweeper;
-pub use writer::{Reservation, ReserveOutcome, ReserveRequest, Settled, Settlement};
+pub use writer::{Reservation, ReserveOutcome, ReserveRequest, Settled, Settlement, MAX_BATCH};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,15 +41,23 @@ pub struct Ledger {
 struct Inner {
     db: Db,
     mode: LedgerMode,
+    batch_limit: usize,
     writers: Mutex<HashMap<ChannelName, writer::WriterHandle>>,
 }
 
 impl Ledger {
     pub fn new(db: Db, mode: LedgerMode) -> Self {
+        Self::with_batch_limit(db, mode, writer::MAX_BATCH)
+    }
+
+    /// A ledger whose writers apply at most `batch_limit` operations per transaction;
+    /// 1 gives one transaction per operation (the benchmark's baseline).
+    pub fn with_batch_limit(db: Db, mode: LedgerMode, batch_limit: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
                 mode,
+                batch_limit: batch_limit.max(1),
                 writers: Mutex::new(HashMap::new()),
             }),
         }
@@ -69,7 +77,12 @@ impl Ledger {
         writers
             .entry(channel.clone())
             .or_insert_with(|| {
-                writer::WriterHandle::spawn(self.inner.db.clone(), self.inner.mode, channel.clone())
+                writer::WriterHandle::spawn(
+                    self.inner.db.clone(),
+                    self.inner.mode,
+                    channel.clone(),
+                    self.inner.batch_limit,
+                )
             })
             .clone()
     }

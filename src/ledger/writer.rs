@@ -35,7 +35,8 @@ use crate::domain::{ChannelName, Units, Yuan};
 use crate::store::{to_micros, Db, Transaction};
 use crate::upstream::Outcome;
 
-/// The most operations one transaction applies.
+/// The most operations one transaction applies, unless the ledger was built with
+/// another limit ([`Ledger::with_batch_limit`]).
 pub const MAX_BATCH: usize = 256;
 
 /// A send asking for quota.
@@ -114,9 +115,9 @@ pub(super) struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub fn spawn(db: Db, mode: LedgerMode, channel: ChannelName) -> Self {
+    pub fn spawn(db: Db, mode: LedgerMode, channel: ChannelName, batch_limit: usize) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(run_writer(db, mode, channel, receiver));
+        tokio::spawn(run_writer(db, mode, channel, batch_limit, receiver));
         Self { queue }
     }
 
@@ -179,10 +180,11 @@ async fn run_writer(
     db: Db,
     mode: LedgerMode,
     channel: ChannelName,
+    batch_limit: usize,
     mut receiver: mpsc::UnboundedReceiver<(Op, Reply)>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut batch = Vec::with_capacity(batch_limit);
+    while receiver.recv_many(&mut batch, batch_limit).await > 0 {
         let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.drain(..).unzip();
         match apply_batch(&db, mode, &channel, &ops).await {
             Ok(results) => {
