@@ -153,7 +153,7 @@ pub fn send_response(outcome: &SendOutcome) -> Response {
         "vendor_quota_exhausted" => Some((StatusCode::PAYMENT_REQUIRED, "vendor_quota_exhausted", "the vendor says the package is used up; buy a new package and register it")),
         "throttled" => Some((StatusCode::TOO_MANY_REQUESTS, "throttled", "the vendor is throttling requests; retry later")),
         "auth_failed" => Some((StatusCode::BAD_GATEWAY, "upstream_auth_failed", "the vendor refused the AppCode")),
-        "upstream_error" => Some((StatusCode::BAD_GATEWAY, "upstream_error", "the vendor answered with an error")),
+        "upstream_error" => Some((StatusCode::BAD_GATEWAY, "upstream_error", "the vendor call failed; nothing was charged")),
         "uncertain" => Some((StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the vendor did not answer in time; the send may have gone out, so it is charged and flagged for reconciliation")),
         _ => None,
     };

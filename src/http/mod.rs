@@ -158,6 +158,13 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
         .with_state(state)
 }

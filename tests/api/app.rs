@@ -185,8 +185,8 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
+    /// Stops the server gracefully and waits for it; the database stays for inspection.
+    pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

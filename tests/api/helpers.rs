@@ -85,6 +85,22 @@ impl TestDb {
         Db::connect(&self.url, 10).await.expect("second pool")
     }
 
+    /// Drops a PostgreSQL test database while it is in use: a database outage.
+    pub async fn drop_database_now(&self) {
+        let name = self
+            .postgres_name
+            .as_ref()
+            .expect("only PostgreSQL databases can be dropped");
+        let admin = Db::connect(&Secret::new(postgres_admin_url()), 1)
+            .await
+            .unwrap();
+        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+        admin.close().await;
+    }
+
     pub fn ledger(&self, mode: LedgerMode) -> Ledger {
         Ledger::new(self.db.clone(), mode)
     }

@@ -144,7 +144,7 @@ fn answer_table() -> Vec<Row> {
 }
 
 async fn every_vendor_answer_is_classified_charged_and_answered_as_the_spec_says(backend: Backend) {
-    let app = spawn_app_with(
+    let mut app = spawn_app_with(
         backend,
         AppOptions {
             vendor_timeout: Some("1s"),
@@ -199,7 +199,7 @@ async fn every_vendor_answer_is_classified_charged_and_answered_as_the_spec_says
 }
 
 async fn a_send_reaches_the_vendor_with_the_appcode_and_the_rendered_text(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let mut app = spawn_app(backend).await;
     app.add_package("sms_code", 100, "4.50").await;
 
     let response = app.send_login_code().await;
@@ -232,7 +232,7 @@ async fn a_send_reaches_the_vendor_with_the_appcode_and_the_rendered_text(backen
 }
 
 async fn no_local_quota_answers_402_and_never_calls_the_vendor(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let mut app = spawn_app(backend).await;
 
     let response = app.send_login_code().await;
 
@@ -245,7 +245,7 @@ async fn no_local_quota_answers_402_and_never_calls_the_vendor(backend: Backend)
 }
 
 async fn the_drop_in_proxy_answers_403_quota_exhausted_when_local_quota_is_gone(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let mut app = spawn_app(backend).await;
 
     let response = app
         .http
@@ -266,7 +266,7 @@ async fn the_drop_in_proxy_answers_403_quota_exhausted_when_local_quota_is_gone(
 }
 
 async fn the_drop_in_proxy_mirrors_the_vendor_answer(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let mut app = spawn_app(backend).await;
     app.add_package("voice_notice", 10, "1.00").await;
 
     // Exactly what the vendor's Java sample sends, with only the host changed.
@@ -318,7 +318,7 @@ async fn the_drop_in_proxy_mirrors_the_vendor_answer(backend: Backend) {
 }
 
 async fn concurrent_sends_over_http_never_exceed_remaining_quota(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let mut app = spawn_app(backend).await;
     app.add_package("sms_code", 25, "1.00").await;
 
     let tasks: Vec<_> = (0..100)
@@ -354,7 +354,7 @@ async fn concurrent_sends_over_http_never_exceed_remaining_quota(backend: Backen
 }
 
 async fn a_retried_request_with_the_same_idempotency_key_reaches_the_vendor_once(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let mut app = spawn_app(backend).await;
     app.add_package("sms_code", 10, "1.00").await;
     let body = json!({"channel": "sms_code", "to": MOBILE, "template": "login_code", "params": {"code": "1234"}});
     let send = |body: Value| {
@@ -385,7 +385,7 @@ async fn a_retried_request_with_the_same_idempotency_key_reaches_the_vendor_once
 }
 
 async fn the_vendor_saying_quota_exhausted_marks_the_channel_exhausted(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let mut app = spawn_app(backend).await;
     app.add_package("sms_code", 50, "1.00").await;
     app.vendor
         .answer_with(Reply::gateway_error(403, "Quota Exhausted"));
@@ -435,7 +435,7 @@ async fn every_request_error_code_is_answered_without_charging(backend: Backend)
         channel = "sms_code"
         body = "【卡池】#text#"
     "#;
-    let app = spawn_app_with(
+    let mut app = spawn_app_with(
         backend,
         AppOptions {
             extra_toml: extra.into(),
@@ -567,7 +567,7 @@ async fn every_request_error_code_is_answered_without_charging(backend: Backend)
 }
 
 async fn secrets_and_full_mobile_numbers_appear_nowhere(backend: Backend) {
-    let app = spawn_app_with(
+    let mut app = spawn_app_with(
         backend,
         AppOptions {
             vendor_timeout: Some("1s"),
@@ -618,7 +618,7 @@ async fn secrets_and_full_mobile_numbers_appear_nowhere(backend: Backend) {
 }
 
 async fn admin_endpoints_refuse_other_clients(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let mut app = spawn_app(backend).await;
     let attempts = [
         app.http
             .post(app.url("/v1/packages"))
@@ -673,7 +673,7 @@ async fn admin_endpoints_refuse_other_clients(backend: Backend) {
 }
 
 async fn a_message_can_be_read_back_with_its_charge(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let mut app = spawn_app(backend).await;
     app.add_package("sms_code", 1000, "45.00").await;
     let sent: Value = app.send_login_code().await.json().await.unwrap();
     let id = sent["id"].as_str().unwrap();
@@ -710,4 +710,62 @@ async fn a_message_can_be_read_back_with_its_charge(backend: Backend) {
     assert_eq!(admin.status(), 200);
     assert_eq!(missing.status(), 404);
     app.stop().await;
+}
+
+mod shutdown_and_outages {
+    use super::*;
+    use crate::on_both_backends;
+
+    on_both_backends!(graceful_shutdown_finishes_sends_under_way);
+
+    async fn graceful_shutdown_finishes_sends_under_way(backend: Backend) {
+        let mut app = spawn_app(backend).await;
+        app.add_package("sms_code", 10, "1.00").await;
+        app.vendor
+            .answer_with(Reply::success().delayed(Duration::from_millis(800)));
+        let http = app.http.clone();
+        let url = app.url("/v1/messages");
+        let in_flight = tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(SHOP_TOKEN)
+                .json(&json!({"channel": "sms_code", "to": MOBILE, "template": "login_code", "params": {"code": "1"}}))
+                .send()
+                .await
+                .unwrap()
+        });
+        // Stop only once the vendor has the request, so the send is truly under way.
+        while app.vendor.calls() == 0 {
+            tokio::task::yield_now().await;
+        }
+        app.stop().await;
+
+        let response = in_flight.await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        // The server's own pool is closed now; read through the test's.
+        let ledger = app.db.ledger(tollgate::config::LedgerMode::Enforce);
+        let stored = ledger
+            .get_send(body["id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((stored.status.as_str(), stored.charged_units), ("sent", 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_database_outage_answers_503_and_sends_nothing() {
+        let app = spawn_app(Backend::Postgres).await;
+        app.add_package("sms_code", 10, "1.00").await;
+        app.db.drop_database_now().await;
+
+        let response = app.send_login_code().await;
+
+        assert_eq!(response.status(), 503);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unavailable");
+        assert_eq!(body["error"]["charged"], false);
+        assert_eq!(app.vendor.calls(), 0);
+        let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 503);
+    }
 }
