@@ -24,10 +24,10 @@ pub struct AddArgs {
     #[arg(long)]
     pub channel: String,
     /// Calls or segments in the package.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub units: String,
     /// What the package cost in CNY, as an exact decimal (e.g. 45.00).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub price: String,
     /// When it was bought (default: now). A date, or an RFC 3339 time.
     #[arg(long)]

@@ -1,0 +1,261 @@
+//! The command line as a user runs it: the real binary, a configuration file, a database.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestDb};
+use crate::on_both_backends;
+
+on_both_backends!(
+    packages_are_added_listed_and_bad_ones_change_nothing,
+    quota_and_reconcile_speak_json_for_scripts,
+);
+
+struct Cli {
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+    _db: TestDb,
+}
+
+impl Cli {
+    async fn new(backend: Backend, extra: &str) -> Cli {
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tollgate.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+                [database]
+                url = "{}"
+
+                [[channels]]
+                name = "sms_code"
+                kind = "sms_code"
+                url = "https://dxyzm.market.alicloudapi.com/chuangxin/dxjk"
+                signature = "【卡池】"
+                {extra}
+                "#,
+                db.url.expose()
+            ),
+        )
+        .unwrap();
+        Cli {
+            config,
+            _dir: dir,
+            _db: db,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn packages_are_added_listed_and_bad_ones_change_nothing(backend: Backend) {
+    let cli = Cli::new(backend, "").await;
+
+    let refused = [
+        (
+            vec!["--units", "0", "--price", "45.00"],
+            "positive whole number",
+        ),
+        (
+            vec!["--units", "-5", "--price", "45.00"],
+            "positive whole number",
+        ),
+        (
+            vec!["--units", "1000", "--price", "forty"],
+            "not a decimal amount",
+        ),
+        (
+            vec![
+                "--units",
+                "1000",
+                "--price",
+                "45.00",
+                "--purchased-at",
+                "2026-12-01",
+                "--expires-at",
+                "2026-11-01",
+            ],
+            "must be after purchased_at",
+        ),
+    ];
+    for (args, message) in refused {
+        let mut full = vec!["package", "add", "--channel", "sms_code"];
+        full.extend(args.iter());
+        let output = cli.run(&full);
+        assert!(!output.status.success(), "{full:?}");
+        assert!(
+            stderr(&output).contains(message),
+            "{full:?}: {}",
+            stderr(&output)
+        );
+    }
+    let unknown = cli.run(&[
+        "package",
+        "add",
+        "--channel",
+        "fax",
+        "--units",
+        "10",
+        "--price",
+        "1",
+    ]);
+    assert!(stderr(&unknown).contains("unknown channel \"fax\""));
+    assert_eq!(
+        cli.json(&["package", "list", "--format", "json"]),
+        Value::Array(vec![])
+    );
+
+    let added = cli.json(&[
+        "package",
+        "add",
+        "--channel",
+        "sms_code",
+        "--units",
+        "1000",
+        "--price",
+        "45.00",
+        "--order-id",
+        "A-1",
+        "--format",
+        "json",
+    ]);
+    let again = cli.json(&[
+        "package",
+        "add",
+        "--channel",
+        "sms_code",
+        "--units",
+        "5",
+        "--price",
+        "1",
+        "--order-id",
+        "A-1",
+        "--format",
+        "json",
+    ]);
+
+    assert_eq!(added["unit_price"], "0.045");
+    assert_eq!(again["id"], added["id"]);
+    let listed = cli.json(&["package", "list", "--format", "json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let csv = cli.run(&["package", "list", "--format", "csv"]);
+    let text = String::from_utf8(csv.stdout).unwrap();
+    assert!(text
+        .lines()
+        .next()
+        .unwrap()
+        .starts_with("id,channel,units,price"));
+    assert!(text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .contains(",sms_code,1000,45.00,0.045,"));
+}
+
+async fn quota_and_reconcile_speak_json_for_scripts(backend: Backend) {
+    let cli = Cli::new(backend, "").await;
+    cli.json(&[
+        "package",
+        "add",
+        "--channel",
+        "sms_code",
+        "--units",
+        "100",
+        "--price",
+        "10",
+        "--format",
+        "json",
+    ]);
+
+    let record = cli.json(&[
+        "reconcile",
+        "--channel",
+        "sms_code",
+        "--remaining",
+        "90",
+        "--note",
+        "console",
+        "--format",
+        "json",
+    ]);
+    let quota = cli.json(&["quota", "sms_code", "--format", "json"]);
+
+    assert_eq!(record["adjusted_units"], 10);
+    assert_eq!(record["adjusted_cost"], "1.00");
+    assert_eq!(quota[0]["remaining"], 90);
+    assert_eq!(quota[0]["used"], 10);
+}
+
+#[tokio::test]
+async fn config_check_names_every_problem_and_fails() {
+    let cli = Cli::new(
+        Backend::Sqlite,
+        r#"
+        [[templates]]
+        name = "t"
+        channel = "nope"
+        body = "【卡池】#code"
+        "#,
+    )
+    .await;
+
+    let output = cli.run(&["config", "check"]);
+
+    assert!(!output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("templates[0].channel: no channel is named \"nope\""),
+        "{text}"
+    );
+    assert!(text.contains("templates[0].body"), "{text}");
+}
+
+#[tokio::test]
+async fn config_check_reports_missing_secrets_and_empty_channels() {
+    let cli = Cli::new(Backend::Sqlite, "").await;
+
+    let output = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("--config")
+        .arg(&cli.config)
+        .args(["config", "check"])
+        .env_remove("ALIYUN_APPCODE")
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("ALIYUN_APPCODE (its AppCode) is not set"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: channel sms_code has no package registered"),
+        "{text}"
+    );
+}
