@@ -6,9 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::output::{self, opt, Format, Rows};
 use super::Context;
-use crate::domain::instant::parse_instant;
-use crate::domain::{PackageUnits, Yuan};
-use crate::ledger::{NewPackage, Package};
+use crate::ledger::{NewPackage, Package, PackageInput};
 
 #[derive(Debug, Subcommand)]
 pub enum PackageCommand {
@@ -57,27 +55,15 @@ pub async fn run(command: PackageCommand, context: &Context) -> anyhow::Result<E
     match command {
         PackageCommand::Add(args) => {
             let channel = context.channel(&args.channel)?;
-            let units = PackageUnits::parse(&args.units)?;
-            let price = Yuan::parse(&args.price)?;
-            let purchased_at = match &args.purchased_at {
-                Some(raw) => parse_instant(raw, timezone).map_err(anyhow::Error::msg)?,
-                None => chrono::Utc::now(),
+            let input = PackageInput {
+                units: &args.units,
+                price: &args.price,
+                purchased_at: args.purchased_at.as_deref(),
+                expires_at: args.expires_at.as_deref(),
+                vendor_order_id: args.order_id,
+                note: args.note,
             };
-            let expires_at = args
-                .expires_at
-                .as_deref()
-                .map(|raw| parse_instant(raw, timezone))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let new = NewPackage::new(
-                channel,
-                units,
-                price,
-                purchased_at,
-                expires_at,
-                args.order_id,
-                args.note,
-            )?;
+            let new = NewPackage::from_input(channel, input, timezone)?;
             let (package, created) = context.ledger.register_package(new).await?;
             if !created && args.format == Format::Table {
                 eprintln!(

@@ -49,14 +49,13 @@ impl Sandbox {
         Ok(Sandbox { handle })
     }
 
+    /// The simulation behind the built-in setup: the vendor's usual latency, and
+    /// `failure_rate` of its calls failing.
     fn config(failure_rate: f64) -> SandboxConfig {
         SandboxConfig {
-            appcodes: vec![SandboxAccount {
-                appcode: Secret::new(SANDBOX_APPCODE),
-                quota: 1_000_000,
-            }],
             failure_rate,
-            ..SandboxConfig::default()
+            latency: SandboxConfig::default().latency,
+            ..SandboxConfig::one_account(Secret::new(SANDBOX_APPCODE), 1_000_000)
         }
     }
 

@@ -4,16 +4,14 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
 use serde::Deserialize;
 
 use super::auth::Admin;
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::AppState;
-use crate::domain::instant::parse_instant;
-use crate::domain::{ChannelName, PackageUnits, Yuan};
-use crate::ledger::NewPackage;
+use crate::domain::ChannelName;
+use crate::ledger::{NewPackage, PackageInput};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,45 +46,18 @@ pub async fn register(
     ApiJson(body, _): ApiJson<PackageBody>,
 ) -> Result<Response, ApiError> {
     let channel = state.channel(&body.channel)?;
-    let units = match &body.units {
-        serde_json::Value::Number(n) => n.as_i64().ok_or(()),
-        _ => Err(()),
-    }
-    .and_then(|n| PackageUnits::new(n).map_err(|_| ()))
-    .map_err(|()| {
-        ApiError::invalid_request(format!(
-            "units must be a positive whole number, not {}",
-            body.units
-        ))
-    })?;
-    let price = match &body.price {
-        serde_json::Value::String(text) => Yuan::parse(text),
-        serde_json::Value::Number(number) => Yuan::parse(&number.to_string()),
-        other => Yuan::parse(&other.to_string()),
-    }
-    .map_err(|e| ApiError::invalid_request(format!("price: {e}")))?;
-    let timezone = state.settings.server.timezone;
-    let purchased_at = match &body.purchased_at {
-        Some(raw) => parse_instant(raw, timezone)
-            .map_err(|e| ApiError::invalid_request(format!("purchased_at: {e}")))?,
-        None => Utc::now(),
+    let units = json_text(&body.units);
+    let price = json_text(&body.price);
+    let input = PackageInput {
+        units: &units,
+        price: &price,
+        purchased_at: body.purchased_at.as_deref(),
+        expires_at: body.expires_at.as_deref(),
+        vendor_order_id: body.vendor_order_id,
+        note: body.note,
     };
-    let expires_at = body
-        .expires_at
-        .as_deref()
-        .map(|raw| parse_instant(raw, timezone))
-        .transpose()
-        .map_err(|e| ApiError::invalid_request(format!("expires_at: {e}")))?;
-    let new = NewPackage::new(
-        channel,
-        units,
-        price,
-        purchased_at,
-        expires_at,
-        body.vendor_order_id,
-        body.note,
-    )
-    .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let new = NewPackage::from_input(channel, input, state.settings.server.timezone)
+        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let (package, created) = state.sends.ledger().register_package(new).await?;
     let status = if created {
         StatusCode::CREATED
@@ -122,4 +93,13 @@ pub async fn reconcile(
         .reconcile(&channel, body.remaining, body.note)
         .await?;
     Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+/// A JSON string as its text, anything else (a number) as written: numbers are read from
+/// their digits, never through a float.
+fn json_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
 }

@@ -18,7 +18,7 @@ mod writer;
 
 pub use allocation::Allocation;
 pub use error::LedgerError;
-pub use packages::{NewPackage, NewPackageError, Package, PackageStatus};
+pub use packages::{NewPackage, NewPackageError, Package, PackageInput, PackageStatus};
 pub use quota::{ChannelTotals, QuotaView};
 pub use reconcile::Reconciliation;
 pub use sends::{IdempotencyKey, SendRecord, UpstreamRecord};

@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Ledger, LedgerError};
+use crate::domain::instant::parse_instant;
 use crate::domain::{ChannelName, PackageUnits, Yuan};
 use crate::store::{from_micros, to_micros};
 
@@ -21,8 +22,31 @@ pub struct NewPackage {
     note: Option<String>,
 }
 
+/// A purchase as a person or a client writes it, all text: parsed here, once, for both
+/// the command line and the API.
+#[derive(Debug, Clone, Default)]
+pub struct PackageInput<'a> {
+    pub units: &'a str,
+    pub price: &'a str,
+    /// A date or RFC 3339 time; now when absent.
+    pub purchased_at: Option<&'a str>,
+    /// A date or RFC 3339 time; never when absent.
+    pub expires_at: Option<&'a str>,
+    pub vendor_order_id: Option<String>,
+    pub note: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NewPackageError {
+    #[error("units: {0}")]
+    Units(#[from] crate::domain::units::PackageUnitsError),
+    #[error("price: {0}")]
+    Price(#[from] crate::domain::money::YuanError),
+    #[error("{field}: {problem}")]
+    Time {
+        field: &'static str,
+        problem: String,
+    },
     #[error("expires_at ({expires_at}) must be after purchased_at ({purchased_at})")]
     ExpiryBeforePurchase {
         purchased_at: DateTime<Utc>,
@@ -35,6 +59,35 @@ pub enum NewPackageError {
 }
 
 impl NewPackage {
+    /// Parses a purchase written as text; dates without a time are local midnight in
+    /// `timezone`.
+    pub fn from_input(
+        channel: ChannelName,
+        input: PackageInput<'_>,
+        timezone: chrono_tz::Tz,
+    ) -> Result<Self, NewPackageError> {
+        let time = |field: &'static str, raw: &str| {
+            parse_instant(raw, timezone).map_err(|problem| NewPackageError::Time { field, problem })
+        };
+        let purchased_at = match input.purchased_at {
+            Some(raw) => time("purchased_at", raw)?,
+            None => Utc::now(),
+        };
+        let expires_at = input
+            .expires_at
+            .map(|raw| time("expires_at", raw))
+            .transpose()?;
+        Self::new(
+            channel,
+            PackageUnits::parse(input.units)?,
+            Yuan::parse(input.price)?,
+            purchased_at,
+            expires_at,
+            input.vendor_order_id,
+            input.note,
+        )
+    }
+
     pub fn new(
         channel: ChannelName,
         units: PackageUnits,

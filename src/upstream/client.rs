@@ -378,7 +378,7 @@ fn log_answer(answer: &VendorAnswer) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::sandbox::{self, SandboxAccount, SandboxConfig, SandboxHandle};
+    use crate::upstream::sandbox::{self, SandboxConfig, SandboxHandle};
     use tokio::net::TcpListener;
 
     const APPCODE: &str = "83359fd73fe94948385f570e3c139105";
@@ -386,14 +386,7 @@ mod tests {
     const SMS: &str = "【卡池】你的验证码是：123456，3分钟内有效！";
 
     fn config(quota: u64) -> SandboxConfig {
-        SandboxConfig {
-            appcodes: vec![SandboxAccount {
-                appcode: Secret::new(APPCODE),
-                quota,
-            }],
-            latency: Duration::ZERO,
-            ..SandboxConfig::default()
-        }
+        SandboxConfig::one_account(Secret::new(APPCODE), quota)
     }
 
     async fn sandbox(config: SandboxConfig) -> SandboxHandle {

@@ -76,6 +76,17 @@ pub struct SandboxAccount {
     pub quota: u64,
 }
 
+impl SandboxConfig {
+    /// One account holding `quota` calls for `appcode`, answering at once.
+    pub fn one_account(appcode: Secret, quota: u64) -> Self {
+        Self {
+            appcodes: vec![SandboxAccount { appcode, quota }],
+            latency: Duration::ZERO,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for SandboxConfig {
     /// One account ([`DEFAULT_APPCODE`], [`DEFAULT_QUOTA`] calls), 20 ms per answer,
     /// nothing injected.
@@ -743,14 +754,7 @@ mod tests {
     }
 
     fn one_account(quota: u64) -> SandboxConfig {
-        SandboxConfig {
-            appcodes: vec![SandboxAccount {
-                appcode: Secret::new(APPCODE),
-                quota,
-            }],
-            latency: Duration::ZERO,
-            ..SandboxConfig::default()
-        }
+        SandboxConfig::one_account(Secret::new(APPCODE), quota)
     }
 
     fn http() -> reqwest::Client {
