@@ -37,7 +37,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (with no configuration: the built-in sandbox setup).
-    Serve,
+    Serve(serve::ServeArgs),
     /// Run the built-in sandbox with steady synthetic traffic, for dashboards.
     Demo(serve::DemoArgs),
     /// Send one message through a running tollgate.
@@ -63,7 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let env = |key: &str| std::env::var(key).ok();
     let source = config::locate(cli.config.as_deref(), &env);
     match cli.command {
-        Command::Serve => serve::serve(&source).await,
+        Command::Serve(args) => serve::serve(&source, args).await,
         Command::Demo(args) => serve::demo(&source, args).await,
         Command::Send(args) => send::run(args, &source).await,
         Command::SandboxUpstream(args) => serve::sandbox_upstream(args).await,

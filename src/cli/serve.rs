@@ -23,7 +23,17 @@ pub const SANDBOX_TOKEN: &str = "sandbox";
 const TRIAL_UNITS: i64 = 100;
 
 #[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen on this address instead of `[server] listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
 pub struct DemoArgs {
+    /// Listen on this address instead of 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
     /// Synthetic sends per second.
     #[arg(long, default_value_t = 5.0)]
     pub rate: f64,
@@ -89,9 +99,12 @@ impl Sandbox {
     }
 }
 
-pub async fn serve(source: &ConfigSource) -> anyhow::Result<ExitCode> {
+pub async fn serve(source: &ConfigSource, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let env = |key: &str| std::env::var(key).ok();
     let mut settings = config::load(source, &env)?;
+    if let Some(listen) = args.listen {
+        settings.server.listen = listen;
+    }
     if !source.is_sandbox() {
         let app = Application::build(settings, &env).await?;
         app.warn_about_channels_without_packages().await?;
@@ -118,6 +131,9 @@ pub async fn demo(source: &ConfigSource, args: DemoArgs) -> anyhow::Result<ExitC
     );
     let env = |key: &str| std::env::var(key).ok();
     let mut settings = config::load(source, &env)?;
+    if let Some(listen) = args.listen {
+        settings.server.listen = listen;
+    }
     let sandbox = Sandbox::start(&mut settings, Sandbox::config(args.failure_rate)).await?;
     let app = Application::build(settings.clone(), &Sandbox::env).await?;
     Sandbox::register_trials(app.ledger(), &settings).await?;
