@@ -174,7 +174,7 @@ async fn synthetic_traffic(base: String, rate: f64) {
                 rng.gen_range(3..10),
                 rng.gen_range(0..100_000_000u32)
             );
-            match rng.gen_range(0..10) {
+            match rng.gen_range(0..11) {
                 0..=4 => {
                     serde_json::json!({"channel": "sms_code", "to": mobile, "template": "login_code", "params": {"code": format!("{:06}", rng.gen_range(0..1_000_000))}})
                 }
@@ -186,6 +186,9 @@ async fn synthetic_traffic(base: String, rate: f64) {
                 }
                 8 => {
                     serde_json::json!({"channel": "voice_notice", "to": mobile, "content": "您好，您的快递已送达小区门口，请前来签收。"})
+                }
+                9 => {
+                    serde_json::json!({"channel": "sms_marketing", "to": mobile, "template": "anniversary_sale", "params": {"shop": "卡池商城"}})
                 }
                 _ => {
                     serde_json::json!({"channel": "sms_code", "to": "12345", "template": "login_code", "params": {"code": "1"}})
