@@ -46,9 +46,6 @@ pub(super) struct LockedPool {
     now: i64,
 }
 
-/// A copy of the counts of some packages, to undo a tentative change.
-pub(super) struct Snapshot(Vec<(usize, i64, i64)>);
-
 impl LockedPool {
     /// Loads and locks the packages a batch can touch: those that can still serve, and
     /// those with reservations outstanding (which may have expired since).
@@ -202,34 +199,6 @@ impl LockedPool {
             });
         }
         parts
-    }
-
-    pub fn snapshot(&self, allocation: &Allocation) -> Snapshot {
-        Snapshot(
-            self.packages
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| allocation.parts.iter().any(|(id, _)| *id == p.id))
-                .map(|(i, p)| (i, p.taken, p.charged))
-                .collect(),
-        )
-    }
-
-    pub fn snapshot_all(&self) -> Snapshot {
-        Snapshot(
-            self.packages
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (i, p.taken, p.charged))
-                .collect(),
-        )
-    }
-
-    pub fn restore(&mut self, snapshot: Snapshot) {
-        for (i, taken, charged) in snapshot.0 {
-            self.packages[i].taken = taken;
-            self.packages[i].charged = charged;
-        }
     }
 
     /// Stores the counts of every package this batch changed.

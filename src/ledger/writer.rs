@@ -5,8 +5,8 @@
 //! every send of a channel behind one row lock and one commit each. Instead each process
 //! runs one writer task per channel. Sends hand their operation to it over a queue;
 //! the writer takes everything queued (up to [`MAX_BATCH`]) and applies it in one
-//! transaction: lock the channel's packages once, apply each operation in arrival order
-//! in memory, write the rows, commit once, then answer every caller. Under light load a
+//! transaction: lock the channel's packages once, apply the operations in memory, write
+//! the rows with a few set-based statements, commit once, then answer every caller. Under light load a
 //! batch holds one operation and costs what a plain transaction would; under heavy load
 //! batches grow by themselves, with no timer adding latency.
 //!
@@ -21,13 +21,14 @@
 //!   batch fails, its operations are retried one by one, so one bad operation cannot
 //!   fail the others; a reservation that is never settled is charged by the sweeper.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::Utc;
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
-use super::pool::{ChargedPart, LockedPool};
+use super::pool::LockedPool;
 use super::sends::{IdempotencyKey, UpstreamRecord};
 use super::{Allocation, Ledger, LedgerError};
 use crate::config::LedgerMode;
@@ -215,6 +216,12 @@ async fn run_writer(
 }
 
 /// Applies `ops` in one transaction; nothing is applied unless all of it commits.
+///
+/// The statements are set-based, so a batch costs about ten round trips however many
+/// operations it holds: settlements first (one claim, one cost update, one insert of
+/// entries), then reservations (one look-up of idempotency keys, one insert). Applying
+/// settlements before reservations only means units released in this batch can serve
+/// the reservations in it.
 async fn apply_batch(
     db: &Db,
     mode: LedgerMode,
@@ -224,22 +231,354 @@ async fn apply_batch(
     let now = Utc::now();
     let mut tx = db.begin_write().await?;
     let mut pool = LockedPool::load(&mut tx, db, channel, now).await?;
-    let mut results = Vec::with_capacity(ops.len());
-    for op in ops {
-        let result = match op {
-            Op::Reserve(request) => {
-                OpResult::Reserve(reserve(&mut tx, &mut pool, mode, channel, request, now).await?)
-            }
-            Op::Settle(reservation, settlement) => {
-                OpResult::Settle(settle(&mut tx, &mut pool, reservation, settlement, now).await?)
-            }
-        };
-        results.push(result);
-    }
+    let mut results: Vec<Option<OpResult>> = ops.iter().map(|_| None).collect();
+
+    let settles: Vec<(usize, &Reservation, &Settlement)> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            Op::Settle(reservation, settlement) => Some((i, reservation, settlement)),
+            Op::Reserve(_) => None,
+        })
+        .collect();
+    settle_all(&mut tx, &mut pool, &settles, now, &mut results).await?;
+
+    let reserves: Vec<(usize, &ReserveRequest)> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            Op::Reserve(request) => Some((i, request)),
+            Op::Settle(..) => None,
+        })
+        .collect();
+    reserve_all(
+        &mut tx,
+        &mut pool,
+        mode,
+        channel,
+        &reserves,
+        now,
+        &mut results,
+    )
+    .await?;
+
     pool.write_back(&mut tx).await?;
+    let results: Vec<OpResult> = results
+        .into_iter()
+        .map(|result| result.expect("every operation of the batch has a result"))
+        .collect();
     add_to_totals(&mut tx, channel, &results).await?;
     tx.commit().await?;
     Ok(results)
+}
+
+/// `($1, $2), ($3, $4), …`: placeholders for `rows` rows of `columns` values, numbered
+/// from `first`.
+fn placeholders(rows: usize, columns: usize, first: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let values: Vec<String> = (0..columns)
+                .map(|column| format!("${}", first + row * columns + column))
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Settles every settlement of the batch.
+///
+/// A settlement applies only to a send still `reserved`: the claim moves each such send
+/// to its outcome in one statement and returns the ids it moved. Sends already settled
+/// (by the sweeper, or an earlier attempt) are left alone and answered `applied: false`,
+/// and their units are not touched, so nothing is charged or released twice.
+async fn settle_all(
+    tx: &mut Transaction,
+    pool: &mut LockedPool,
+    settles: &[(usize, &Reservation, &Settlement)],
+    now: chrono::DateTime<Utc>,
+    results: &mut [Option<OpResult>],
+) -> Result<(), sqlx::Error> {
+    if settles.is_empty() {
+        return Ok(());
+    }
+    let now = to_micros(now);
+    let sql = format!(
+        "UPDATE sends SET status = v.status, upstream_status = v.upstream_status, \
+         upstream_request_id = v.request_id, upstream_task_id = v.task_id, \
+         upstream_message = v.message, latency_ms = v.latency_ms, \
+         needs_reconciliation = v.flag, settled_at = $1 \
+         FROM (SELECT column1 AS id, column2 AS status, column3 AS upstream_status, \
+         column4 AS request_id, column5 AS task_id, column6 AS message, \
+         column7 AS latency_ms, column8 AS flag FROM (VALUES {}) AS t) AS v \
+         WHERE sends.id = v.id AND sends.status = 'reserved' RETURNING sends.id",
+        placeholders(settles.len(), 8, 2)
+    );
+    let mut claim = sqlx::query(&sql).bind(now);
+    for (_, reservation, settlement) in settles {
+        let upstream = &settlement.upstream;
+        claim = claim
+            .bind(&reservation.send_id)
+            .bind(settlement.outcome.as_str())
+            .bind(upstream.status.map(i64::from))
+            .bind(upstream.request_id.as_deref())
+            .bind(upstream.task_id.as_deref())
+            .bind(upstream.message.as_deref())
+            .bind(upstream.latency_ms)
+            .bind(i64::from(settlement.outcome == Outcome::Uncertain));
+    }
+    let claimed: HashSet<String> = claim
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get("id"))
+        .collect::<Result<_, _>>()?;
+
+    // (send, package or none, units, cost) for every entry to write.
+    let mut entries: Vec<(&Reservation, Option<i64>, i64, i64)> = Vec::new();
+    let mut costs: Vec<(&str, i64, i64)> = Vec::new();
+    for &(i, reservation, settlement) in settles {
+        if !claimed.contains(&reservation.send_id) {
+            results[i] = Some(OpResult::Settle(Settled {
+                applied: false,
+                charged_units: 0,
+                cost: Yuan::ZERO,
+                remaining: 0,
+            }));
+            continue;
+        }
+        let applied = if settlement.charge {
+            pool.charge(&reservation.allocation)
+        } else {
+            pool.release(&reservation.allocation).map(|()| Vec::new())
+        };
+        // A send that was still reserved must hold its units; if not, the ledger is
+        // inconsistent: fail the batch (nothing is written) rather than guess.
+        let parts = applied.map_err(|problem| {
+            tracing::error!(send_id = %reservation.send_id, %problem, "cannot settle reservation");
+            sqlx::Error::Protocol(format!("ledger inconsistency: {problem}"))
+        })?;
+        let (charged_units, cost) = if settlement.charge {
+            let cost: Yuan = parts.iter().map(|p| p.cost).sum();
+            for part in &parts {
+                entries.push((
+                    reservation,
+                    Some(part.package_id),
+                    part.units,
+                    part.cost.micros(),
+                ));
+            }
+            if reservation.unmetered > 0 {
+                entries.push((reservation, None, reservation.unmetered, 0));
+            }
+            costs.push((
+                &reservation.send_id,
+                reservation.allocation.units() + reservation.unmetered,
+                cost.micros(),
+            ));
+            (reservation.allocation.units() + reservation.unmetered, cost)
+        } else {
+            (0, Yuan::ZERO)
+        };
+        results[i] = Some(OpResult::Settle(Settled {
+            applied: true,
+            charged_units,
+            cost,
+            remaining: 0,
+        }));
+    }
+    let remaining = pool.remaining();
+    for &(i, ..) in settles {
+        if let Some(OpResult::Settle(settled)) = &mut results[i] {
+            settled.remaining = remaining;
+        }
+    }
+
+    if !costs.is_empty() {
+        let sql = format!(
+            "UPDATE sends SET charged_units = v.units, cost_micros = v.cost \
+             FROM (SELECT column1 AS id, column2 AS units, column3 AS cost \
+             FROM (VALUES {}) AS t) AS v WHERE sends.id = v.id",
+            placeholders(costs.len(), 3, 1)
+        );
+        let mut update = sqlx::query(&sql);
+        for (id, units, cost) in &costs {
+            update = update.bind(*id).bind(*units).bind(*cost);
+        }
+        update.execute(&mut **tx).await?;
+    }
+    // One entry per package charged, plus one unpriced entry for observe mode's units
+    // beyond the packages. Reports and cost metrics are sums over these entries.
+    if !entries.is_empty() {
+        let sql = format!(
+            "INSERT INTO ledger_entries (channel, package_id, send_id, client, units, \
+             cost_micros, created_at) VALUES {}",
+            placeholders(entries.len(), 7, 1)
+        );
+        let mut insert = sqlx::query(&sql);
+        for (reservation, package_id, units, cost) in &entries {
+            insert = insert
+                .bind(reservation.channel.as_str())
+                .bind(*package_id)
+                .bind(&reservation.send_id)
+                .bind(&reservation.client)
+                .bind(*units)
+                .bind(*cost)
+                .bind(now);
+        }
+        insert.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Reserves for every reservation request of the batch, in arrival order.
+async fn reserve_all(
+    tx: &mut Transaction,
+    pool: &mut LockedPool,
+    mode: LedgerMode,
+    channel: &ChannelName,
+    reserves: &[(usize, &ReserveRequest)],
+    now: chrono::DateTime<Utc>,
+    results: &mut [Option<OpResult>],
+) -> Result<(), sqlx::Error> {
+    if reserves.is_empty() {
+        return Ok(());
+    }
+    // Idempotency keys this client already used: one look-up for the whole batch.
+    let mut used_keys = existing_keys(tx, reserves).await?;
+    let mut planned: Vec<(usize, &ReserveRequest, Allocation, i64)> = Vec::new();
+    for &(i, request) in reserves {
+        if let Some(idem) = &request.idempotency {
+            let key = (request.client.clone(), idem.key().to_owned());
+            if let Some(existing_id) = used_keys.get(&key) {
+                results[i] = Some(OpResult::Reserve(ReserveOutcome::Duplicate {
+                    existing_id: existing_id.clone(),
+                }));
+                continue;
+            }
+            used_keys.insert(key, request.send_id.clone());
+        }
+        let wanted = request.units.as_i64();
+        let allocation = pool.take(wanted);
+        let short = wanted - allocation.units();
+        if short > 0 && mode == LedgerMode::Enforce {
+            pool.release(&allocation)
+                .expect("units just taken are reserved and can be released");
+            results[i] = Some(OpResult::Reserve(ReserveOutcome::QuotaExhausted {
+                remaining: pool.remaining(),
+            }));
+            continue;
+        }
+        results[i] = Some(OpResult::Reserve(ReserveOutcome::Reserved(Reservation {
+            send_id: request.send_id.clone(),
+            channel: channel.clone(),
+            client: request.client.clone(),
+            units: request.units,
+            allocation: allocation.clone(),
+            unmetered: short,
+            remaining: pool.remaining(),
+        })));
+        planned.push((i, request, allocation, short));
+    }
+    if planned.is_empty() {
+        return Ok(());
+    }
+
+    // The unique index on (client, idempotency_key) is the final word: a send with the
+    // same key reserved meanwhile by another channel's writer or another instance makes
+    // this insert skip the row, and the reservation is undone below.
+    let sql = format!(
+        "INSERT INTO sends (id, channel, client, idempotency_key, request_hash, \
+         mobile_masked, mobile_full, units, allocation, unmetered_units, status, created_at) \
+         VALUES {} ON CONFLICT (client, idempotency_key) DO NOTHING RETURNING id",
+        placeholders(planned.len(), 12, 1)
+    );
+    let mut insert = sqlx::query(&sql);
+    for (_, request, allocation, short) in &planned {
+        let (key, hash) = match &request.idempotency {
+            Some(idem) => (Some(idem.key()), Some(idem.request_hash())),
+            None => (None, None),
+        };
+        insert = insert
+            .bind(&request.send_id)
+            .bind(channel.as_str())
+            .bind(&request.client)
+            .bind(key)
+            .bind(hash)
+            .bind(&request.mobile_masked)
+            .bind(request.mobile_full.as_deref())
+            .bind(request.units.as_i64())
+            .bind(allocation.to_string())
+            .bind(*short)
+            .bind("reserved")
+            .bind(to_micros(now));
+    }
+    let inserted: HashSet<String> = insert
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get("id"))
+        .collect::<Result<_, _>>()?;
+    for (i, request, allocation, _) in &planned {
+        if inserted.contains(&request.send_id) {
+            continue;
+        }
+        // Undoing can only leave units unsold that a later request of this batch was
+        // refused for: never an oversold unit.
+        pool.release(allocation)
+            .expect("units just taken are reserved and can be released");
+        let existing_id: String =
+            sqlx::query("SELECT id FROM sends WHERE client = $1 AND idempotency_key = $2")
+                .bind(&request.client)
+                .bind(request.idempotency.as_ref().map(IdempotencyKey::key))
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("id")?;
+        results[*i] = Some(OpResult::Reserve(ReserveOutcome::Duplicate { existing_id }));
+    }
+    Ok(())
+}
+
+/// The sends already recorded under the batch's idempotency keys, by (client, key).
+async fn existing_keys(
+    tx: &mut Transaction,
+    reserves: &[(usize, &ReserveRequest)],
+) -> Result<HashMap<(String, String), String>, sqlx::Error> {
+    let keyed: Vec<(&str, &str)> = reserves
+        .iter()
+        .filter_map(|(_, r)| r.idempotency.as_ref().map(|k| (r.client.as_str(), k.key())))
+        .collect();
+    if keyed.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let conditions: Vec<String> = (0..keyed.len())
+        .map(|i| {
+            format!(
+                "(client = ${} AND idempotency_key = ${})",
+                2 * i + 1,
+                2 * i + 2
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT client, idempotency_key, id FROM sends WHERE {}",
+        conditions.join(" OR ")
+    );
+    let mut query = sqlx::query(&sql);
+    for (client, key) in &keyed {
+        query = query.bind(*client).bind(*key);
+    }
+    query
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                (row.try_get("client")?, row.try_get("idempotency_key")?),
+                row.try_get("id")?,
+            ))
+        })
+        .collect()
 }
 
 /// Adds the batch's charges to the channel's running totals, in one statement.
@@ -274,206 +613,13 @@ async fn add_to_totals(
     Ok(())
 }
 
-async fn reserve(
-    tx: &mut Transaction,
-    pool: &mut LockedPool,
-    mode: LedgerMode,
-    channel: &ChannelName,
-    request: &ReserveRequest,
-    now: chrono::DateTime<Utc>,
-) -> Result<ReserveOutcome, sqlx::Error> {
-    let wanted = request.units.as_i64();
-    let before = pool.snapshot_all();
-    let allocation = pool.take(wanted);
-    let short = wanted - allocation.units();
-    if short > 0 && mode == LedgerMode::Enforce {
-        pool.restore(before);
-        return Ok(ReserveOutcome::QuotaExhausted {
-            remaining: pool.remaining(),
-        });
-    }
-    let (key, hash) = match &request.idempotency {
-        Some(idem) => (Some(idem.key()), Some(idem.request_hash())),
-        None => (None, None),
-    };
-    // A key already used by this client makes the insert a no-op; NULL keys never
-    // conflict. The conflict is settled by the unique index, so two instances racing
-    // with the same key cannot both reserve.
-    let inserted = sqlx::query(
-        "INSERT INTO sends (id, channel, client, idempotency_key, request_hash, \
-         mobile_masked, mobile_full, units, allocation, unmetered_units, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'reserved', $11) \
-         ON CONFLICT (client, idempotency_key) DO NOTHING RETURNING id",
-    )
-    .bind(&request.send_id)
-    .bind(channel.as_str())
-    .bind(&request.client)
-    .bind(key)
-    .bind(hash)
-    .bind(&request.mobile_masked)
-    .bind(request.mobile_full.as_deref())
-    .bind(wanted)
-    .bind(allocation.to_string())
-    .bind(short)
-    .bind(to_micros(now))
-    .fetch_optional(&mut **tx)
-    .await?;
-    if inserted.is_none() {
-        pool.restore(before);
-        let existing_id: String =
-            sqlx::query("SELECT id FROM sends WHERE client = $1 AND idempotency_key = $2")
-                .bind(&request.client)
-                .bind(key)
-                .fetch_one(&mut **tx)
-                .await?
-                .try_get("id")?;
-        return Ok(ReserveOutcome::Duplicate { existing_id });
-    }
-    Ok(ReserveOutcome::Reserved(Reservation {
-        send_id: request.send_id.clone(),
-        channel: channel.clone(),
-        client: request.client.clone(),
-        units: request.units,
-        allocation,
-        unmetered: short,
-        remaining: pool.remaining(),
-    }))
-}
+#[cfg(test)]
+mod tests {
+    use super::placeholders;
 
-async fn settle(
-    tx: &mut Transaction,
-    pool: &mut LockedPool,
-    reservation: &Reservation,
-    settlement: &Settlement,
-    now: chrono::DateTime<Utc>,
-) -> Result<Settled, sqlx::Error> {
-    let before = pool.snapshot(&reservation.allocation);
-    let changed = if settlement.charge {
-        pool.charge(&reservation.allocation)
-    } else {
-        pool.release(&reservation.allocation).map(|()| Vec::new())
-    };
-    let parts = match changed {
-        Ok(parts) => parts,
-        Err(problem) => {
-            pool.restore(before);
-            // Expected when the sweeper (or an earlier retry) settled this send already:
-            // its units are no longer reserved. Anything else is a real inconsistency;
-            // leave the send reserved for the sweeper rather than guess, and say so.
-            let status: Option<String> = sqlx::query("SELECT status FROM sends WHERE id = $1")
-                .bind(&reservation.send_id)
-                .fetch_optional(&mut **tx)
-                .await?
-                .map(|row| row.try_get("status"))
-                .transpose()?;
-            if status.as_deref().is_some_and(|s| s != "reserved") {
-                return Ok(Settled {
-                    applied: false,
-                    charged_units: 0,
-                    cost: Yuan::ZERO,
-                    remaining: pool.remaining(),
-                });
-            }
-            tracing::error!(send_id = %reservation.send_id, %problem, "cannot settle reservation");
-            return Err(sqlx::Error::Protocol(format!(
-                "ledger inconsistency: {problem}"
-            )));
-        }
-    };
-    let charged_units = if settlement.charge {
-        reservation.allocation.units() + reservation.unmetered
-    } else {
-        0
-    };
-    let cost: Yuan = parts.iter().map(|p| p.cost).sum();
-    let upstream = &settlement.upstream;
-    let claimed = sqlx::query(
-        "UPDATE sends SET status = $1, charged_units = $2, cost_micros = $3, \
-         upstream_status = $4, upstream_request_id = $5, upstream_task_id = $6, \
-         upstream_message = $7, latency_ms = $8, needs_reconciliation = $9, settled_at = $10 \
-         WHERE id = $11 AND status = 'reserved'",
-    )
-    .bind(settlement.outcome.as_str())
-    .bind(charged_units)
-    .bind(cost.micros())
-    .bind(upstream.status.map(i64::from))
-    .bind(upstream.request_id.as_deref())
-    .bind(upstream.task_id.as_deref())
-    .bind(upstream.message.as_deref())
-    .bind(upstream.latency_ms)
-    .bind(i64::from(settlement.outcome == Outcome::Uncertain))
-    .bind(to_micros(now))
-    .bind(&reservation.send_id)
-    .execute(&mut **tx)
-    .await?;
-    if claimed.rows_affected() == 0 {
-        pool.restore(before);
-        return Ok(Settled {
-            applied: false,
-            charged_units: 0,
-            cost: Yuan::ZERO,
-            remaining: pool.remaining(),
-        });
+    #[test]
+    fn placeholders_number_rows_and_columns_in_order() {
+        assert_eq!(placeholders(2, 3, 2), "($2, $3, $4), ($5, $6, $7)");
+        assert_eq!(placeholders(1, 1, 1), "($1)");
     }
-    if settlement.charge {
-        insert_charge_entries(tx, reservation, &parts, now).await?;
-    }
-    Ok(Settled {
-        applied: true,
-        charged_units,
-        cost,
-        remaining: pool.remaining(),
-    })
-}
-
-/// One entry per package charged, plus one unpriced entry for observe mode's units
-/// beyond the packages. Reports and cost metrics are sums over these entries.
-async fn insert_charge_entries(
-    tx: &mut Transaction,
-    reservation: &Reservation,
-    parts: &[ChargedPart],
-    now: chrono::DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    let mut rows: Vec<(Option<i64>, i64, i64)> = parts
-        .iter()
-        .map(|p| (Some(p.package_id), p.units, p.cost.micros()))
-        .collect();
-    if reservation.unmetered > 0 {
-        rows.push((None, reservation.unmetered, 0));
-    }
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut sql = String::from(
-        "INSERT INTO ledger_entries (channel, package_id, send_id, client, units, cost_micros, created_at) VALUES ",
-    );
-    for i in 0..rows.len() {
-        let b = i * 7;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 7
-        ));
-    }
-    let mut query = sqlx::query(&sql);
-    for (package_id, units, cost) in rows {
-        query = query
-            .bind(reservation.channel.as_str())
-            .bind(package_id)
-            .bind(&reservation.send_id)
-            .bind(&reservation.client)
-            .bind(units)
-            .bind(cost)
-            .bind(to_micros(now));
-    }
-    query.execute(&mut **tx).await?;
-    Ok(())
 }
