@@ -42,7 +42,7 @@ impl Application {
             })?;
             appcodes.insert(channel.name.clone(), Secret::new(appcode));
         }
-        let mut clients = Vec::new();
+        let mut clients: Vec<(Secret, Caller)> = Vec::new();
         for client in &settings.clients {
             let token = env(&client.token_env)
                 .filter(|v| !v.is_empty())
@@ -52,6 +52,14 @@ impl Application {
                         client.name, client.token_env
                     )
                 })?;
+            // A shared token would make one client act as the other (perhaps as admin).
+            if let Some((_, other)) = clients.iter().find(|(known, _)| known.expose() == token) {
+                anyhow::bail!(
+                    "clients {} and {} have the same token; give each client its own",
+                    other.name,
+                    client.name
+                );
+            }
             clients.push((
                 Secret::new(token),
                 Caller {
@@ -72,7 +80,9 @@ impl Application {
 
         let vendor = VendorClient::new(settings.upstream.timeout)
             .context("cannot build the HTTP client for the vendor")?;
-        let sends = SendService::new(&settings, ledger.clone(), vendor, &appcodes, Vec::new())?;
+        let metrics = crate::metrics::MetricsExporter::new(ledger.clone(), &settings);
+        let observers = vec![metrics.send_observer()];
+        let sends = SendService::new(&settings, ledger.clone(), vendor, &appcodes, observers)?;
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
@@ -81,6 +91,7 @@ impl Application {
             sends,
             clients: Clients::new(clients),
             in_flight: InFlight::default(),
+            metrics,
         };
         Ok(Self {
             listener,

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ledger;
+pub mod metrics;
 pub mod secret;
 pub mod store;
 pub mod telemetry;

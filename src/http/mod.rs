@@ -35,6 +35,7 @@ pub struct AppState {
     pub sends: SendService,
     pub clients: Clients,
     pub in_flight: InFlight,
+    pub metrics: crate::metrics::MetricsExporter,
 }
 
 impl AppState {
@@ -126,7 +127,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/packages", post(packages::register).get(packages::list))
         .route("/v1/reconciliations", post(packages::reconcile))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::metrics::serve_metrics));
     for channel in &state.settings.channels {
         let Some(path) = &channel.proxy_path else {
             continue;

@@ -2,7 +2,9 @@
 
 mod app;
 mod cli;
+mod dashboards;
 mod helpers;
 mod ledger;
+mod metrics;
 mod sends;
 mod vendor;

@@ -1,0 +1,197 @@
+//! [`SendMetrics`]: what this process saw on the send path, told by the send service.
+
+use std::collections::HashSet;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+use super::labels::SendOutcomeLabel;
+use super::names;
+use crate::domain::ChannelName;
+use crate::send::{SendEvent, SendObserver};
+
+/// Vendor latency buckets, in seconds: from a fast gateway answer to the longest
+/// timeout an operator is likely to configure.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
+];
+
+/// `tollgate_sends_total{channel,outcome}` and
+/// `tollgate_upstream_request_duration_seconds{channel}`, per process.
+///
+/// Every (channel, outcome) series of the configured channels starts at 0, so that
+/// `rate()` and `increase()` see the first send of each kind, and a channel that is
+/// not configured is never counted: the label sets are fixed when tollgate starts.
+pub struct SendMetrics {
+    channels: HashSet<String>,
+    sends: IntCounterVec,
+    upstream_duration: HistogramVec,
+}
+
+impl SendMetrics {
+    pub fn new<'a>(channels: impl IntoIterator<Item = &'a ChannelName>) -> Self {
+        let sends = IntCounterVec::new(
+            Opts::new(
+                names::SENDS_TOTAL,
+                "Sends by channel and outcome: the vendor outcome, or quota_exhausted / rejected for sends refused before the vendor was called.",
+            ),
+            &["channel", "outcome"],
+        )
+        .expect("a valid metric definition");
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                names::UPSTREAM_REQUEST_DURATION_SECONDS,
+                "Time the vendor took to answer one send, in seconds.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["channel"],
+        )
+        .expect("a valid metric definition");
+        let channels: HashSet<String> = channels.into_iter().map(|c| c.to_string()).collect();
+        for channel in &channels {
+            for outcome in SendOutcomeLabel::all() {
+                sends.with_label_values(&[channel.as_str(), outcome.as_str()]);
+            }
+            upstream_duration.with_label_values(&[channel.as_str()]);
+        }
+        Self {
+            channels,
+            sends,
+            upstream_duration,
+        }
+    }
+
+    /// Adds this process's send metrics to `registry` (which is built for one scrape).
+    pub fn register_into(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.sends.clone()))?;
+        registry.register(Box::new(self.upstream_duration.clone()))
+    }
+
+    fn count(&self, channel: &ChannelName, outcome: SendOutcomeLabel) {
+        if self.channels.contains(channel.as_str()) {
+            self.sends
+                .with_label_values(&[channel.as_str(), outcome.as_str()])
+                .inc();
+        }
+    }
+}
+
+impl SendObserver for SendMetrics {
+    fn observe(&self, event: &SendEvent<'_>) {
+        match event {
+            SendEvent::Refused { channel, code } => {
+                self.count(channel, SendOutcomeLabel::for_refusal(code));
+            }
+            SendEvent::Settled {
+                channel,
+                outcome,
+                latency,
+                ..
+            } => {
+                self.count(channel, SendOutcomeLabel::Vendor(*outcome));
+                if self.channels.contains(channel.as_str()) {
+                    self.upstream_duration
+                        .with_label_values(&[channel.as_str()])
+                        .observe(latency.as_secs_f64());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::Yuan;
+    use crate::upstream::Outcome;
+
+    fn channel(name: &str) -> ChannelName {
+        ChannelName::parse(name).unwrap()
+    }
+
+    fn settled(channel: &ChannelName, outcome: Outcome, latency_ms: u64) -> SendEvent<'_> {
+        SendEvent::Settled {
+            channel,
+            outcome,
+            charged_units: 1,
+            cost: Yuan::from_micros(45_000),
+            latency: Duration::from_millis(latency_ms),
+            remaining: 10,
+        }
+    }
+
+    fn sends(metrics: &SendMetrics, channel: &str, outcome: &str) -> u64 {
+        metrics.sends.with_label_values(&[channel, outcome]).get()
+    }
+
+    #[test]
+    fn settled_sends_are_counted_by_vendor_outcome_and_timed() {
+        let sms = channel("sms_code");
+        let metrics = SendMetrics::new([&sms]);
+        metrics.observe(&settled(&sms, Outcome::Sent, 120));
+        metrics.observe(&settled(&sms, Outcome::Sent, 80));
+        metrics.observe(&settled(&sms, Outcome::VendorRejected, 300));
+
+        assert_eq!(sends(&metrics, "sms_code", "sent"), 2);
+        assert_eq!(sends(&metrics, "sms_code", "vendor_rejected"), 1);
+        let histogram = metrics.upstream_duration.with_label_values(&["sms_code"]);
+        assert_eq!(histogram.get_sample_count(), 3);
+        assert!((histogram.get_sample_sum() - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn refusals_are_counted_without_a_latency() {
+        let sms = channel("sms_code");
+        let metrics = SendMetrics::new([&sms]);
+        metrics.observe(&SendEvent::Refused {
+            channel: &sms,
+            code: "quota_exhausted",
+        });
+        metrics.observe(&SendEvent::Refused {
+            channel: &sms,
+            code: "invalid_mobile",
+        });
+        metrics.observe(&SendEvent::Refused {
+            channel: &sms,
+            code: "outside_sending_window",
+        });
+
+        assert_eq!(sends(&metrics, "sms_code", "quota_exhausted"), 1);
+        assert_eq!(sends(&metrics, "sms_code", "rejected"), 2);
+        let histogram = metrics.upstream_duration.with_label_values(&["sms_code"]);
+        assert_eq!(histogram.get_sample_count(), 0);
+    }
+
+    #[test]
+    fn every_series_exists_from_the_start_and_no_other_appears() {
+        let sms = channel("sms_code");
+        let voice = channel("voice_notice");
+        let metrics = SendMetrics::new([&sms, &voice]);
+        let stranger = channel("not_configured");
+        metrics.observe(&settled(&stranger, Outcome::Sent, 10));
+        metrics.observe(&SendEvent::Refused {
+            channel: &stranger,
+            code: "rejected",
+        });
+
+        let registry = Registry::new();
+        metrics.register_into(&registry).unwrap();
+        let families = registry.gather();
+        let sends_family = families
+            .iter()
+            .find(|f| f.name() == names::SENDS_TOTAL)
+            .unwrap();
+        // 2 channels × 9 outcome values, all at zero: the stranger was not counted.
+        assert_eq!(sends_family.get_metric().len(), 18);
+        assert!(sends_family
+            .get_metric()
+            .iter()
+            .all(|m| m.get_counter().get_value() == 0.0));
+        let histogram_family = families
+            .iter()
+            .find(|f| f.name() == names::UPSTREAM_REQUEST_DURATION_SECONDS)
+            .unwrap();
+        assert_eq!(histogram_family.get_metric().len(), 2);
+    }
+}
