@@ -42,6 +42,8 @@ CREATE TABLE sends (
     upstream_request_id TEXT,
     upstream_task_id    TEXT,
     upstream_message    TEXT,
+    -- The vendor's own count of what is left (its body's RemainPoint), when it says.
+    upstream_remain_point BIGINT,
     latency_ms          BIGINT,
     needs_reconciliation BIGINT NOT NULL DEFAULT 0,
     created_at          BIGINT  NOT NULL,

@@ -260,10 +260,12 @@ impl Checker {
                 Duration::from_secs(30),
             ),
         };
-        if ledger.reservation_timeout <= upstream.timeout {
+        // A send may wait the vendor timeout and then retry its settlement for a while
+        // (about a minute at most); the sweeper must not race it.
+        if ledger.reservation_timeout < upstream.timeout + Duration::from_secs(120) {
             self.problem(
                 "ledger.reservation_timeout",
-                "must be longer than upstream.timeout, or sends still waiting for the vendor would be swept",
+                "must be at least upstream.timeout plus 2 minutes, or sends still under way could be swept",
             );
         }
 

@@ -114,17 +114,31 @@ pub struct ClientSettings {
 impl DatabaseSettings {
     /// The URL with any password replaced by `***`, for messages and logs.
     pub fn url_for_display(&self) -> String {
-        let url = self.url.expose();
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return url.to_owned();
+        let Ok(mut url) = url::Url::parse(self.url.expose()) else {
+            return "(unparsable database URL)".to_owned();
         };
-        match rest.split_once('@') {
-            Some((credentials, host)) => match credentials.split_once(':') {
-                Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-                None => url.to_owned(),
-            },
-            None => url.to_owned(),
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
         }
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(key, value)| {
+                let secret =
+                    key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword");
+                (
+                    key.into_owned(),
+                    if secret {
+                        "***".to_owned()
+                    } else {
+                        value.into_owned()
+                    },
+                )
+            })
+            .collect();
+        if !pairs.is_empty() {
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.to_string()
     }
 }
 

@@ -36,8 +36,10 @@ where
                 }
             })?;
         let value = serde_json::from_slice(&bytes).map_err(|err| {
+            // serde quotes the offending value, which may be a mobile number.
+            let problem = crate::domain::mobile::mask_mobile_numbers(&err.to_string());
             ApiError::invalid_request(format!(
-                "the body is not valid JSON for this endpoint: {err}"
+                "the body is not valid JSON for this endpoint: {problem}"
             ))
         })?;
         Ok(ApiJson(value, bytes))

@@ -120,6 +120,11 @@ async fn send_checked(
         idempotency: idempotency.clone(),
         origin: Origin::Api,
     };
+    if let Some(key) = &idempotency {
+        if let Some(earlier) = state.sends.earlier_answer(&caller.name, key).await? {
+            return Ok(send_response(&earlier));
+        }
+    }
     let prepared = state.sends.prepare(&request)?;
     let outcome = state.run_send(prepared, caller.name, idempotency).await?;
     Ok(send_response(&outcome))
@@ -139,6 +144,7 @@ pub async fn get(
             body["created_at"] = json!(record.created_at);
             body["settled_at"] = json!(record.settled_at);
             body["needs_reconciliation"] = json!(record.needs_reconciliation);
+            body["upstream"]["remain_point"] = json!(record.upstream.remain_point);
             Ok(Json(body).into_response())
         }
         _ => Err(ApiError::not_found(format!("no message {id:?}"))),

@@ -18,8 +18,10 @@ use crate::ledger::{NewPackage, PackageInput};
 pub struct PackageBody {
     pub channel: String,
     pub units: serde_json::Value,
-    /// An exact decimal: a string (`"45.00"`) is safest; a plain JSON number is read
-    /// from its written digits, never through a float.
+    /// An exact decimal: a string (`"45.00"`) is exact always. A plain JSON number is
+    /// parsed as a double and printed back in its shortest form, which gives back the
+    /// digits as written for any price of up to 15 significant digits; longer ones must
+    /// be strings.
     pub price: serde_json::Value,
     pub purchased_at: Option<String>,
     pub expires_at: Option<String>,
@@ -70,8 +72,9 @@ pub async fn register(
 pub async fn list(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid_request(e.body_text()))?;
     let channel = query
         .channel
         .as_deref()
@@ -87,6 +90,9 @@ pub async fn reconcile(
     ApiJson(body, _): ApiJson<ReconcileBody>,
 ) -> Result<Response, ApiError> {
     let channel: ChannelName = state.channel(&body.channel)?;
+    if i64::try_from(body.remaining).is_err() {
+        return Err(ApiError::invalid_request("remaining is too large"));
+    }
     let record = state
         .sends
         .ledger()
@@ -95,8 +101,8 @@ pub async fn reconcile(
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 
-/// A JSON string as its text, anything else (a number) as written: numbers are read from
-/// their digits, never through a float.
+/// A JSON string as its text, anything else (a number) in its shortest form, which is
+/// the number as written for up to 15 significant digits.
 fn json_text(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::String(text) => text.clone(),

@@ -118,7 +118,7 @@ fn gateway_error(status: StatusCode, message: &str, detail: Option<(&str, String
     let body = match detail {
         Some((code, reason)) => {
             builder = builder.header("X-Tollgate-Error-Code", code);
-            json!({ "ReturnStatus": "Faild", "Message": reason, "RemainPoint": 0, "TaskID": 0, "SuccessCounts": 0 })
+            json!({ "ReturnStatus": "Faild", "Message": reason })
         }
         None => json!({ "message": message }),
     };

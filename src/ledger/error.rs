@@ -18,8 +18,16 @@ pub enum LedgerError {
     Inconsistent(String),
 }
 
+/// The marker the writer puts on an error that no retry can fix.
+pub(super) const INCONSISTENCY: &str = "ledger inconsistency: ";
+
 impl From<sqlx::Error> for LedgerError {
     fn from(err: sqlx::Error) -> Self {
-        LedgerError::Unavailable(Arc::new(err))
+        match err {
+            sqlx::Error::Protocol(message) if message.starts_with(INCONSISTENCY) => {
+                LedgerError::Inconsistent(message[INCONSISTENCY.len()..].to_owned())
+            }
+            err => LedgerError::Unavailable(Arc::new(err)),
+        }
     }
 }

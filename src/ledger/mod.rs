@@ -25,7 +25,7 @@ pub use sends::{IdempotencyKey, SendRecord, UpstreamRecord};
 pub use sweeper::Sweeper;
 pub use writer::{Reservation, ReserveOutcome, ReserveRequest, Settled, Settlement, MAX_BATCH};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::config::LedgerMode;
@@ -43,6 +43,8 @@ struct Inner {
     mode: LedgerMode,
     batch_limit: usize,
     writers: Mutex<HashMap<ChannelName, writer::WriterHandle>>,
+    /// Sends this process has reserved and not yet settled; the sweeper leaves them be.
+    in_flight: Mutex<HashSet<String>>,
 }
 
 impl Ledger {
@@ -59,6 +61,7 @@ impl Ledger {
                 mode,
                 batch_limit: batch_limit.max(1),
                 writers: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -69,6 +72,18 @@ impl Ledger {
 
     pub fn mode(&self) -> LedgerMode {
         self.inner.mode
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner
+            .in_flight
+            .lock()
+            .expect("in-flight set lock poisoned")
+    }
+
+    /// Whether this process reserved `send_id` and has not finished settling it.
+    pub fn is_in_flight(&self, send_id: &str) -> bool {
+        self.in_flight().contains(send_id)
     }
 
     /// The writer task for `channel`, started on first use.

@@ -40,6 +40,13 @@ pub(super) struct ChargedPart {
     pub cost: Yuan,
 }
 
+/// Which packages a transaction needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    Sends,
+    Reconciliation,
+}
+
 pub(super) struct LockedPool {
     /// In serving order: earliest expiry first (no expiry last), then earliest purchase.
     packages: Vec<PackageState>,
@@ -48,21 +55,31 @@ pub(super) struct LockedPool {
 
 impl LockedPool {
     /// Loads and locks the packages a batch can touch: those that can still serve, and
-    /// those with reservations outstanding (which may have expired since).
+    /// those with reservations outstanding (which may have expired since). For a
+    /// reconciliation, also the used-up packages that have not expired, since it may
+    /// give units back to them.
     pub async fn load(
         tx: &mut Transaction,
         db: &Db,
         channel: &ChannelName,
         now: DateTime<Utc>,
+        scope: Scope,
     ) -> Result<Self, sqlx::Error> {
         let now = to_micros(now);
+        let used_up = match scope {
+            Scope::Sends => "",
+            Scope::Reconciliation => {
+                " OR (charged > 0 AND (expires_at IS NULL OR expires_at > $2))"
+            }
+        };
         // Locks are taken in id order so that two transactions never wait on each other
         // in a cycle; the serving order is applied afterwards in memory.
         let rows = sqlx::query(&format!(
             "SELECT id, units, price_micros, taken, charged, purchased_at, expires_at \
-             FROM packages WHERE channel = $1 AND charged < units \
-             AND (expires_at IS NULL OR expires_at > $2 OR taken > charged) \
+             FROM packages WHERE channel = $1 AND ((charged < units \
+             AND (expires_at IS NULL OR expires_at > $2 OR taken > charged)){}) \
              ORDER BY id{}",
+            used_up,
             db.for_update()
         ))
         .bind(channel.as_str())

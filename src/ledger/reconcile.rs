@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::pool::LockedPool;
+use super::pool::{LockedPool, Scope};
 use super::{Ledger, LedgerError};
 use crate::domain::{ChannelName, Yuan};
 use crate::store::{from_micros, to_micros};
@@ -44,7 +44,7 @@ impl Ledger {
         let now = Utc::now();
         let db = self.db();
         let mut tx = db.begin_write().await?;
-        let mut pool = LockedPool::load(&mut tx, db, channel, now).await?;
+        let mut pool = LockedPool::load(&mut tx, db, channel, now, Scope::Reconciliation).await?;
         let local_remaining = pool.remaining();
         let difference = local_remaining - vendor_remaining;
         let parts = match difference {

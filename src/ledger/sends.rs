@@ -51,6 +51,8 @@ pub struct UpstreamRecord {
     pub request_id: Option<String>,
     pub task_id: Option<String>,
     pub message: Option<String>,
+    /// The vendor's `RemainPoint`: what it says is left of its own package.
+    pub remain_point: Option<i64>,
     pub latency_ms: Option<i64>,
 }
 
@@ -81,11 +83,25 @@ impl SendRecord {
 }
 
 impl Ledger {
+    /// The send a client already made under an idempotency key, if any.
+    pub async fn find_send_by_key(
+        &self,
+        client: &str,
+        key: &str,
+    ) -> Result<Option<String>, LedgerError> {
+        let row = sqlx::query("SELECT id FROM sends WHERE client = $1 AND idempotency_key = $2")
+            .bind(client)
+            .bind(key)
+            .fetch_optional(self.db().pool())
+            .await?;
+        Ok(row.map(|row| row.try_get("id")).transpose()?)
+    }
+
     pub async fn get_send(&self, id: &str) -> Result<Option<SendRecord>, LedgerError> {
         let row = sqlx::query(
             "SELECT id, channel, client, mobile_masked, units, status, charged_units, \
              cost_micros, needs_reconciliation, upstream_status, upstream_request_id, \
-             upstream_task_id, upstream_message, latency_ms, created_at, settled_at, \
+             upstream_task_id, upstream_message, upstream_remain_point, latency_ms, created_at, settled_at, \
              request_hash FROM sends WHERE id = $1",
         )
         .bind(id)
@@ -109,6 +125,7 @@ impl Ledger {
                 request_id: row.try_get("upstream_request_id")?,
                 task_id: row.try_get("upstream_task_id")?,
                 message: row.try_get("upstream_message")?,
+                remain_point: row.try_get("upstream_remain_point")?,
                 latency_ms: row.try_get("latency_ms")?,
             },
             created_at: from_micros(row.try_get("created_at")?),

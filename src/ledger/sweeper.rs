@@ -65,9 +65,20 @@ impl Sweeper {
                     ..UpstreamRecord::default()
                 },
             };
-            if self.ledger.settle(&reservation, settlement).await?.applied {
-                tracing::warn!(%send_id, channel = %reservation.channel, "swept an unsettled reservation as uncertain");
-                settled += 1;
+            if self.ledger.is_in_flight(&send_id) {
+                // This process is still waiting on the vendor or the ledger for it.
+                continue;
+            }
+            // One reservation that cannot be settled must not hold up the others.
+            match self.ledger.settle(&reservation, settlement).await {
+                Ok(outcome) if outcome.applied => {
+                    tracing::warn!(%send_id, channel = %reservation.channel, "swept an unsettled reservation as uncertain");
+                    settled += 1;
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::error!(%send_id, error = %err, "cannot sweep a reservation; will retry");
+                }
             }
         }
         Ok(settled)

@@ -28,7 +28,8 @@ use chrono::Utc;
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
-use super::pool::LockedPool;
+use super::error::INCONSISTENCY;
+use super::pool::{LockedPool, Scope};
 use super::sends::{IdempotencyKey, UpstreamRecord};
 use super::{Allocation, Ledger, LedgerError};
 use crate::config::LedgerMode;
@@ -140,7 +141,12 @@ impl Ledger {
         request: ReserveRequest,
     ) -> Result<ReserveOutcome, LedgerError> {
         match self.writer(channel).submit(Op::Reserve(request)).await? {
-            OpResult::Reserve(outcome) => Ok(outcome),
+            OpResult::Reserve(outcome) => {
+                if let ReserveOutcome::Reserved(reservation) = &outcome {
+                    self.in_flight().insert(reservation.send_id.clone());
+                }
+                Ok(outcome)
+            }
             OpResult::Settle(_) => unreachable!("a reserve is answered with a reserve result"),
         }
     }
@@ -152,6 +158,16 @@ impl Ledger {
     /// as `uncertain` (charged), so a charge is never lost.
     #[tracing::instrument(skip_all, fields(channel = %reservation.channel, send_id = %reservation.send_id, outcome = settlement.outcome.as_str()))]
     pub async fn settle(
+        &self,
+        reservation: &Reservation,
+        settlement: Settlement,
+    ) -> Result<Settled, LedgerError> {
+        let result = self.settle_with_retries(reservation, settlement).await;
+        self.in_flight().remove(&reservation.send_id);
+        result
+    }
+
+    async fn settle_with_retries(
         &self,
         reservation: &Reservation,
         settlement: Settlement,
@@ -193,7 +209,10 @@ async fn run_writer(
                     let _ = reply.send(Ok(result));
                 }
             }
-            Err(err) if ops.len() > 1 => {
+            // A statement refused by the database may be one operation's fault: apply
+            // the operations one by one so that it fails alone. A connection problem
+            // would fail every one of them too, so it fails the batch at once.
+            Err(err @ sqlx::Error::Database(_)) if ops.len() > 1 => {
                 // Apply one by one, so that whatever failed the batch fails only itself.
                 tracing::warn!(channel = %channel, size = ops.len(), error = %err, "ledger batch failed; applying its operations one by one");
                 for (op, reply) in ops.into_iter().zip(replies) {
@@ -230,7 +249,7 @@ async fn apply_batch(
 ) -> Result<Vec<OpResult>, sqlx::Error> {
     let now = Utc::now();
     let mut tx = db.begin_write().await?;
-    let mut pool = LockedPool::load(&mut tx, db, channel, now).await?;
+    let mut pool = LockedPool::load(&mut tx, db, channel, now, Scope::Sends).await?;
     let mut results: Vec<Option<OpResult>> = ops.iter().map(|_| None).collect();
 
     let settles: Vec<(usize, &Reservation, &Settlement)> = ops
@@ -307,12 +326,14 @@ async fn settle_all(
         "UPDATE sends SET status = v.status, upstream_status = v.upstream_status, \
          upstream_request_id = v.request_id, upstream_task_id = v.task_id, \
          upstream_message = v.message, latency_ms = v.latency_ms, \
-         needs_reconciliation = v.flag, settled_at = $1 \
+         needs_reconciliation = v.flag, upstream_remain_point = v.remain_point, \
+         settled_at = $1 \
          FROM (SELECT column1 AS id, column2 AS status, column3 AS upstream_status, \
          column4 AS request_id, column5 AS task_id, column6 AS message, \
-         column7 AS latency_ms, column8 AS flag FROM (VALUES {}) AS t) AS v \
+         column7 AS latency_ms, column8 AS flag, column9 AS remain_point \
+         FROM (VALUES {}) AS t) AS v \
          WHERE sends.id = v.id AND sends.status = 'reserved' RETURNING sends.id",
-        placeholders(settles.len(), 8, 2)
+        placeholders(settles.len(), 9, 2)
     );
     let mut claim = sqlx::query(&sql).bind(now);
     for (_, reservation, settlement) in settles {
@@ -325,9 +346,10 @@ async fn settle_all(
             .bind(upstream.task_id.as_deref())
             .bind(upstream.message.as_deref())
             .bind(upstream.latency_ms)
-            .bind(i64::from(settlement.outcome == Outcome::Uncertain));
+            .bind(i64::from(settlement.outcome == Outcome::Uncertain))
+            .bind(upstream.remain_point);
     }
-    let claimed: HashSet<String> = claim
+    let mut claimed: HashSet<String> = claim
         .fetch_all(&mut **tx)
         .await?
         .iter()
@@ -338,7 +360,9 @@ async fn settle_all(
     let mut entries: Vec<(&Reservation, Option<i64>, i64, i64)> = Vec::new();
     let mut costs: Vec<(&str, i64, i64)> = Vec::new();
     for &(i, reservation, settlement) in settles {
-        if !claimed.contains(&reservation.send_id) {
+        // `remove`, not `contains`: should one batch hold two settlements of the same
+        // send (a late one and the sweeper's), only the first applies.
+        if !claimed.remove(&reservation.send_id) {
             results[i] = Some(OpResult::Settle(Settled {
                 applied: false,
                 charged_units: 0,
@@ -356,7 +380,7 @@ async fn settle_all(
         // inconsistent: fail the batch (nothing is written) rather than guess.
         let parts = applied.map_err(|problem| {
             tracing::error!(send_id = %reservation.send_id, %problem, "cannot settle reservation");
-            sqlx::Error::Protocol(format!("ledger inconsistency: {problem}"))
+            sqlx::Error::Protocol(format!("{INCONSISTENCY}{problem}"))
         })?;
         let (charged_units, cost) = if settlement.charge {
             let cost: Yuan = parts.iter().map(|p| p.cost).sum();
@@ -456,7 +480,6 @@ async fn reserve_all(
                 }));
                 continue;
             }
-            used_keys.insert(key, request.send_id.clone());
         }
         let wanted = request.units.as_i64();
         let allocation = pool.take(wanted);
@@ -468,6 +491,14 @@ async fn reserve_all(
                 remaining: pool.remaining(),
             }));
             continue;
+        }
+        // Only a planned reservation claims its key: a request refused for quota leaves
+        // it free for a later request of the batch.
+        if let Some(idem) = &request.idempotency {
+            used_keys.insert(
+                (request.client.clone(), idem.key().to_owned()),
+                request.send_id.clone(),
+            );
         }
         results[i] = Some(OpResult::Reserve(ReserveOutcome::Reserved(Reservation {
             send_id: request.send_id.clone(),

@@ -11,8 +11,8 @@ use crate::domain::mobile::Mobile;
 use crate::domain::template::TemplateBody;
 use crate::domain::ChannelName;
 use crate::ledger::{
-    IdempotencyKey, Ledger, LedgerError, ReserveOutcome, ReserveRequest, SendRecord, Settlement,
-    UpstreamRecord,
+    IdempotencyKey, Ledger, LedgerError, Reservation, ReserveOutcome, ReserveRequest, SendRecord,
+    Settlement, UpstreamRecord,
 };
 use crate::secret::Secret;
 use crate::upstream::{Outcome, VendorCall, VendorClient, VendorReply};
@@ -345,17 +345,37 @@ impl SendService {
                 request_id: answer.request_id.clone(),
                 task_id: answer.task_id.clone(),
                 message: answer.message.clone(),
+                remain_point: answer.remain_point,
                 latency_ms: i64::try_from(reply.latency.as_millis()).ok(),
             },
         };
-        let settled = ledger.settle(&reservation, settlement.clone()).await;
-        let settled = match settled {
-            Ok(settled) => settled,
+        let settled = match ledger.settle(&reservation, settlement.clone()).await {
+            Ok(settled) if settled.applied => settled,
+            Ok(_) => {
+                // Settled already, by the sweeper while this send waited: the stored
+                // record is the truth, and answering from it keeps retries consistent.
+                return self.stored_outcome(&reservation.send_id, reply).await;
+            }
             Err(err) => {
-                // The vendor has answered but the ledger cannot record it. The
-                // reservation stays, and the sweeper will charge it as uncertain.
-                tracing::error!(send_id = %reservation.send_id, error = %err, "could not settle a send; the sweeper will charge it");
-                return Err(SendError::Unavailable(err));
+                // The vendor was called but the ledger cannot record its answer. The
+                // reservation stays, and the sweeper will charge it as `uncertain`:
+                // answer that now, so the client does not retry a send that went out.
+                tracing::error!(send_id = %reservation.send_id, error = %err, "could not settle a send; the sweeper will charge it as uncertain");
+                let mut record =
+                    self.record(&reservation, &prepared, &settlement, idempotency.as_ref());
+                record.status = Outcome::Uncertain.as_str().to_owned();
+                record.charged_units = reservation.units.as_i64();
+                record.needs_reconciliation = true;
+                record.upstream.message = Some(format!(
+                    "the vendor answered {}, but the ledger could not record it; the send will be charged as uncertain and flagged for reconciliation",
+                    answer.outcome
+                ));
+                return Ok(SendOutcome {
+                    record,
+                    remaining: reservation.remaining,
+                    replayed: false,
+                    vendor: Some(reply),
+                });
             }
         };
         if answer.outcome == Outcome::VendorQuotaExhausted {
@@ -374,28 +394,96 @@ impl SendService {
             latency: reply.latency,
             remaining,
         });
-        let now = Utc::now();
-        let record = SendRecord {
-            id: reservation.send_id.clone(),
-            channel: channel.settings.name.to_string(),
-            client: reservation.client.clone(),
-            to: prepared.mobile.masked(),
-            units: i64::from(prepared.rated.units.get()),
-            status: answer.outcome.as_str().to_owned(),
-            charged_units: settled.charged_units,
-            cost: settled.cost,
-            needs_reconciliation: answer.outcome == Outcome::Uncertain,
-            upstream: settlement.upstream,
-            created_at: now,
-            settled_at: Some(now),
-            request_hash: idempotency.map(|k| k.request_hash().to_owned()),
-        };
+        let mut record = self.record(&reservation, &prepared, &settlement, idempotency.as_ref());
+        record.charged_units = settled.charged_units;
+        record.cost = settled.cost;
         Ok(SendOutcome {
             record,
             remaining,
             replayed: false,
             vendor: Some(reply),
         })
+    }
+
+    /// The send's record as settled with `settlement`, built in memory.
+    fn record(
+        &self,
+        reservation: &Reservation,
+        prepared: &PreparedSend,
+        settlement: &Settlement,
+        idempotency: Option<&IdempotencyKey>,
+    ) -> SendRecord {
+        let now = Utc::now();
+        SendRecord {
+            id: reservation.send_id.clone(),
+            channel: prepared.channel.settings.name.to_string(),
+            client: reservation.client.clone(),
+            to: prepared.mobile.masked(),
+            units: i64::from(prepared.rated.units.get()),
+            status: settlement.outcome.as_str().to_owned(),
+            charged_units: 0,
+            cost: crate::domain::Yuan::ZERO,
+            needs_reconciliation: settlement.outcome == Outcome::Uncertain,
+            upstream: settlement.upstream.clone(),
+            created_at: now,
+            settled_at: Some(now),
+            request_hash: idempotency.map(|k| k.request_hash().to_owned()),
+        }
+    }
+
+    /// The answer for a send as the ledger stored it.
+    async fn stored_outcome(
+        &self,
+        send_id: &str,
+        reply: VendorReply,
+    ) -> Result<SendOutcome, SendError> {
+        let record = self
+            .inner
+            .ledger
+            .get_send(send_id)
+            .await
+            .map_err(SendError::Unavailable)?
+            .ok_or_else(|| {
+                SendError::Unavailable(LedgerError::Inconsistent(format!(
+                    "send {send_id} vanished"
+                )))
+            })?;
+        let channel = ChannelName::parse(&record.channel)
+            .map_err(|e| SendError::Unavailable(LedgerError::Inconsistent(e.to_string())))?;
+        let remaining = self
+            .inner
+            .ledger
+            .quota(&channel)
+            .await
+            .map_err(SendError::Unavailable)?
+            .remaining;
+        Ok(SendOutcome {
+            record,
+            remaining,
+            replayed: false,
+            vendor: Some(reply),
+        })
+    }
+
+    /// The first answer to a repeated request, if the client already used this
+    /// idempotency key. Checked before the request is validated, so that a repeat gets
+    /// the first answer even when the request would no longer pass (the marketing window
+    /// has closed, a template was renamed).
+    pub async fn earlier_answer(
+        &self,
+        client: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<SendOutcome>, SendError> {
+        let existing = self
+            .inner
+            .ledger
+            .find_send_by_key(client, key.key())
+            .await
+            .map_err(SendError::Unavailable)?;
+        match existing {
+            Some(id) => self.replay(&id, Some(key)).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// A repeat of an earlier request: the first result, without a second vendor call.

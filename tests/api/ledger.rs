@@ -27,6 +27,8 @@ on_both_backends!(
     reconciliation_appends_adjustments_and_never_rewrites_history,
     observe_mode_meters_sends_beyond_the_quota,
     quota_view_reports_usage_and_burn_rate,
+    two_settlements_of_one_send_charge_it_once,
+    reconciliation_gives_units_back_to_a_used_up_package,
 );
 
 fn charge(outcome: Outcome) -> Settlement {
@@ -542,10 +544,13 @@ async fn a_late_settlement_after_the_sweeper_changes_nothing(backend: Backend) {
             .await
             .unwrap(),
     );
-    Sweeper::new(ledger.clone(), std::time::Duration::ZERO)
-        .try_run_once()
-        .await
-        .unwrap();
+    // This instance still has the send under way, so its own sweeper leaves it alone;
+    // another instance's sweeper (or this one's after a restart) takes it.
+    let own = Sweeper::new(ledger.clone(), std::time::Duration::ZERO);
+    assert_eq!(own.try_run_once().await.unwrap(), 0);
+    let other = Ledger::new(test.another_instance().await, LedgerMode::Enforce);
+    let swept = Sweeper::new(other, std::time::Duration::ZERO);
+    assert_eq!(swept.try_run_once().await.unwrap(), 1);
 
     let late = ledger.settle(&reservation, release()).await.unwrap();
     let late_charge = ledger
@@ -691,4 +696,78 @@ async fn quota_view_reports_usage_and_burn_rate(backend: Backend) {
     assert_eq!(quota.days_left, Some(92.5));
     assert_eq!(quota.next_expiry, Some(time("2099-01-01T00:00:00Z")));
     ledger.settle(&in_flight, release()).await.unwrap();
+}
+
+/// A late settlement and the sweeper's can reach the writer together and land in one
+/// batch: only one may apply.
+async fn two_settlements_of_one_send_charge_it_once(backend: Backend) {
+    let test = TestDb::new(backend).await;
+    let ledger = test.ledger(LedgerMode::Enforce);
+    add_package(
+        &ledger,
+        PackageSpec {
+            units: 10,
+            price: "1.00",
+            ..Default::default()
+        },
+    )
+    .await;
+    // Another send holding units in the same package, so a double charge would not be
+    // refused for lack of reserved units.
+    let other = reserved(
+        ledger
+            .reserve(&channel("sms_code"), request(3))
+            .await
+            .unwrap(),
+    );
+    let reservation = reserved(
+        ledger
+            .reserve(&channel("sms_code"), request(1))
+            .await
+            .unwrap(),
+    );
+
+    let (first, second) = tokio::join!(
+        ledger.settle(&reservation, charge(Outcome::Sent)),
+        ledger.settle(&reservation, charge(Outcome::Uncertain)),
+    );
+
+    let applied = [first.unwrap().applied, second.unwrap().applied];
+    assert_eq!(applied.iter().filter(|a| **a).count(), 1, "{applied:?}");
+    let charged: i64 = sqlx::query_scalar("SELECT CAST(SUM(units) AS BIGINT) FROM ledger_entries")
+        .fetch_one(test.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(charged, 1);
+    let settled = ledger.settle(&other, charge(Outcome::Sent)).await.unwrap();
+    assert!(settled.applied);
+    let quota = ledger.quota(&channel("sms_code")).await.unwrap();
+    assert_eq!((quota.used, quota.reserved, quota.remaining), (4, 0, 6));
+}
+
+/// The common case: a package used up with some sends uncertain, and the console shows
+/// that a few units were in fact not used.
+async fn reconciliation_gives_units_back_to_a_used_up_package(backend: Backend) {
+    let test = TestDb::new(backend).await;
+    let ledger = test.ledger(LedgerMode::Enforce);
+    add_package(
+        &ledger,
+        PackageSpec {
+            units: 100,
+            price: "10.00",
+            ..Default::default()
+        },
+    )
+    .await;
+    reserve_and_charge(&ledger, 100).await.unwrap();
+
+    let record = ledger
+        .reconcile(&channel("sms_code"), 3, None)
+        .await
+        .unwrap();
+
+    assert_eq!((record.adjusted_units, record.remaining_after), (-3, 3));
+    assert_eq!(record.adjusted_cost, Yuan::from_micros(-300_000));
+    assert!(reserve_and_charge(&ledger, 3).await.is_some());
+    assert!(reserve_and_charge(&ledger, 1).await.is_none());
 }

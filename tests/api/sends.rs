@@ -412,13 +412,36 @@ async fn the_vendor_saying_quota_exhausted_marks_the_channel_exhausted(backend: 
 }
 
 async fn every_request_error_code_is_answered_without_charging(backend: Backend) {
-    let extra = r#"
+    // Windows relative to the time in Shanghai now, so the test holds at any hour.
+    let local = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
+    let at = |hours: i64| {
+        (local + chrono::Duration::hours(hours))
+            .format("%H:%M")
+            .to_string()
+    };
+    let closed = format!("{}-{}", at(6), at(7));
+    let open = format!("{}-{}", at(-1), at(1));
+    let extra = format!(
+        r#"
         [[channels]]
         name = "sms_marketing"
         kind = "sms_marketing"
         url = "http://127.0.0.1:9/never"
         signature = "【卡池】"
-        sending_window = "00:00-00:01"
+        sending_window = "{closed}"
+
+        [[channels]]
+        name = "sms_marketing_open"
+        kind = "sms_marketing"
+        url = "http://127.0.0.1:9/never"
+        signature = "【卡池】"
+        sending_window = "{open}"
+
+        [[channels]]
+        name = "sms_raw"
+        kind = "sms_notice"
+        url = "http://127.0.0.1:9/never"
+        proxy_path = "/chuangxin/dxtz"
 
         [[templates]]
         name = "promo"
@@ -427,23 +450,32 @@ async fn every_request_error_code_is_answered_without_charging(backend: Backend)
 
         [[templates]]
         name = "promo_no_suffix"
-        channel = "sms_marketing"
+        channel = "sms_marketing_open"
         body = "【卡池】#shop#周年店庆，全场5折起！"
 
         [[templates]]
         name = "long"
         channel = "sms_code"
         body = "【卡池】#text#"
-    "#;
+    "#
+    );
     let mut app = spawn_app_with(
         backend,
         AppOptions {
-            extra_toml: extra.into(),
+            extra_toml: extra,
             ..Default::default()
         },
     )
     .await;
-    for channel in ["sms_code", "voice_code", "voice_notice", "sms_marketing"] {
+    let channels = [
+        "sms_code",
+        "voice_code",
+        "voice_notice",
+        "sms_marketing",
+        "sms_marketing_open",
+        "sms_raw",
+    ];
+    for channel in channels {
         app.add_package(channel, 100, "1.00").await;
     }
     let login = |params: Value| json!({"channel": "sms_code", "to": MOBILE, "template": "login_code", "params": params});
@@ -506,6 +538,11 @@ async fn every_request_error_code_is_answered_without_charging(backend: Backend)
             json!({"channel": "voice_code", "to": MOBILE, "content": "12ab"}),
         ),
         (
+            "missing_unsubscribe_suffix",
+            400,
+            json!({"channel": "sms_marketing_open", "to": MOBILE, "template": "promo_no_suffix", "params": {"shop": "卡池商城"}}),
+        ),
+        (
             "outside_sending_window",
             400,
             json!({"channel": "sms_marketing", "to": MOBILE, "template": "promo", "params": {"shop": "卡池商城"}}),
@@ -559,8 +596,24 @@ async fn every_request_error_code_is_answered_without_charging(backend: Backend)
         .unwrap();
     assert_eq!(not_json.status(), 400);
 
+    // A channel without a signature of its own: raw text through the drop-in proxy
+    // must carry one.
+    let unsigned = app
+        .http
+        .get(app.url("/chuangxin/dxtz"))
+        .query(&[("content", "您的订单已发货"), ("mobile", MOBILE)])
+        .header("Authorization", format!("APPCODE {SHOP_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 400);
+    assert_eq!(
+        unsigned.headers()["x-tollgate-error-code"],
+        "missing_signature"
+    );
+
     assert_eq!(app.vendor.calls(), 0);
-    for channel in ["sms_code", "voice_code", "voice_notice", "sms_marketing"] {
+    for channel in channels {
         assert_eq!(app.quota(channel).await["used"], 0, "{channel}");
     }
     app.stop().await;
