@@ -1,0 +1,218 @@
+//! The `exec` notifier: runs a program with the event JSON on its standard input. Exit
+//! status 0 means delivered; anything else, or running past `timeout` (the program is
+//! then killed), means failed and the outbox retries.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tollgate_notify::{
+    parse_timeout, BoxFuture, BuildNotifier, ConfigError, DeliveryError, Env, Event, Notifier,
+    NotifierConfig,
+};
+
+/// At most this much of the program's stderr is kept in the attempt's error.
+const STDERR_KEPT: usize = 500;
+
+/// `[[notifiers]] type = "exec"` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecConfig {
+    /// The program: an absolute path, or a name looked up in `PATH`.
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables for the program.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Default 30s; the program is killed after it.
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckedExec {
+    command: PathBuf,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    timeout: Duration,
+}
+
+impl NotifierConfig for ExecConfig {
+    const TYPE: &'static str = "exec";
+    type Checked = CheckedExec;
+
+    fn validate(&self) -> Result<CheckedExec, ConfigError> {
+        let command = self.command.trim();
+        if command.is_empty() {
+            return Err(ConfigError::new("command", "is required"));
+        }
+        if command.contains('/') && !command.starts_with('/') {
+            return Err(ConfigError::new(
+                "command",
+                "must be an absolute path or a program name found in PATH",
+            ));
+        }
+        for name in self.env.keys() {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(ConfigError::new(
+                    format!("env.{name}"),
+                    "is not a valid variable name",
+                ));
+            }
+        }
+        Ok(CheckedExec {
+            command: PathBuf::from(command),
+            args: self.args.clone(),
+            env: self.env.clone(),
+            timeout: parse_timeout("timeout", self.timeout.as_deref(), Duration::from_secs(30))?,
+        })
+    }
+}
+
+impl BuildNotifier for CheckedExec {
+    fn build(&self, _env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigError> {
+        if self.command.is_absolute() && !self.command.is_file() {
+            return Err(ConfigError::new(
+                "command",
+                format!("{} does not exist", self.command.display()),
+            ));
+        }
+        Ok(Arc::new(ExecNotifier {
+            config: self.clone(),
+        }))
+    }
+}
+
+pub struct ExecNotifier {
+    config: CheckedExec,
+}
+
+impl ExecNotifier {
+    async fn run(&self, event: &Event) -> Result<(), DeliveryError> {
+        let program = self.config.command.display().to_string();
+        let mut child = tokio::process::Command::new(&self.config.command)
+            .args(&self.config.args)
+            .envs(&self.config.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| DeliveryError::new(format!("cannot start {program}: {e}")))?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let body = event.to_json();
+        let work = async {
+            // A program that exits without reading its input closes the pipe: that is
+            // its business, and its exit status still decides.
+            let _ = stdin.write_all(body.as_bytes()).await;
+            drop(stdin);
+            let mut errors = Vec::new();
+            let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut errors).await;
+            let status = child.wait().await;
+            (status, errors)
+        };
+        let (status, errors) = match tokio::time::timeout(self.config.timeout, work).await {
+            Ok(done) => done,
+            // `child` is dropped with the future and killed (`kill_on_drop`).
+            Err(_) => {
+                return Err(DeliveryError::new(format!(
+                    "{program} did not finish within {:?} and was killed",
+                    self.config.timeout
+                )))
+            }
+        };
+        let status =
+            status.map_err(|e| DeliveryError::new(format!("waiting for {program}: {e}")))?;
+        if status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&errors);
+        let stderr: String = stderr.trim().chars().take(STDERR_KEPT).collect();
+        Err(DeliveryError::new(format!(
+            "{program} exited with {status}{}",
+            if stderr.is_empty() {
+                String::new()
+            } else {
+                format!(": {stderr}")
+            }
+        )))
+    }
+}
+
+impl Notifier for ExecNotifier {
+    fn kind(&self) -> &'static str {
+        ExecConfig::TYPE
+    }
+
+    fn deliver<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(self.run(event))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(command: &str, args: &[&str], timeout: Option<&str>) -> ExecConfig {
+        ExecConfig {
+            command: command.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: BTreeMap::new(),
+            timeout: timeout.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        assert_eq!(config("", &[], None).validate().unwrap_err().key, "command");
+        assert_eq!(
+            config("bin/notify", &[], None).validate().unwrap_err().key,
+            "command"
+        );
+        assert_eq!(
+            config("sh", &[], Some("later")).validate().unwrap_err().key,
+            "timeout"
+        );
+        let missing = config("/no/such/program", &[], None).validate().unwrap();
+        assert_eq!(missing.build(&|_| None).err().unwrap().key, "command");
+    }
+
+    #[tokio::test]
+    async fn the_exit_status_decides_and_stderr_is_reported() {
+        let event = Event::test("evt_1".into(), chrono::Utc::now());
+        let ok = config("sh", &["-c", "cat >/dev/null"], None)
+            .validate()
+            .unwrap();
+        ok.build(&|_| None).unwrap().deliver(&event).await.unwrap();
+        let failing = config("sh", &["-c", "echo no route >&2; exit 3"], None)
+            .validate()
+            .unwrap();
+        let err = failing
+            .build(&|_| None)
+            .unwrap()
+            .deliver(&event)
+            .await
+            .unwrap_err();
+        assert!(err.0.contains("no route"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_program_past_its_timeout_is_killed_and_fails() {
+        let event = Event::test("evt_1".into(), chrono::Utc::now());
+        let slow = config("sh", &["-c", "sleep 30"], Some("200ms"))
+            .validate()
+            .unwrap();
+        let err = slow
+            .build(&|_| None)
+            .unwrap()
+            .deliver(&event)
+            .await
+            .unwrap_err();
+        assert!(err.0.contains("killed"), "{err}");
+    }
+}

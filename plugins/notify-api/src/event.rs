@@ -1,0 +1,221 @@
+//! The event JSON of SPEC §7: the webhook body, the exec program's stdin, and what
+//! every other notifier renders.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The `version` of the event format.
+pub const EVENT_VERSION: &str = "1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "quota.low")]
+    QuotaLow,
+    #[serde(rename = "quota.exhausted")]
+    QuotaExhausted,
+    #[serde(rename = "quota.recovered")]
+    QuotaRecovered,
+    #[serde(rename = "package.expiring")]
+    PackageExpiring,
+    #[serde(rename = "provider.auth_failed")]
+    ProviderAuthFailed,
+    #[serde(rename = "report.monthly")]
+    ReportMonthly,
+    #[serde(rename = "test")]
+    Test,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::QuotaLow => "quota.low",
+            EventKind::QuotaExhausted => "quota.exhausted",
+            EventKind::QuotaRecovered => "quota.recovered",
+            EventKind::PackageExpiring => "package.expiring",
+            EventKind::ProviderAuthFailed => "provider.auth_failed",
+            EventKind::ReportMonthly => "report.monthly",
+            EventKind::Test => "test",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Firing,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Severity> {
+        match raw {
+            "info" => Some(Severity::Info),
+            "warning" => Some(Severity::Warning),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// One notification's content. Every field of SPEC §7 is always present in the JSON;
+/// figures that do not apply (a test event has no channel) are `null`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub version: String,
+    /// Stable across retries: receivers deduplicate on it.
+    pub id: String,
+    pub event: EventKind,
+    pub status: Status,
+    pub rule: Option<String>,
+    pub severity: Severity,
+    pub channel: Option<String>,
+    pub remaining_units: Option<i64>,
+    pub purchased_units: Option<i64>,
+    pub remaining_ratio: Option<f64>,
+    pub burn_rate_per_day: Option<f64>,
+    pub days_left: Option<f64>,
+    #[serde(with = "rfc3339_option")]
+    pub forecast_exhausted_at: Option<DateTime<Utc>>,
+    pub repurchase_url: Option<String>,
+    pub suggested_units: Option<i64>,
+    pub summary: String,
+    #[serde(with = "rfc3339")]
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl Event {
+    /// The event `tollgate notify test` sends: no channel, no figures.
+    pub fn test(id: String, occurred_at: DateTime<Utc>) -> Event {
+        Event {
+            version: EVENT_VERSION.to_owned(),
+            id,
+            event: EventKind::Test,
+            status: Status::Firing,
+            rule: None,
+            severity: Severity::Info,
+            channel: None,
+            remaining_units: None,
+            purchased_units: None,
+            remaining_ratio: None,
+            burn_rate_per_day: None,
+            days_left: None,
+            forecast_exhausted_at: None,
+            repurchase_url: None,
+            suggested_units: None,
+            summary: "tollgate 通知测试：收到这条消息说明该通知渠道配置正确。".to_owned(),
+            occurred_at,
+        }
+    }
+
+    /// The JSON body, exactly as webhooks and exec programs receive it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an event always serializes")
+    }
+}
+
+/// Times are written as RFC 3339 in UTC with second precision: `2026-12-01T08:00:00Z`.
+mod rfc3339 {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Secs, true))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let raw = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&raw)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+mod rfc3339_option {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(
+        at: &Option<DateTime<Utc>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match at {
+            Some(at) => super::rfc3339::serialize(at, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<DateTime<Utc>>, D::Error> {
+        let raw: Option<String> = Option::deserialize(d)?;
+        raw.map(|raw| {
+            DateTime::parse_from_rfc3339(&raw)
+                .map(|at| at.with_timezone(&Utc))
+                .map_err(serde::de::Error::custom)
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_has_every_field_of_the_spec() {
+        let at = DateTime::parse_from_rfc3339("2026-12-01T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let json: serde_json::Value =
+            serde_json::from_str(&Event::test("evt_1".into(), at).to_json()).unwrap();
+        for key in [
+            "version",
+            "id",
+            "event",
+            "status",
+            "rule",
+            "severity",
+            "channel",
+            "remaining_units",
+            "purchased_units",
+            "remaining_ratio",
+            "burn_rate_per_day",
+            "days_left",
+            "forecast_exhausted_at",
+            "repurchase_url",
+            "suggested_units",
+            "summary",
+            "occurred_at",
+        ] {
+            assert!(json.get(key).is_some(), "{key} missing from {json}");
+        }
+        assert_eq!(json["version"], "1");
+        assert_eq!(json["event"], "test");
+        assert_eq!(json["occurred_at"], "2026-12-01T08:00:00Z");
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back.occurred_at, at);
+    }
+}

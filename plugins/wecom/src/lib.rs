@@ -1,0 +1,155 @@
+//! The `wecom` notifier: a WeCom (企业微信) group robot, markdown message. WeCom robots
+//! have no signature: the `key` in the URL is the secret, so the URL is never printed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tollgate_notify::{
+    check_http_url, markdown_zh, parse_timeout, url_origin, BoxFuture, BuildNotifier, ConfigError,
+    DeliveryError, Env, Event, Notifier, NotifierConfig,
+};
+
+/// WeCom refuses markdown content over 4096 bytes.
+const MAX_MARKDOWN_BYTES: usize = 4096;
+
+/// `[[notifiers]] type = "wecom"` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeComConfig {
+    /// `https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…`.
+    pub url: String,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckedWeCom {
+    url: String,
+    timeout: Duration,
+}
+
+impl NotifierConfig for WeComConfig {
+    const TYPE: &'static str = "wecom";
+    type Checked = CheckedWeCom;
+
+    fn validate(&self) -> Result<CheckedWeCom, ConfigError> {
+        check_http_url("url", &self.url)?;
+        Ok(CheckedWeCom {
+            url: self.url.clone(),
+            timeout: parse_timeout("timeout", self.timeout.as_deref(), Duration::from_secs(10))?,
+        })
+    }
+}
+
+impl BuildNotifier for CheckedWeCom {
+    fn build(&self, _env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigError> {
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .build()
+            .map_err(|e| ConfigError::new("url", format!("cannot build the HTTP client: {e}")))?;
+        Ok(Arc::new(WeComNotifier {
+            config: self.clone(),
+            http,
+        }))
+    }
+}
+
+pub struct WeComNotifier {
+    config: CheckedWeCom,
+    http: reqwest::Client,
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+impl Notifier for WeComNotifier {
+    fn kind(&self) -> &'static str {
+        WeComConfig::TYPE
+    }
+
+    fn deliver<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let payload = serde_json::json!({
+                "msgtype": "markdown",
+                "markdown": { "content": truncate(markdown_zh(event), MAX_MARKDOWN_BYTES) },
+            });
+            let origin = url_origin(&self.config.url);
+            let response = self
+                .http
+                .post(&self.config.url)
+                .json(&payload)
+                .send()
+                .await
+                .map_err(|e| {
+                    let what = if e.is_timeout() {
+                        "timed out"
+                    } else if e.is_connect() {
+                        "cannot connect"
+                    } else {
+                        "request failed"
+                    };
+                    DeliveryError::new(format!("{origin}: {what}"))
+                })?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(DeliveryError::new(format!(
+                    "{origin} answered HTTP {status}"
+                )));
+            }
+            let answer: serde_json::Value = response
+                .json()
+                .await
+                .map_err(|_| DeliveryError::new(format!("{origin} answered something not JSON")))?;
+            match answer.get("errcode").and_then(serde_json::Value::as_i64) {
+                Some(0) => Ok(()),
+                code => Err(DeliveryError::new(format!(
+                    "{origin} refused the message: errcode {} {}",
+                    code.map(|c| c.to_string())
+                        .unwrap_or_else(|| "missing".into()),
+                    answer
+                        .get("errmsg")
+                        .and_then(|m| m.as_str())
+                        .unwrap_or_default()
+                ))),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = WeComConfig {
+            url: "qyapi.weixin.qq.com".into(),
+            timeout: None,
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "url");
+        let bad = WeComConfig {
+            url: "https://qyapi.weixin.qq.com/x".into(),
+            timeout: Some("0s".into()),
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "timeout");
+        let err =
+            serde_json::from_str::<WeComConfig>(r#"{"url":"https://a","key":"k"}"#).unwrap_err();
+        assert!(err.to_string().contains("key"), "{err}");
+    }
+
+    #[test]
+    fn long_markdown_is_cut_on_a_character_boundary() {
+        let cut = truncate("余".repeat(2000), MAX_MARKDOWN_BYTES);
+        assert!(cut.len() <= MAX_MARKDOWN_BYTES);
+        assert!(cut.chars().all(|c| c == '余'));
+    }
+}

@@ -1,0 +1,76 @@
+//! Evaluation right after each charge, off the send path: the send service's observer
+//! notes the channel and returns; a background task evaluates each noted channel once,
+//! however many sends noted it meanwhile.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use tokio::sync::{watch, Notify};
+
+use super::engine::AlertEngine;
+use crate::domain::ChannelName;
+use crate::send::{SendEvent, SendObserver};
+
+/// Registered with the send service; never blocks.
+#[derive(Default)]
+pub struct AlertObserver {
+    pending: Mutex<BTreeSet<ChannelName>>,
+    wake: Notify,
+}
+
+impl AlertObserver {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Notes a channel to evaluate (also for callers outside the send path).
+    pub fn note(&self, channel: &ChannelName) {
+        let mut pending = self.pending.lock().expect("pending lock poisoned");
+        if pending.insert(channel.clone()) {
+            self.wake.notify_one();
+        }
+    }
+
+    fn take(&self) -> BTreeSet<ChannelName> {
+        std::mem::take(&mut *self.pending.lock().expect("pending lock poisoned"))
+    }
+}
+
+impl SendObserver for AlertObserver {
+    fn observe(&self, event: &SendEvent<'_>) {
+        // Only a settled send changes what the rules look at (quota, the vendor's
+        // answer); a refusal changed nothing.
+        if let SendEvent::Settled { channel, .. } = event {
+            self.note(channel);
+        }
+    }
+}
+
+/// Evaluates noted channels until `stop` turns true, then once more for whatever the
+/// last sends noted.
+pub async fn run(
+    observer: std::sync::Arc<AlertObserver>,
+    engine: AlertEngine,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        for channel in observer.take() {
+            if let Err(err) = engine.evaluate_channel(&channel).await {
+                // The next charge or the quota_check schedule evaluates it again.
+                tracing::error!(channel = %channel, error = format!("{err:#}"), "alert evaluation failed");
+            }
+        }
+        if *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = observer.wake.notified() => {}
+            changed = stop.changed() => if changed.is_err() { break },
+        }
+    }
+    for channel in observer.take() {
+        if let Err(err) = engine.evaluate_channel(&channel).await {
+            tracing::error!(channel = %channel, error = format!("{err:#}"), "alert evaluation failed");
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The alert tables: `alert_states` (one row per rule and channel) and the writing side
+//! of the outbox (`notifications`). A change of state and its notifications are one
+//! transaction, taken with the state row locked, so each change is notified once.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use tollgate_notify::Event;
+
+use super::state::{decide, AlertState, Current, Step};
+use crate::store::{from_micros, to_micros, Db};
+
+/// One (rule, channel) as stored, for the API and the engine.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertRecord {
+    pub id: String,
+    pub rule: String,
+    pub channel: String,
+    pub state: AlertState,
+    pub severity: String,
+    pub fired_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub last_notified_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<String>,
+    pub summary: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl AlertRecord {
+    pub(super) fn current_for_engine(&self) -> Current {
+        self.current()
+    }
+
+    fn current(&self) -> Current {
+        Current {
+            state: self.state,
+            last_notified_at: self.last_notified_at,
+            acknowledged: self.acknowledged_at.is_some(),
+        }
+    }
+
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        let time = |name: &str| -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+            Ok(row.try_get::<Option<i64>, _>(name)?.map(from_micros))
+        };
+        let state: String = row.try_get("state")?;
+        Ok(AlertRecord {
+            id: row.try_get("id")?,
+            rule: row.try_get("rule")?,
+            channel: row.try_get("channel")?,
+            state: AlertState::parse(&state).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown alert state {state:?}").into())
+            })?,
+            severity: row.try_get("severity")?,
+            fired_at: time("fired_at")?,
+            resolved_at: time("resolved_at")?,
+            last_notified_at: time("last_notified_at")?,
+            acknowledged_at: time("acknowledged_at")?,
+            acknowledged_by: row.try_get("acknowledged_by")?,
+            summary: row.try_get("summary")?,
+            updated_at: from_micros(row.try_get("updated_at")?),
+        })
+    }
+}
+
+const COLUMNS: &str = "id, rule, channel, state, severity, fired_at, resolved_at, \
+     last_notified_at, acknowledged_at, acknowledged_by, summary, updated_at";
+
+/// The result of `POST /v1/alerts/{id}/ack`.
+#[derive(Debug)]
+pub enum AckOutcome {
+    Acknowledged(AlertRecord),
+    /// Only a firing alert can be acknowledged.
+    NotFiring(AlertRecord),
+    NotFound,
+}
+
+/// What a locked transition needs besides the decision: the rule's identity, its
+/// notifiers, and how to build the event once the step is known.
+pub struct TransitionInput<'a> {
+    pub rule: &'a str,
+    pub channel: &'a str,
+    pub severity: &'a str,
+    pub holds: bool,
+    pub now: DateTime<Utc>,
+    pub repeat_every: std::time::Duration,
+    pub notifiers: &'a [String],
+}
+
+pub async fn for_channel(db: &Db, channel: &str) -> Result<Vec<AlertRecord>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM alert_states WHERE channel = $1"
+    ))
+    .bind(channel)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(AlertRecord::from_row).collect()
+}
+
+pub async fn list(db: &Db) -> Result<Vec<AlertRecord>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM alert_states ORDER BY channel, rule"
+    ))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(AlertRecord::from_row).collect()
+}
+
+/// Records an `ok` row for a (rule, channel) seen for the first time, so that the
+/// state is visible (API, metrics) before it ever fires. Changes nothing if present.
+pub async fn track(db: &Db, input: &TransitionInput<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO alert_states (id, rule, channel, state, severity, updated_at) \
+         VALUES ($1, $2, $3, 'ok', $4, $5) ON CONFLICT (rule, channel) DO NOTHING",
+    )
+    .bind(new_id("alr"))
+    .bind(input.rule)
+    .bind(input.channel)
+    .bind(input.severity)
+    .bind(to_micros(input.now))
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Decides again with the row locked and, if there is a step, applies it and writes
+/// one notification per notifier, all in one transaction. Another instance that
+/// evaluated the same change at the same time waits for the lock, then finds the
+/// change already made and does nothing: one notification per change cluster-wide.
+pub async fn transition(
+    db: &Db,
+    input: &TransitionInput<'_>,
+    event_for: impl FnOnce(Step) -> Event,
+) -> Result<Option<(Step, Event)>, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    let now = to_micros(input.now);
+    sqlx::query(
+        "INSERT INTO alert_states (id, rule, channel, state, severity, updated_at) \
+         VALUES ($1, $2, $3, 'ok', $4, $5) ON CONFLICT (rule, channel) DO NOTHING",
+    )
+    .bind(new_id("alr"))
+    .bind(input.rule)
+    .bind(input.channel)
+    .bind(input.severity)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM alert_states WHERE rule = $1 AND channel = $2{}",
+        db.for_update()
+    ))
+    .bind(input.rule)
+    .bind(input.channel)
+    .fetch_one(&mut *tx)
+    .await?;
+    let current = AlertRecord::from_row(&row)?;
+    let Some(step) = decide(
+        Some(current.current()),
+        input.holds,
+        input.now,
+        input.repeat_every,
+    ) else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let event = event_for(step);
+    let update = match step {
+        // A new firing: acknowledgement belongs to the previous one.
+        Step::Fire => {
+            "UPDATE alert_states SET state = 'firing', severity = $3, fired_at = $4, \
+             resolved_at = NULL, last_notified_at = $4, acknowledged_at = NULL, \
+             acknowledged_by = NULL, summary = $5, updated_at = $4 \
+             WHERE rule = $1 AND channel = $2"
+        }
+        Step::Repeat => {
+            "UPDATE alert_states SET severity = $3, last_notified_at = $4, summary = $5, \
+             updated_at = $4 WHERE rule = $1 AND channel = $2"
+        }
+        Step::Resolve => {
+            "UPDATE alert_states SET state = 'resolved', severity = $3, resolved_at = $4, \
+             last_notified_at = $4, acknowledged_at = NULL, acknowledged_by = NULL, \
+             summary = $5, updated_at = $4 WHERE rule = $1 AND channel = $2"
+        }
+    };
+    sqlx::query(update)
+        .bind(input.rule)
+        .bind(input.channel)
+        .bind(input.severity)
+        .bind(now)
+        .bind(&event.summary)
+        .execute(&mut *tx)
+        .await?;
+    let payload = event.to_json();
+    // Outbox times are the real clock's: the worker compares them with its own.
+    let queued_at = to_micros(Utc::now());
+    for notifier in input.notifiers {
+        sqlx::query(
+            "INSERT INTO notifications (id, event_id, notifier, rule, channel, payload, \
+             next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(new_id("ntf"))
+        .bind(&event.id)
+        .bind(notifier)
+        .bind(input.rule)
+        .bind(input.channel)
+        .bind(&payload)
+        .bind(queued_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Some((step, event)))
+}
+
+/// Acknowledges a firing alert: it stops repeating until its state changes.
+pub async fn acknowledge(
+    db: &Db,
+    id: &str,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<AckOutcome, sqlx::Error> {
+    let updated = sqlx::query(&format!(
+        "UPDATE alert_states SET acknowledged_at = $2, acknowledged_by = $3, updated_at = $2 \
+         WHERE id = $1 AND state = 'firing' RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(to_micros(now))
+    .bind(by)
+    .fetch_optional(db.pool())
+    .await?;
+    if let Some(row) = updated {
+        return Ok(AckOutcome::Acknowledged(AlertRecord::from_row(&row)?));
+    }
+    let existing = sqlx::query(&format!("SELECT {COLUMNS} FROM alert_states WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(match existing {
+        Some(row) => AckOutcome::NotFiring(AlertRecord::from_row(&row)?),
+        None => AckOutcome::NotFound,
+    })
+}
+
+/// Whether the vendor's last word on the channel's AppCode was a refusal: the latest
+/// send whose answer says anything about authorization decides. Read-only.
+pub async fn auth_failing(db: &Db, channel: &str) -> Result<bool, sqlx::Error> {
+    let status: Option<String> = sqlx::query(
+        "SELECT status FROM sends WHERE channel = $1 AND status IN \
+         ('sent', 'vendor_rejected', 'vendor_quota_exhausted', 'throttled', 'auth_failed') \
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(channel)
+    .fetch_optional(db.pool())
+    .await?
+    .map(|row| row.try_get("status"))
+    .transpose()?;
+    Ok(status.as_deref() == Some("auth_failed"))
+}
+
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}

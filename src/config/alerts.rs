@@ -1,0 +1,532 @@
+//! `[[alert_rules]]`, `[[notifiers]]` and `[alerts]`: parsed and checked into
+//! [`AlertSettings`], every problem named by its key.
+//!
+//! A notifier's table is handed, without its `name`, to the plugin that its `type`
+//! selects (a serde-tagged enum); the plugin refuses unknown keys and checks its values
+//! in a pure `validate`. Secrets are read later, when the server builds the notifiers.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tollgate_notify::{BuildNotifier, ConfigError, NotifierConfig, Severity};
+
+use super::load::ConfigProblem;
+use super::settings::ChannelSettings;
+use crate::domain::ChannelName;
+
+/// The built-in rules' names; configured rules may not take them.
+pub const BUILTIN_RULES: [&str; 2] = ["quota.exhausted", "provider.auth_failed"];
+
+/// Everything the alert engine and the outbox are configured with.
+#[derive(Debug, Clone, Default)]
+pub struct AlertSettings {
+    pub rules: Vec<AlertRule>,
+    pub notifiers: Vec<NotifierSettings>,
+    pub delivery: DeliverySettings,
+}
+
+/// One `[[alert_rules]]` entry.
+#[derive(Debug, Clone)]
+pub struct AlertRule {
+    pub name: String,
+    pub channels: ChannelSelector,
+    pub condition: Condition,
+    pub severity: Severity,
+    /// Notifier names, each one configured.
+    pub notify: Vec<String>,
+    pub repeat_every: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChannelSelector {
+    All,
+    Named(Vec<ChannelName>),
+}
+
+impl ChannelSelector {
+    pub fn matches(&self, channel: &ChannelName) -> bool {
+        match self {
+            ChannelSelector::All => true,
+            ChannelSelector::Named(names) => names.contains(channel),
+        }
+    }
+}
+
+/// The one condition a rule fires on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Condition {
+    RemainingRatioBelow(f64),
+    RemainingUnitsBelow(i64),
+    /// Forecast from the trailing 7-day burn rate.
+    DaysLeftBelow(f64),
+    /// The earliest expiry of a live package is this close.
+    ExpiresWithin(Duration),
+}
+
+/// One `[[notifiers]]` entry, checked; [`BuildNotifier::build`] makes it a notifier.
+#[derive(Debug, Clone)]
+pub struct NotifierSettings {
+    pub name: String,
+    pub kind: &'static str,
+    pub plugin: Arc<dyn BuildNotifier>,
+}
+
+/// How the outbox retries: after attempt n fails, it waits
+/// `min(retry_initial · 2^(n-1), retry_max)`, and gives up after `max_attempts`.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub max_attempts: u32,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            retry_initial: Duration::from_secs(30),
+            retry_max: Duration::from_secs(3600),
+            max_attempts: 20,
+        }
+    }
+}
+
+/// `[[alert_rules]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAlertRule {
+    pub name: Option<String>,
+    pub channels: Option<OneOrMany>,
+    pub remaining_ratio_below: Option<f64>,
+    pub remaining_units_below: Option<i64>,
+    pub days_left_below: Option<f64>,
+    pub expires_within: Option<String>,
+    pub severity: Option<String>,
+    pub notify: Option<OneOrMany>,
+    pub repeat_every: Option<String>,
+}
+
+/// `"*"` or `["a", "b"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+/// `[alerts]` as written: delivery tuning.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAlerts {
+    pub retry_initial: Option<String>,
+    pub retry_max: Option<String>,
+    pub max_attempts: Option<u32>,
+}
+
+/// A notifier table's plugin part, selected by `type`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum RawPlugin {
+    Email(tollgate_notify_email::EmailConfig),
+    Webhook(tollgate_notify_webhook::WebhookConfig),
+    Dingtalk(tollgate_notify_dingtalk::DingTalkConfig),
+    Wecom(tollgate_notify_wecom::WeComConfig),
+    Feishu(tollgate_notify_feishu::FeishuConfig),
+    Exec(tollgate_notify_exec::ExecConfig),
+}
+
+impl RawPlugin {
+    fn validate(&self) -> Result<(&'static str, Arc<dyn BuildNotifier>), ConfigError> {
+        fn checked<C: NotifierConfig>(
+            config: &C,
+        ) -> Result<(&'static str, Arc<dyn BuildNotifier>), ConfigError>
+        where
+            C::Checked: 'static,
+        {
+            Ok((C::TYPE, Arc::new(config.validate()?)))
+        }
+        match self {
+            RawPlugin::Email(c) => checked(c),
+            RawPlugin::Webhook(c) => checked(c),
+            RawPlugin::Dingtalk(c) => checked(c),
+            RawPlugin::Wecom(c) => checked(c),
+            RawPlugin::Feishu(c) => checked(c),
+            RawPlugin::Exec(c) => checked(c),
+        }
+    }
+}
+
+/// Checks the alert sections against the configured `channels`; returns the settings
+/// and every problem found.
+pub fn check(
+    raw_alerts: &RawAlerts,
+    raw_rules: &[RawAlertRule],
+    raw_notifiers: &[toml::Table],
+    channels: &[ChannelSettings],
+) -> (AlertSettings, Vec<ConfigProblem>) {
+    let mut p = Problems::default();
+    let defaults = DeliverySettings::default();
+    let mut delivery = DeliverySettings {
+        retry_initial: p.duration(
+            "alerts.retry_initial",
+            raw_alerts.retry_initial.as_deref(),
+            defaults.retry_initial,
+        ),
+        retry_max: p.duration(
+            "alerts.retry_max",
+            raw_alerts.retry_max.as_deref(),
+            defaults.retry_max,
+        ),
+        max_attempts: raw_alerts.max_attempts.unwrap_or(defaults.max_attempts),
+    };
+    if delivery.max_attempts == 0 {
+        p.add(
+            "alerts.max_attempts".into(),
+            "must be at least 1".to_owned(),
+        );
+        delivery.max_attempts = 1;
+    }
+
+    let mut notifiers = Vec::new();
+    let mut notifier_names = BTreeSet::new();
+    for (i, table) in raw_notifiers.iter().enumerate() {
+        let at = |field: &str| format!("notifiers[{i}].{field}");
+        let mut table = table.clone();
+        let name = match table.remove("name") {
+            Some(toml::Value::String(name)) if is_label_safe(&name) => Some(name),
+            Some(toml::Value::String(_)) => {
+                p.add(
+                    at("name"),
+                    "must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'".into(),
+                );
+                None
+            }
+            Some(_) => {
+                p.add(at("name"), "must be a string".into());
+                None
+            }
+            None => {
+                p.add(at("name"), "is required".into());
+                None
+            }
+        };
+        if let Some(name) = &name {
+            if !notifier_names.insert(name.clone()) {
+                p.add(at("name"), format!("notifier {name} is defined twice"));
+            }
+        }
+        let plugin = match RawPlugin::deserialize(toml::Value::Table(table)) {
+            Ok(plugin) => plugin,
+            Err(err) => {
+                p.add(
+                    format!("notifiers[{i}]"),
+                    format!(
+                        "{} (type is one of email, webhook, dingtalk, wecom, feishu, exec)",
+                        err.message()
+                    ),
+                );
+                continue;
+            }
+        };
+        match plugin.validate() {
+            Ok((kind, plugin)) => {
+                if let Some(name) = name {
+                    notifiers.push(NotifierSettings { name, kind, plugin });
+                }
+            }
+            Err(err) => p.add(at(&err.key), err.problem),
+        }
+    }
+
+    let mut rules = Vec::new();
+    let mut rule_names = BTreeSet::new();
+    for (i, raw) in raw_rules.iter().enumerate() {
+        let at = |field: &str| format!("alert_rules[{i}].{field}");
+        let name = match raw.name.as_deref().map(str::trim) {
+            Some(name) if BUILTIN_RULES.contains(&name) => {
+                p.add(at("name"), format!("{name} is a built-in rule"));
+                None
+            }
+            Some(name) if is_label_safe(name) => Some(name.to_owned()),
+            Some(_) => {
+                p.add(
+                    at("name"),
+                    "must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'".into(),
+                );
+                None
+            }
+            None => {
+                p.add(at("name"), "is required".into());
+                None
+            }
+        };
+        if let Some(name) = &name {
+            if !rule_names.insert(name.clone()) {
+                p.add(at("name"), format!("rule {name} is defined twice"));
+            }
+        }
+        let selector = match raw.channels.clone().map(OneOrMany::into_vec) {
+            None => ChannelSelector::All,
+            Some(names) if names.iter().any(|n| n == "*") => {
+                if names.len() > 1 {
+                    p.add(at("channels"), "\"*\" already means every channel".into());
+                }
+                ChannelSelector::All
+            }
+            Some(names) if names.is_empty() => {
+                p.add(
+                    at("channels"),
+                    "names no channel (use [\"*\"] for every channel)".into(),
+                );
+                ChannelSelector::All
+            }
+            Some(names) => {
+                let mut found = Vec::new();
+                for name in names {
+                    match channels.iter().find(|c| c.name.as_str() == name) {
+                        Some(channel) => found.push(channel.name.clone()),
+                        None => p.add(at("channels"), format!("no channel is named {name:?}")),
+                    }
+                }
+                ChannelSelector::Named(found)
+            }
+        };
+        let mut conditions = Vec::new();
+        if let Some(ratio) = raw.remaining_ratio_below {
+            if !(ratio > 0.0 && ratio <= 1.0) {
+                p.add(
+                    at("remaining_ratio_below"),
+                    "must be a fraction above 0 and at most 1, such as 0.2".into(),
+                );
+            }
+            conditions.push(Condition::RemainingRatioBelow(ratio));
+        }
+        if let Some(units) = raw.remaining_units_below {
+            if units <= 0 {
+                p.add(at("remaining_units_below"), "must be above 0".into());
+            }
+            conditions.push(Condition::RemainingUnitsBelow(units));
+        }
+        if let Some(days) = raw.days_left_below {
+            if !(days > 0.0 && days.is_finite()) {
+                p.add(at("days_left_below"), "must be above 0".into());
+            }
+            conditions.push(Condition::DaysLeftBelow(days));
+        }
+        if let Some(within) = &raw.expires_within {
+            let within = p.duration(&at("expires_within"), Some(within), Duration::ZERO);
+            conditions.push(Condition::ExpiresWithin(within));
+        }
+        let condition = match conditions.as_slice() {
+            [one] => Some(*one),
+            [] => {
+                p.add(
+                    at("remaining_ratio_below"),
+                    "a rule needs one condition: remaining_ratio_below, remaining_units_below, days_left_below or expires_within".into(),
+                );
+                None
+            }
+            _ => {
+                p.add(
+                    format!("alert_rules[{i}]"),
+                    "has more than one condition; write one rule per condition".into(),
+                );
+                None
+            }
+        };
+        let severity = match raw.severity.as_deref() {
+            None => Severity::Warning,
+            Some(raw) => Severity::parse(raw).unwrap_or_else(|| {
+                p.add(
+                    at("severity"),
+                    format!("{raw:?} is not \"info\", \"warning\" or \"critical\""),
+                );
+                Severity::Warning
+            }),
+        };
+        let notify = raw
+            .notify
+            .clone()
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default();
+        for (j, notifier) in notify.iter().enumerate() {
+            if !notifier_names.contains(notifier) {
+                p.add(
+                    format!("alert_rules[{i}].notify[{j}]"),
+                    format!("no notifier is named {notifier:?}"),
+                );
+            }
+        }
+        let repeat_every = p.duration(
+            &at("repeat_every"),
+            raw.repeat_every.as_deref(),
+            Duration::from_secs(24 * 3600),
+        );
+        if let (Some(name), Some(condition)) = (name, condition) {
+            rules.push(AlertRule {
+                name,
+                channels: selector,
+                condition,
+                severity,
+                notify,
+                repeat_every,
+            });
+        }
+    }
+    (
+        AlertSettings {
+            rules,
+            notifiers,
+            delivery,
+        },
+        p.0,
+    )
+}
+
+/// Every problem found, each naming its key.
+#[derive(Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn add(&mut self, key: String, problem: String) {
+        self.0.push(ConfigProblem { key, problem });
+    }
+
+    fn duration(&mut self, key: &str, raw: Option<&str>, default: Duration) -> Duration {
+        let Some(raw) = raw else { return default };
+        match humantime::parse_duration(raw) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.add(key.to_owned(), "must be longer than zero".to_owned());
+                default
+            }
+            Err(_) => {
+                self.add(
+                    key.to_owned(),
+                    format!("{raw:?} is not a duration like \"30s\", \"24h\" or \"14d\""),
+                );
+                default
+            }
+        }
+    }
+}
+
+/// Rule and notifier names become metric labels: a short, plain alphabet.
+fn is_label_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{load_str, LoadError};
+
+    fn problems(text: &str) -> Vec<(String, String)> {
+        match load_str("test.toml", text, &|_| None) {
+            Err(LoadError::Invalid { problems, .. }) => {
+                problems.into_iter().map(|p| (p.key, p.problem)).collect()
+            }
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    const CHANNEL: &str = r#"
+        [[channels]]
+        name = "sms_code"
+        kind = "sms_code"
+        url = "https://a"
+        signature = "【卡池】"
+    "#;
+
+    #[test]
+    fn the_spec_example_rules_and_notifiers_load() {
+        let text = include_str!("../../tests/fixtures/spec-example.toml");
+        let settings = load_str("spec", text, &|_| None).unwrap();
+        let alerts = &settings.alerts;
+        assert_eq!(alerts.rules.len(), 1);
+        assert_eq!(
+            alerts.rules[0].condition,
+            super::Condition::RemainingRatioBelow(0.2)
+        );
+        assert_eq!(alerts.rules[0].repeat_every.as_secs(), 24 * 3600);
+        let kinds: Vec<_> = alerts.notifiers.iter().map(|n| n.kind).collect();
+        assert_eq!(kinds, ["email", "webhook"]);
+    }
+
+    #[test]
+    fn every_problem_names_its_key() {
+        let found = problems(&format!(
+            r#"{CHANNEL}
+            [[alert_rules]]
+            name = "low"
+            channels = ["sms_code", "fax"]
+            remaining_ratio_below = 1.5
+            severity = "panic"
+            notify = ["nobody"]
+            repeat_every = "often"
+
+            [[alert_rules]]
+            name = "two"
+            remaining_units_below = 10
+            days_left_below = 3.0
+
+            [[alert_rules]]
+            name = "quota.exhausted"
+            remaining_units_below = 1
+
+            [[notifiers]]
+            name = "mail"
+            type = "email"
+            smtp_url = "http://mail"
+            from = "a@example.com"
+            to = ["b@example.com"]
+
+            [[notifiers]]
+            name = "hook"
+            type = "webhook"
+            url = "https://a"
+            secret = "inline"
+
+            [[notifiers]]
+            name = "pager"
+            type = "pager"
+            "#
+        ));
+        let keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+        for key in [
+            "alert_rules[0].channels",
+            "alert_rules[0].remaining_ratio_below",
+            "alert_rules[0].severity",
+            "alert_rules[0].notify[0]",
+            "alert_rules[0].repeat_every",
+            "alert_rules[1]",
+            "alert_rules[2].name",
+            "notifiers[0].smtp_url",
+            "notifiers[1]",
+            "notifiers[2]",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {found:?}");
+        }
+        let unknown = found.iter().find(|(k, _)| k == "notifiers[1]").unwrap();
+        assert!(unknown.1.contains("secret"), "{unknown:?}");
+    }
+
+    #[test]
+    fn a_rule_needs_a_condition() {
+        let found = problems("[[alert_rules]]\nname = \"x\"\n");
+        assert_eq!(found[0].0, "alert_rules[0].remaining_ratio_below");
+    }
+}

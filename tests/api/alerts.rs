@@ -1,0 +1,489 @@
+//! Renewal reminders end to end: rules crossing thresholds, one notification per state
+//! change (also with two instances on one database), durable delivery across a
+//! restart, and the vendor's Quota Exhausted firing the critical alert.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::Row;
+use tollgate::alerts::{AlertEngine, Step};
+use tollgate::config::{load_str, LedgerMode, Settings};
+use tollgate::ledger::Ledger;
+use tollgate::store::Db;
+use tollgate_notify::{EventKind, Severity, Status};
+
+use crate::app::{spawn_app_with, AppOptions, TestApp, ADMIN_TOKEN, SHOP_TOKEN};
+use crate::helpers::{add_package, channel, Backend, PackageSpec, TestDb};
+use crate::notifiers::{verify_webhook, Receiver};
+use crate::on_both_backends;
+use crate::vendor::Reply;
+
+on_both_backends!(
+    a_package_drawn_down_past_a_threshold_notifies_once_and_a_new_package_resolves_it_once,
+    a_firing_alert_repeats_after_repeat_every_and_not_once_acknowledged,
+    two_instances_crossing_the_threshold_at_once_notify_once,
+    a_receiver_down_at_first_gets_the_notification_after_a_restart,
+    the_vendor_answering_quota_exhausted_fires_the_critical_alert_at_once,
+);
+
+async fn count(db: &Db, sql: &str) -> i64 {
+    sqlx::query(sql)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .try_get::<i64, _>(0)
+        .unwrap()
+}
+
+/// Waits (bounded) until `sql` counts at least `at_least`.
+async fn wait_for_count(db: &Db, sql: &str, at_least: i64) {
+    for _ in 0..300 {
+        if count(db, sql).await >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{sql} never reached {at_least}: {}", count(db, sql).await);
+}
+
+fn webhook(name: &str, url: &str) -> String {
+    format!(
+        r#"
+        [[notifiers]]
+        name = "{name}"
+        type = "webhook"
+        url = "{url}"
+        secret_env = "TEST_WEBHOOK_SECRET"
+        "#
+    )
+}
+
+fn low_quota_rule(notify: &str, ratio: f64) -> String {
+    format!(
+        r#"
+        [[alert_rules]]
+        name = "quota-low"
+        channels = ["sms_code"]
+        remaining_ratio_below = {ratio}
+        severity = "warning"
+        notify = [{notify}]
+        repeat_every = "24h"
+        "#
+    )
+}
+
+async fn a_package_drawn_down_past_a_threshold_notifies_once_and_a_new_package_resolves_it_once(
+    backend: Backend,
+) {
+    // Arrange: a rule at 50 % with two notifiers, a webhook and a script.
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("events.jsonl");
+    let extra = format!(
+        r#"
+        {rule}
+        {hook}
+        [[notifiers]]
+        name = "ops-script"
+        type = "exec"
+        command = "sh"
+        args = ["-c", "cat >> {lines}; echo >> {lines}"]
+        "#,
+        rule = low_quota_rule(r#""ops-hook", "ops-script""#, 0.5),
+        hook = webhook("ops-hook", &receiver.url("/hook")),
+        lines = lines.display(),
+    );
+    let mut app = spawn_app_with(
+        backend,
+        AppOptions {
+            extra_toml: extra,
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let db = app.ledger.db().clone();
+    let sms = channel("sms_code");
+    app.add_package("sms_code", 10, "1.00").await;
+    for _ in 0..5 {
+        assert_eq!(app.send_login_code().await.status(), 200);
+    }
+    app.alerts.evaluate_channel(&sms).await.unwrap();
+    assert_eq!(
+        count(&db, "SELECT CAST(COUNT(*) AS BIGINT) FROM notifications").await,
+        0,
+        "50 % left is not below 50 %"
+    );
+
+    // Act: the sixth send crosses the threshold; more sends follow.
+    assert_eq!(app.send_login_code().await.status(), 200);
+    let firing = receiver.wait_for(1).await;
+    for _ in 0..2 {
+        assert_eq!(app.send_login_code().await.status(), 200);
+    }
+    app.alerts.evaluate_channel(&sms).await.unwrap();
+
+    // Assert: one firing notification per notifier, and no more.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM notifications WHERE rule = 'quota-low'"
+        )
+        .await,
+        2
+    );
+    let event = verify_webhook(&firing[0]);
+    assert_eq!(
+        (event.event, event.status),
+        (EventKind::QuotaLow, Status::Firing)
+    );
+    assert_eq!(event.rule.as_deref(), Some("quota-low"));
+    assert_eq!(event.severity, Severity::Warning);
+    assert_eq!(
+        (event.remaining_units, event.purchased_units),
+        (Some(4), Some(10))
+    );
+    assert_eq!(event.remaining_ratio, Some(0.4));
+    assert!(event.suggested_units.is_some());
+    let alerts: Value = app
+        .http
+        .get(app.url("/v1/alerts"))
+        .bearer_auth(SHOP_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let low = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == "quota-low" && a["channel"] == "sms_code")
+        .expect("the alert is listed")
+        .clone();
+    assert_eq!(low["state"], "firing");
+    let id = low["id"].as_str().unwrap();
+    let ack = |token: &'static str, id: String| {
+        let request = app
+            .http
+            .post(app.url(&format!("/v1/alerts/{id}/ack")))
+            .bearer_auth(token);
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(
+        ack(SHOP_TOKEN, id.to_owned()).await.status(),
+        403,
+        "acknowledging needs an admin"
+    );
+    assert_eq!(ack(ADMIN_TOKEN, "alr_missing".into()).await.status(), 404);
+    let acked: Value = ack(ADMIN_TOKEN, id.to_owned()).await.json().await.unwrap();
+    assert_eq!(acked["acknowledged_by"], "ops");
+
+    // Act: a new package lifts the channel above the threshold.
+    app.add_package("sms_code", 10, "1.00").await;
+
+    // Assert: exactly one resolved notification per notifier.
+    wait_for_count(
+        &db,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM notifications WHERE delivered_at IS NOT NULL",
+        4,
+    )
+    .await;
+    app.alerts.evaluate_channel(&sms).await.unwrap();
+    assert_eq!(
+        count(&db, "SELECT CAST(COUNT(*) AS BIGINT) FROM notifications").await,
+        4
+    );
+    let received = receiver.received();
+    assert_eq!(received.len(), 2, "one firing and one resolved webhook");
+    let resolved = verify_webhook(&received[1]);
+    assert_eq!(
+        (resolved.event, resolved.status),
+        (EventKind::QuotaRecovered, Status::Resolved)
+    );
+    assert_ne!(resolved.id, event.id);
+    let script: Vec<Value> = std::fs::read_to_string(&lines)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        script.len(),
+        2,
+        "the script got the same two events: {script:?}"
+    );
+    assert_eq!(script[0]["id"], event.id.as_str());
+    assert_eq!(script[1]["status"], "resolved");
+    assert_eq!(
+        count(&db, "SELECT CAST(COUNT(*) AS BIGINT) FROM notification_attempts WHERE outcome = 'delivered'").await,
+        4
+    );
+    assert_eq!(
+        ack(ADMIN_TOKEN, id.to_owned()).await.status(),
+        409,
+        "a resolved alert cannot be acknowledged"
+    );
+    app.stop().await;
+}
+
+/// Settings for engine-level tests: one channel, one rule, one notifier that is never
+/// built (the engine only queues; no worker runs here).
+fn engine_settings(db_url: &str) -> Settings {
+    load_str(
+        "engine test",
+        &format!(
+            r#"
+            [database]
+            url = "{db_url}"
+            [[channels]]
+            name = "sms_code"
+            kind = "sms_code"
+            url = "http://127.0.0.1:9/dxjk"
+            signature = "【卡池】"
+            {rule}
+            {hook}
+            "#,
+            rule = low_quota_rule(r#""hook""#, 0.2),
+            hook = webhook("hook", "http://127.0.0.1:9/hook"),
+        ),
+        &|_| None,
+    )
+    .unwrap()
+}
+
+async fn a_firing_alert_repeats_after_repeat_every_and_not_once_acknowledged(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let ledger = db.ledger(LedgerMode::Enforce);
+    let sms = channel("sms_code");
+    add_package(
+        &ledger,
+        PackageSpec {
+            units: 100,
+            ..PackageSpec::default()
+        },
+    )
+    .await;
+    ledger.reconcile(&sms, 10, None).await.unwrap();
+    let start: DateTime<Utc> = Utc::now();
+    let now = Arc::new(Mutex::new(start));
+    let clock_now = now.clone();
+    let engine = AlertEngine::new(
+        ledger.clone(),
+        &engine_settings(db.url.expose()),
+        Arc::new(move || *clock_now.lock().unwrap()),
+    );
+    let at = |hours: i64| *now.lock().unwrap() = start + chrono::Duration::hours(hours);
+    let steps = |changes: Vec<tollgate::alerts::Evaluation>| -> Vec<(String, Step)> {
+        changes.into_iter().map(|c| (c.rule, c.step)).collect()
+    };
+    let low = || ("quota-low".to_owned(), Step::Fire);
+
+    assert_eq!(steps(engine.evaluate_channel(&sms).await.unwrap()), [low()]);
+    at(1);
+    assert_eq!(steps(engine.evaluate_channel(&sms).await.unwrap()), []);
+    at(24);
+    assert_eq!(
+        steps(engine.evaluate_channel(&sms).await.unwrap()),
+        [("quota-low".to_owned(), Step::Repeat)]
+    );
+    let id = engine
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.rule == "quota-low")
+        .unwrap()
+        .id;
+    assert!(matches!(
+        engine.acknowledge(&id, "ops").await.unwrap(),
+        tollgate::alerts::AckOutcome::Acknowledged(_)
+    ));
+    at(24 * 5);
+    assert_eq!(
+        steps(engine.evaluate_channel(&sms).await.unwrap()),
+        [],
+        "acknowledged: no repeat"
+    );
+
+    add_package(
+        &ledger,
+        PackageSpec {
+            units: 1000,
+            ..PackageSpec::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        steps(engine.evaluate_channel(&sms).await.unwrap()),
+        [("quota-low".to_owned(), Step::Resolve)]
+    );
+    assert_eq!(steps(engine.evaluate_channel(&sms).await.unwrap()), []);
+    // Fire, repeat, resolve: three notifications, each with its own event id.
+    assert_eq!(
+        count(
+            &db.db,
+            "SELECT CAST(COUNT(DISTINCT event_id) AS BIGINT) FROM notifications"
+        )
+        .await,
+        3
+    );
+}
+
+async fn two_instances_crossing_the_threshold_at_once_notify_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let first = db.ledger(LedgerMode::Enforce);
+    let second = Ledger::new(db.another_instance().await, LedgerMode::Enforce);
+    let sms = channel("sms_code");
+    add_package(
+        &first,
+        PackageSpec {
+            units: 100,
+            ..PackageSpec::default()
+        },
+    )
+    .await;
+    let settings = engine_settings(db.url.expose());
+    let system = || -> tollgate::alerts::Clock { Arc::new(Utc::now) };
+    let engines = [
+        AlertEngine::new(first.clone(), &settings, system()),
+        AlertEngine::new(second.clone(), &settings, system()),
+    ];
+    // Both instances have seen the channel healthy...
+    for engine in &engines {
+        assert!(engine.evaluate_channel(&sms).await.unwrap().is_empty());
+    }
+    // ...then it drops below the threshold and both evaluate at once, several times.
+    first.reconcile(&sms, 5, None).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let engine = engines[i % 2].clone();
+        let sms = sms.clone();
+        tasks.push(tokio::spawn(async move {
+            engine.evaluate_channel(&sms).await.unwrap()
+        }));
+    }
+    let mut fired = 0;
+    for task in tasks {
+        fired += task
+            .await
+            .unwrap()
+            .iter()
+            .filter(|c| c.step == Step::Fire)
+            .count();
+    }
+    assert_eq!(fired, 1, "one instance made the change");
+    assert_eq!(
+        count(&db.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM notifications").await,
+        1,
+        "one notification, not one per instance"
+    );
+}
+
+async fn a_receiver_down_at_first_gets_the_notification_after_a_restart(backend: Backend) {
+    // A port with nothing listening yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let extra = format!(
+        r#"
+        [alerts]
+        retry_initial = "1s"
+        retry_max = "2s"
+        {rule}
+        {hook}
+        "#,
+        rule = low_quota_rule(r#""hook""#, 0.5),
+        hook = webhook("hook", &format!("http://{addr}/hook")),
+    );
+    let mut first = spawn_app_with(
+        backend,
+        AppOptions {
+            extra_toml: extra.clone(),
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let db = first.db.db.clone();
+    let sms = channel("sms_code");
+    first.add_package("sms_code", 10, "1.00").await;
+    first.ledger.reconcile(&sms, 2, None).await.unwrap();
+    first.alerts.evaluate_channel(&sms).await.unwrap();
+    wait_for_count(
+        &db,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM notification_attempts WHERE outcome = 'failed'",
+        1,
+    )
+    .await;
+    first.stop().await;
+
+    // The receiver comes back, and tollgate starts again on the same database.
+    let receiver = Receiver::start_on(addr).await;
+    let mut second = spawn_app_with(
+        backend,
+        AppOptions {
+            extra_toml: extra,
+            database_url: Some(first.db.url.expose().to_owned()),
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let received = receiver.wait_for(1).await;
+    let event = verify_webhook(&received[0]);
+    let stored: String = sqlx::query("SELECT event_id FROM notifications")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .try_get("event_id")
+        .unwrap();
+    assert_eq!(
+        event.id, stored,
+        "the notification queued before the restart"
+    );
+    assert_eq!(event.event, EventKind::QuotaLow);
+    wait_for_count(
+        &db,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM notifications WHERE delivered_at IS NOT NULL",
+        1,
+    )
+    .await;
+    assert_eq!(
+        count(&db, "SELECT CAST(COUNT(*) AS BIGINT) FROM notification_attempts WHERE outcome = 'delivered'").await,
+        1
+    );
+    assert_eq!(receiver.received().len(), 1);
+    second.stop().await;
+    drop(first);
+}
+
+async fn the_vendor_answering_quota_exhausted_fires_the_critical_alert_at_once(backend: Backend) {
+    let receiver = Receiver::start().await;
+    let mut app: TestApp = spawn_app_with(
+        backend,
+        AppOptions {
+            extra_toml: webhook("ops-hook", &receiver.url("/hook")),
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    app.add_package("sms_code", 100, "5.00").await;
+    app.vendor
+        .answer_with(Reply::gateway_error(403, "Quota Exhausted"));
+
+    let response = app.send_login_code().await;
+    assert_eq!(response.status(), 402);
+
+    let received = receiver.wait_for(1).await;
+    let event = verify_webhook(&received[0]);
+    assert_eq!(event.event, EventKind::QuotaExhausted);
+    assert_eq!(event.rule.as_deref(), Some("quota.exhausted"));
+    assert_eq!(
+        (event.severity, event.status),
+        (Severity::Critical, Status::Firing)
+    );
+    assert_eq!(event.remaining_units, Some(0));
+    app.stop().await;
+}
