@@ -22,6 +22,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     ledger: Ledger,
+    alerts: crate::alerts::Alerts,
 }
 
 impl Application {
@@ -81,7 +82,8 @@ impl Application {
         let vendor = VendorClient::new(settings.upstream.timeout)
             .context("cannot build the HTTP client for the vendor")?;
         let metrics = crate::metrics::MetricsExporter::new(ledger.clone(), &settings);
-        let observers = vec![metrics.send_observer()];
+        let alerts = crate::alerts::Alerts::build(&settings, ledger.clone(), env)?;
+        let observers = vec![metrics.send_observer(), alerts.send_observer()];
         let sends = SendService::new(&settings, ledger.clone(), vendor, &appcodes, observers)?;
         let listener = TcpListener::bind(settings.server.listen)
             .await
@@ -92,11 +94,13 @@ impl Application {
             clients: Clients::new(clients),
             in_flight: InFlight::default(),
             metrics,
+            alerts: alerts.engine().clone(),
         };
         Ok(Self {
             listener,
             state,
             ledger,
+            alerts,
         })
     }
 
@@ -112,6 +116,11 @@ impl Application {
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The alert engine (`evaluate_all` is the `quota_check` job).
+    pub fn alerts(&self) -> &crate::alerts::AlertEngine {
+        self.alerts.engine()
     }
 
     /// Names, in a warning, every channel without a package: its sends will be refused.
@@ -145,7 +154,16 @@ impl Application {
         let in_flight = self.state.in_flight.clone();
         let (stopping, stopped) = watch::channel(false);
         let sweeper = Sweeper::new(self.ledger.clone(), settings.ledger.reservation_timeout);
-        let sweeper = tokio::spawn(sweeper.run(settings.ledger.sweep_every, stopped));
+        let sweeper = tokio::spawn(sweeper.run(settings.ledger.sweep_every, stopped.clone()));
+        // Scheduled jobs (SPEC §8): quota_check is the alert engine's evaluation.
+        let engine = self.alerts.engine().clone();
+        let hooks = crate::schedule::JobHooks::default().with_quota_check(move || {
+            let engine = engine.clone();
+            async move { engine.evaluate_all().await.map(|_| ()) }
+        });
+        let scheduler = crate::schedule::standard_jobs(&settings, self.ledger.db().clone(), hooks);
+        let scheduler = tokio::spawn(scheduler.run(stopped.clone()));
+        let alerts = tokio::spawn(self.alerts.run(stopped));
 
         axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(stop)
@@ -165,6 +183,8 @@ impl Application {
         }
         let _ = stopping.send(true);
         let _ = sweeper.await;
+        let _ = alerts.await;
+        let _ = scheduler.await;
         self.ledger.db().close().await;
         tracing::info!("stopped");
         Ok(())

@@ -1,9 +1,11 @@
 //! The `tollgate` command line: parses arguments and calls into the library.
 
 mod config_check;
+mod notify;
 mod output;
 mod packages;
 mod quota;
+mod report;
 mod send;
 mod serve;
 
@@ -54,6 +56,12 @@ pub enum Command {
     /// Check the configuration and environment, and print every problem found.
     #[command(subcommand)]
     Config(config_check::ConfigCommand),
+    /// Send a test event through the configured notifiers.
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
+    /// Cost reports.
+    #[command(subcommand)]
+    Report(report::ReportCommand),
     /// Run a simulation of the vendor's gateway (for demos, tests and benchmarks).
     SandboxUpstream(serve::SandboxArgs),
 }
@@ -68,6 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => send::run(args, &source).await,
         Command::SandboxUpstream(args) => serve::sandbox_upstream(args).await,
         Command::Config(command) => config_check::run(command, &source, &env).await,
+        Command::Notify(command) => notify::run(command, &source, &env).await,
         Command::Migrate => {
             let context = Context::open(&source).await?;
             println!(
@@ -78,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Package(command) => packages::run(command, &Context::open(&source).await?).await,
         Command::Quota(args) => quota::run_quota(args, &Context::open(&source).await?).await,
+        Command::Report(command) => report::run(command, &Context::open(&source).await?).await,
         Command::Reconcile(args) => {
             quota::run_reconcile(args, &Context::open(&source).await?).await
         }

@@ -63,8 +63,18 @@ pub async fn run(command: PackageCommand, context: &Context) -> anyhow::Result<E
                 vendor_order_id: args.order_id,
                 note: args.note,
             };
-            let new = NewPackage::from_input(channel, input, timezone)?;
+            let new = NewPackage::from_input(channel.clone(), input, timezone)?;
             let (package, created) = context.ledger.register_package(new).await?;
+            if created {
+                // Resolves a low-quota alert now: the state change and its notifications
+                // are written here, and a running server's outbox delivers them.
+                let engine = crate::alerts::AlertEngine::new(
+                    context.ledger.clone(),
+                    &context.settings,
+                    crate::alerts::system_clock(),
+                );
+                engine.evaluate_channel(&channel).await?;
+            }
             if !created && args.format == Format::Table {
                 eprintln!(
                     "order {} was already registered; nothing changed",

@@ -273,16 +273,14 @@ impl Checker {
         let templates = self.templates(&raw.templates, &channels);
         let clients = self.clients(&raw.clients);
 
-        let mut unsupported_sections = Vec::new();
-        if !raw.alert_rules.is_empty() {
-            unsupported_sections.push("alert_rules".to_owned());
-        }
-        if !raw.notifiers.is_empty() {
-            unsupported_sections.push("notifiers".to_owned());
-        }
-        if raw.schedule.is_some() {
-            unsupported_sections.push("schedule".to_owned());
-        }
+        let (alerts, alert_problems) =
+            super::alerts::check(&raw.alerts, &raw.alert_rules, &raw.notifiers, &channels);
+        self.problems.extend(alert_problems);
+
+        let (schedule, schedule_problems) = super::schedule::check_schedule(&raw.schedule);
+        self.problems.extend(schedule_problems);
+
+        let unsupported_sections = Vec::new();
 
         Settings {
             server,
@@ -295,6 +293,8 @@ impl Checker {
             channels,
             templates,
             clients,
+            alerts,
+            schedule,
             unsupported_sections,
         }
     }
@@ -513,10 +513,8 @@ mod tests {
         let settings = load_str("spec", text, &no_env).unwrap();
         assert_eq!(settings.channels.len(), 2);
         assert_eq!(settings.templates.len(), 1);
-        assert_eq!(
-            settings.unsupported_sections,
-            ["alert_rules", "notifiers", "schedule"]
-        );
+        assert!(settings.unsupported_sections.is_empty());
+        assert_eq!(settings.schedule.report_notify, ["ops-mail"]);
     }
 
     #[test]

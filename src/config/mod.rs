@@ -1,7 +1,9 @@
 //! Configuration: one typed settings tree, loaded from TOML and the environment.
 
+pub mod alerts;
 mod load;
 mod raw;
+pub mod schedule;
 mod settings;
 
 pub use load::{

@@ -17,12 +17,13 @@ pub struct RawConfig {
     pub channels: Vec<RawChannel>,
     pub templates: Vec<RawTemplate>,
     pub clients: Vec<RawClient>,
-    /// Alert rules, notifiers and schedules belong to later parts of tollgate; their
-    /// tables are accepted so that a complete `tollgate.toml` loads, and reported by
-    /// `config check` as not yet acted upon.
-    pub alert_rules: Vec<toml::Table>,
+    /// Alert rules, notifiers and delivery tuning are checked by [`super::alerts`]; a
+    /// notifier's table goes, without its `name`, to the plugin its `type` selects.
+    pub alerts: super::alerts::RawAlerts,
+    pub alert_rules: Vec<super::alerts::RawAlertRule>,
     pub notifiers: Vec<toml::Table>,
-    pub schedule: Option<toml::Table>,
+    /// `[schedule]`, checked by [`super::schedule`].
+    pub schedule: super::schedule::RawSchedule,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -24,6 +24,10 @@ pub struct Settings {
     pub channels: Vec<ChannelSettings>,
     pub templates: Vec<TemplateSettings>,
     pub clients: Vec<ClientSettings>,
+    /// `[[alert_rules]]`, `[[notifiers]]` and `[alerts]`.
+    pub alerts: super::alerts::AlertSettings,
+    /// `[schedule]`: when the scheduled jobs run.
+    pub schedule: super::schedule::ScheduleSettings,
     /// Sections that later parts of tollgate act upon; kept to report them.
     pub unsupported_sections: Vec<String>,
 }

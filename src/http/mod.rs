@@ -3,6 +3,7 @@
 //! Handlers parse requests into domain types and hand them to the send service or the
 //! ledger; they never write SQL and never call the vendor themselves.
 
+mod alerts;
 pub mod auth;
 pub mod error;
 mod health;
@@ -11,6 +12,7 @@ mod messages;
 mod packages;
 mod proxy;
 mod quota;
+mod reports;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -36,6 +38,7 @@ pub struct AppState {
     pub clients: Clients,
     pub in_flight: InFlight,
     pub metrics: crate::metrics::MetricsExporter,
+    pub alerts: crate::alerts::AlertEngine,
 }
 
 impl AppState {
@@ -126,6 +129,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/quota/{channel}", get(quota::one))
         .route("/v1/packages", post(packages::register).get(packages::list))
         .route("/v1/reconciliations", post(packages::reconcile))
+        .route("/v1/reports/monthly", get(reports::monthly))
+        .route("/v1/alerts", get(alerts::list))
+        .route("/v1/alerts/{id}/ack", post(alerts::acknowledge))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::metrics::serve_metrics));

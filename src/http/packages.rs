@@ -58,9 +58,15 @@ pub async fn register(
         vendor_order_id: body.vendor_order_id,
         note: body.note,
     };
-    let new = NewPackage::from_input(channel, input, state.settings.server.timezone)
+    let new = NewPackage::from_input(channel.clone(), input, state.settings.server.timezone)
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let (package, created) = state.sends.ledger().register_package(new).await?;
+    if created {
+        // A new package may end a low-quota alert: resolve it now, not at the next check.
+        if let Err(err) = state.alerts.evaluate_channel(&channel).await {
+            tracing::error!(channel = %channel, error = format!("{err:#}"), "alert evaluation after a new package failed");
+        }
+    }
     let status = if created {
         StatusCode::CREATED
     } else {

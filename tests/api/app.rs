@@ -24,6 +24,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub vendor: StandInVendor,
     pub ledger: Ledger,
+    pub alerts: tollgate::alerts::AlertEngine,
     pub db: TestDb,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -35,6 +36,8 @@ pub struct AppOptions {
     pub extra_toml: String,
     pub ledger_mode: Option<&'static str>,
     pub vendor_timeout: Option<&'static str>,
+    /// Another app's database (a restart, or a second instance), instead of a new one.
+    pub database_url: Option<String>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -97,7 +100,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
 
         {extra}
         "#,
-        db_url = db.url.expose(),
+        db_url = options.database_url.as_deref().unwrap_or(db.url.expose()),
         mode = options.ledger_mode.unwrap_or("enforce"),
         timeout = options.vendor_timeout.unwrap_or("5s"),
         sms_url = vendor.url("/chuangxin/dxjk"),
@@ -109,6 +112,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         ("TEST_APPCODE", APPCODE),
         ("TEST_ADMIN_TOKEN", ADMIN_TOKEN),
         ("TEST_SHOP_TOKEN", SHOP_TOKEN),
+        ("TEST_WEBHOOK_SECRET", crate::notifiers::WEBHOOK_SECRET),
     ]);
     let lookup = |key: &str| env.get(key).map(|v| v.to_string());
     let settings =
@@ -118,6 +122,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         .expect("the server starts");
     let addr = app.local_addr();
     let ledger = app.ledger().clone();
+    let alerts = app.alerts().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
@@ -127,6 +132,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         http: reqwest::Client::new(),
         vendor,
         ledger,
+        alerts,
         db,
         stop: Some(stop),
         server: Some(server),

@@ -1,10 +1,14 @@
 //! tollgate's integration tests: one binary, every test with its own database.
 
+mod alerts;
 mod app;
 mod cli;
 mod dashboards;
 mod helpers;
 mod ledger;
 mod metrics;
+mod notifiers;
+mod reports;
+mod schedule;
 mod sends;
 mod vendor;

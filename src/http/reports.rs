@@ -1,0 +1,62 @@
+//! `GET /v1/reports/monthly?month=YYYY-MM&format=json|csv|html` (admin only: the report
+//! shows every client's usage and cost).
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::auth::Admin;
+use super::error::ApiError;
+use super::AppState;
+use crate::report::{to_csv, to_html, Month, MonthlyReport};
+
+#[derive(Debug, Deserialize)]
+pub struct MonthlyQuery {
+    /// YYYY-MM in the configured time zone; last month when absent.
+    pub month: Option<String>,
+    /// `json` (default), `csv` or `html`.
+    pub format: Option<String>,
+}
+
+pub async fn monthly(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(query): Query<MonthlyQuery>,
+) -> Result<Response, ApiError> {
+    let timezone = state.settings.server.timezone;
+    let now = Utc::now();
+    let month = match query.month.as_deref() {
+        Some(raw) => Month::parse(raw).map_err(|err| ApiError::invalid_request(err.to_string()))?,
+        None => Month::containing(now, timezone).previous(),
+    };
+    let format = query.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "csv" | "html") {
+        return Err(ApiError::invalid_request(format!(
+            "format must be json, csv or html, not {:?}",
+            format.chars().take(20).collect::<String>()
+        )));
+    }
+    let report = MonthlyReport::build(state.sends.ledger().db(), month, timezone, now)
+        .await
+        .map_err(|err| ApiError::unavailable(&err))?;
+    let filename = format!("attachment; filename=\"tollgate-report-{month}.csv\"");
+    Ok(match format {
+        "csv" => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (header::CONTENT_DISPOSITION, filename),
+            ],
+            to_csv(&report),
+        )
+            .into_response(),
+        "html" => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            to_html(&report),
+        )
+            .into_response(),
+        _ => Json(report).into_response(),
+    })
+}

@@ -1,0 +1,406 @@
+//! The monthly cost report (SPEC §8): what each channel and client used and cost in a
+//! month of the configured time zone, what was bought and what expired, the month's
+//! total next to the previous month's, and a forecast for the next.
+//!
+//! Decisions a reader of the report should know:
+//! - **Cost** is what the ledger charged: the sends' charge entries, plus reconciliation
+//!   adjustments, which appear as lines of their own per channel (they belong to no
+//!   client). `total.cost` is both together: the sum of every ledger entry of the month.
+//! - **Purchases** are money paid for packages bought in the month (by `purchased_at`);
+//!   they are reported beside the cost, not added to it: a package is paid once and
+//!   consumed over months.
+//! - **Expired units** are units of packages whose expiry fell in the month (up to now)
+//!   and were never used; their value is the part of the price those units carried.
+//! - **Forecast** for the next month: the month's daily burn (cost and units divided by
+//!   the days of the month, or by the days elapsed if the month is still running) times
+//!   the days of the next month, per channel. Adjustments are left out of it, since they
+//!   correct the past rather than predict use.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use sqlx::Row;
+
+use super::month::Month;
+use super::usage::{usage_between, Source, Usage};
+use crate::domain::money::cost_of_units;
+use crate::domain::Yuan;
+use crate::store::{from_micros, to_micros, Db};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonthlyReport {
+    pub month: Month,
+    pub timezone: String,
+    /// The month's first instant and the next month's first instant, as UTC.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// False while the month is still running: figures then cover it up to `generated_at`.
+    pub complete: bool,
+    pub generated_at: DateTime<Utc>,
+    pub currency: &'static str,
+    /// Per channel and client.
+    pub lines: Vec<UsageLine>,
+    /// Reconciliation adjustments, per channel.
+    pub adjustments: Vec<AdjustmentLine>,
+    pub channels: Vec<ChannelSummary>,
+    pub clients: Vec<ClientSummary>,
+    pub purchases: Vec<Purchase>,
+    pub expired: Vec<Expired>,
+    pub total: Total,
+    pub previous_month: PreviousMonth,
+    pub forecast: Forecast,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageLine {
+    pub channel: String,
+    pub client: String,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// Counts, units and cost, with cost as exact yuan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Figures {
+    pub sends: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub uncertain: i64,
+    pub billed_units: i64,
+    pub cost: Yuan,
+}
+
+impl From<Usage> for Figures {
+    fn from(u: Usage) -> Self {
+        Figures {
+            sends: u.sends,
+            sent: u.sent,
+            failed: u.failed,
+            uncertain: u.uncertain,
+            billed_units: u.billed_units,
+            cost: Yuan::from_micros(u.cost_micros),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdjustmentLine {
+    pub channel: String,
+    /// Units charged by reconciliation (negative: given back).
+    pub units: i64,
+    pub cost: Yuan,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChannelSummary {
+    pub channel: String,
+    #[serde(flatten)]
+    pub figures: Figures,
+    pub adjusted_units: i64,
+    pub adjusted_cost: Yuan,
+    /// `cost + adjusted_cost`.
+    pub total_cost: Yuan,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientSummary {
+    pub client: String,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Purchase {
+    pub package_id: i64,
+    pub channel: String,
+    pub units: i64,
+    pub price: Yuan,
+    pub purchased_at: DateTime<Utc>,
+    pub vendor_order_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expired {
+    pub package_id: i64,
+    pub channel: String,
+    pub units: i64,
+    pub value: Yuan,
+    pub expired_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Total {
+    #[serde(flatten)]
+    pub figures: Figures,
+    pub adjusted_units: i64,
+    pub adjusted_cost: Yuan,
+    /// Every ledger entry of the month: charges plus adjustments.
+    pub total_cost: Yuan,
+    pub purchased_units: i64,
+    pub purchases: Yuan,
+    pub expired_units: i64,
+    pub expired_value: Yuan,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreviousMonth {
+    pub month: Month,
+    pub total_cost: Yuan,
+    pub billed_units: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Forecast {
+    pub month: Month,
+    pub days: u32,
+    pub method: &'static str,
+    pub billed_units: i64,
+    pub cost: Yuan,
+    pub channels: Vec<ChannelForecast>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChannelForecast {
+    pub channel: String,
+    pub billed_units: i64,
+    pub cost: Yuan,
+}
+
+pub const FORECAST_METHOD: &str = "the month's daily burn (billed units and cost divided by \
+     its days, or by the days elapsed while it runs) times the days of the next month";
+
+impl MonthlyReport {
+    /// Builds the report of `month` as of `now`, reading roll-ups where they exist.
+    #[tracing::instrument(skip_all, fields(month = %month))]
+    pub async fn build(
+        db: &Db,
+        month: Month,
+        timezone: Tz,
+        now: DateTime<Utc>,
+    ) -> Result<Self, sqlx::Error> {
+        Self::build_from(db, month, timezone, now, Source::RollupsAndRaw).await
+    }
+
+    /// As [`MonthlyReport::build`], reading from `source` (raw rows only, to compare).
+    pub async fn build_from(
+        db: &Db,
+        month: Month,
+        timezone: Tz,
+        now: DateTime<Utc>,
+        source: Source,
+    ) -> Result<Self, sqlx::Error> {
+        let (from, to) = (month.start(timezone), month.end(timezone));
+        let usage = usage_between(db, from, to.min(now.max(from)), source).await?;
+        let previous = month.previous();
+        let previous_usage = usage_between(
+            db,
+            previous.start(timezone),
+            previous.end(timezone).min(from),
+            source,
+        )
+        .await?;
+
+        let lines: Vec<UsageLine> = usage
+            .usage
+            .iter()
+            .map(|((channel, client), u)| UsageLine {
+                channel: channel.clone(),
+                client: client.clone(),
+                figures: (*u).into(),
+            })
+            .collect();
+        let adjustments: Vec<AdjustmentLine> = usage
+            .adjustments
+            .iter()
+            .map(|(channel, a)| AdjustmentLine {
+                channel: channel.clone(),
+                units: a.units,
+                cost: Yuan::from_micros(a.cost_micros),
+            })
+            .collect();
+
+        let mut by_channel: BTreeMap<&str, (Usage, i64, i64)> = BTreeMap::new();
+        let mut by_client: BTreeMap<&str, Usage> = BTreeMap::new();
+        let mut sum = Usage::default();
+        for ((channel, client), u) in &usage.usage {
+            by_channel.entry(channel).or_default().0.add(u);
+            by_client.entry(client).or_default().add(u);
+            sum.add(u);
+        }
+        let (mut adjusted_units, mut adjusted_micros) = (0, 0);
+        for (channel, a) in &usage.adjustments {
+            let entry = by_channel.entry(channel).or_default();
+            entry.1 += a.units;
+            entry.2 += a.cost_micros;
+            adjusted_units += a.units;
+            adjusted_micros += a.cost_micros;
+        }
+        let channels: Vec<ChannelSummary> = by_channel
+            .iter()
+            .map(|(channel, (u, units, micros))| ChannelSummary {
+                channel: channel.to_string(),
+                figures: (*u).into(),
+                adjusted_units: *units,
+                adjusted_cost: Yuan::from_micros(*micros),
+                total_cost: Yuan::from_micros(u.cost_micros + micros),
+            })
+            .collect();
+        let clients = by_client
+            .iter()
+            .map(|(client, u)| ClientSummary {
+                client: client.to_string(),
+                figures: (*u).into(),
+            })
+            .collect();
+
+        let purchases = purchases_between(db, from, to).await?;
+        let expired = expired_between(db, from, to.min(now)).await?;
+
+        let complete = now >= to;
+        let days_measured = if complete {
+            month.days()
+        } else {
+            // Days begun so far, at least one.
+            ((now.max(from) - from).num_seconds().max(1) as f64 / 86_400.0).ceil() as u32
+        };
+        let next = month.next();
+        let project = |value: i64| -> i64 {
+            // Round half away from zero, in integers: cost stays exact to the micro-yuan.
+            let numerator = i128::from(value) * i128::from(next.days());
+            let denominator = i128::from(days_measured.max(1));
+            let rounded = (2 * numerator + denominator * numerator.signum()) / (2 * denominator);
+            i64::try_from(rounded).unwrap_or(i64::MAX)
+        };
+        let forecast_channels: Vec<ChannelForecast> = by_channel
+            .iter()
+            .map(|(channel, (u, _, _))| ChannelForecast {
+                channel: channel.to_string(),
+                billed_units: project(u.billed_units),
+                cost: Yuan::from_micros(project(u.cost_micros)),
+            })
+            .collect();
+        let forecast = Forecast {
+            month: next,
+            days: next.days(),
+            method: FORECAST_METHOD,
+            billed_units: forecast_channels.iter().map(|c| c.billed_units).sum(),
+            cost: forecast_channels.iter().map(|c| c.cost).sum(),
+            channels: forecast_channels,
+        };
+
+        let previous_cost = previous_usage
+            .usage
+            .values()
+            .map(|u| u.cost_micros)
+            .sum::<i64>()
+            + previous_usage
+                .adjustments
+                .values()
+                .map(|a| a.cost_micros)
+                .sum::<i64>();
+        let total = Total {
+            figures: sum.into(),
+            adjusted_units,
+            adjusted_cost: Yuan::from_micros(adjusted_micros),
+            total_cost: Yuan::from_micros(sum.cost_micros + adjusted_micros),
+            purchased_units: purchases.iter().map(|p| p.units).sum(),
+            purchases: purchases.iter().map(|p| p.price).sum(),
+            expired_units: expired.iter().map(|e| e.units).sum(),
+            expired_value: expired.iter().map(|e| e.value).sum(),
+        };
+        Ok(MonthlyReport {
+            month,
+            timezone: timezone.name().to_owned(),
+            from,
+            to,
+            complete,
+            generated_at: now,
+            currency: "CNY",
+            lines,
+            adjustments,
+            channels,
+            clients,
+            purchases,
+            expired,
+            total,
+            previous_month: PreviousMonth {
+                month: previous,
+                total_cost: Yuan::from_micros(previous_cost),
+                billed_units: previous_usage
+                    .usage
+                    .values()
+                    .map(|u| u.billed_units)
+                    .sum::<i64>()
+                    + previous_usage
+                        .adjustments
+                        .values()
+                        .map(|a| a.units)
+                        .sum::<i64>(),
+            },
+            forecast,
+        })
+    }
+}
+
+async fn purchases_between(
+    db: &Db,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Purchase>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, channel, units, price_micros, purchased_at, vendor_order_id FROM packages \
+         WHERE purchased_at >= $1 AND purchased_at < $2 ORDER BY purchased_at, id",
+    )
+    .bind(to_micros(from))
+    .bind(to_micros(to))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Purchase {
+                package_id: row.try_get("id")?,
+                channel: row.try_get("channel")?,
+                units: row.try_get("units")?,
+                price: Yuan::from_micros(row.try_get("price_micros")?),
+                purchased_at: from_micros(row.try_get("purchased_at")?),
+                vendor_order_id: row.try_get("vendor_order_id")?,
+            })
+        })
+        .collect()
+}
+
+/// Packages whose expiry fell in `[from, to)`, with the units they left unused.
+async fn expired_between(
+    db: &Db,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Expired>, sqlx::Error> {
+    if to <= from {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT id, channel, units, price_micros, taken, expires_at FROM packages \
+         WHERE expires_at >= $1 AND expires_at < $2 AND taken < units ORDER BY expires_at, id",
+    )
+    .bind(to_micros(from))
+    .bind(to_micros(to))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let units: i64 = row.try_get("units")?;
+            let taken: i64 = row.try_get("taken")?;
+            let price = Yuan::from_micros(row.try_get("price_micros")?);
+            Ok(Expired {
+                package_id: row.try_get("id")?,
+                channel: row.try_get("channel")?,
+                units: units - taken,
+                // The units after `taken` would have cost this, by the ledger's own pricing.
+                value: cost_of_units(price, units, taken, units - taken),
+                expired_at: from_micros(row.try_get("expires_at")?),
+            })
+        })
+        .collect()
+}

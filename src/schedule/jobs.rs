@@ -1,0 +1,125 @@
+//! The scheduled jobs tollgate runs: `quota_check`, `monthly_report` and
+//! `ledger_rollup` (daily roll-ups, then retention when configured).
+//!
+//! The scheduler does not know the alert engine or the notifiers: the application hands
+//! their entry points in as [`JobHooks`], so this module depends on neither, and a job
+//! whose hook is missing is not scheduled at all (rather than scheduled to do nothing).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono_tz::Tz;
+
+use super::{Job, JobFuture, Scheduler};
+use crate::config::Settings;
+use crate::report::{apply_retention, roll_up, Month, MonthlyReport};
+use crate::store::Db;
+
+type QuotaCheck = Arc<dyn Fn() -> JobFuture + Send + Sync>;
+type SendReport = Arc<dyn Fn(MonthlyReport, Vec<String>) -> JobFuture + Send + Sync>;
+
+/// Entry points of other parts of tollgate that scheduled jobs call.
+#[derive(Clone, Default)]
+pub struct JobHooks {
+    quota_check: Option<QuotaCheck>,
+    send_report: Option<SendReport>,
+}
+
+impl JobHooks {
+    /// What `quota_check` runs: the alert engine's evaluation of every rule.
+    pub fn with_quota_check<F, Fut>(mut self, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.quota_check = Some(Arc::new(move || Box::pin(check())));
+        self
+    }
+
+    /// How `monthly_report` delivers a report to the named notifiers (as a
+    /// `report.monthly` event through the durable outbox).
+    pub fn with_report_delivery<F, Fut>(mut self, send: F) -> Self
+    where
+        F: Fn(MonthlyReport, Vec<String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.send_report = Some(Arc::new(move |report, notifiers| {
+            Box::pin(send(report, notifiers))
+        }));
+        self
+    }
+}
+
+/// A scheduler holding every job the settings and hooks call for.
+pub fn standard_jobs(settings: &Settings, db: Db, hooks: JobHooks) -> Scheduler {
+    let timezone = settings.server.timezone;
+    let schedule = &settings.schedule;
+    let mut scheduler = Scheduler::new(db.clone(), timezone);
+
+    if let Some(check) = hooks.quota_check {
+        scheduler = scheduler.with_job(Job::new(
+            "quota_check",
+            schedule.quota_check.clone(),
+            move |_run| {
+                let check = check.clone();
+                async move { check().await.context("evaluating the alert rules") }
+            },
+        ));
+    }
+
+    if hooks.send_report.is_none() && !schedule.report_notify.is_empty() {
+        tracing::warn!(
+            notifiers = ?schedule.report_notify,
+            "schedule.report_notify is set, but reports cannot be handed to the notifiers yet; monthly_report is not scheduled"
+        );
+    }
+    if let Some(send) = hooks
+        .send_report
+        .filter(|_| !schedule.report_notify.is_empty())
+    {
+        let notifiers = schedule.report_notify.clone();
+        let db = db.clone();
+        scheduler = scheduler.with_job(Job::new(
+            "monthly_report",
+            schedule.monthly_report.clone(),
+            move |run| {
+                let (db, send, notifiers) = (db.clone(), send.clone(), notifiers.clone());
+                async move {
+                    let report =
+                        last_months_report(&db, timezone, run.due_at, run.started_at).await?;
+                    send(report, notifiers).await
+                }
+            },
+        ));
+    }
+
+    let retention = schedule.retention;
+    scheduler.with_job(Job::new("ledger_rollup", schedule.rollup.clone(), move |run| {
+        let db = db.clone();
+        async move {
+            let rolled = roll_up(&db, timezone, run.started_at).await.context("rolling up the ledger")?;
+            tracing::info!(days = rolled.days_rolled_up, until = ?rolled.rolled_up_until, "ledger rolled up");
+            if let Some(retention) = retention {
+                let deleted = apply_retention(&db, retention, run.started_at)
+                    .await
+                    .context("deleting raw rows past retention")?;
+                tracing::info!(entries = deleted.entries_deleted, sends = deleted.sends_deleted, "raw ledger rows past retention deleted");
+            }
+            Ok(())
+        }
+    }))
+}
+
+/// The report of the month before the one `due_at` falls in.
+pub async fn last_months_report(
+    db: &Db,
+    timezone: Tz,
+    due_at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<MonthlyReport> {
+    let month = Month::containing(due_at, timezone).previous();
+    MonthlyReport::build(db, month, timezone, now)
+        .await
+        .with_context(|| format!("building the report of {month}"))
+}
