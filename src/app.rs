@@ -157,10 +157,31 @@ impl Application {
         let sweeper = tokio::spawn(sweeper.run(settings.ledger.sweep_every, stopped.clone()));
         // Scheduled jobs (SPEC §8): quota_check is the alert engine's evaluation.
         let engine = self.alerts.engine().clone();
-        let hooks = crate::schedule::JobHooks::default().with_quota_check(move || {
-            let engine = engine.clone();
-            async move { engine.evaluate_all().await.map(|_| ()) }
-        });
+        let reports = engine.clone();
+        let hooks = crate::schedule::JobHooks::default()
+            .with_quota_check(move || {
+                let engine = engine.clone();
+                async move { engine.evaluate_all().await.map(|_| ()) }
+            })
+            .with_report_delivery(move |report, notifiers| {
+                let reports = reports.clone();
+                async move {
+                    let summary = format!(
+                        "tollgate {} 月度费用报告：合计 ¥{}",
+                        report.month, report.total.total_cost
+                    );
+                    let html = crate::report::to_html(&report);
+                    reports
+                        .enqueue_report(
+                            &report.month.to_string(),
+                            summary,
+                            html,
+                            &notifiers,
+                            chrono::Utc::now(),
+                        )
+                        .await
+                }
+            });
         let scheduler = crate::schedule::standard_jobs(&settings, self.ledger.db().clone(), hooks);
         let scheduler = tokio::spawn(scheduler.run(stopped.clone()));
         let alerts = tokio::spawn(self.alerts.run(stopped));

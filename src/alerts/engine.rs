@@ -192,7 +192,25 @@ impl AlertEngine {
             suggested_units: facts.forecast.suggested_units,
             summary: rule.summary(&channel.name, facts, status),
             occurred_at: now,
+            report_html: None,
         }
+    }
+
+    /// Queues a `report.monthly` event for `notifiers` in the durable outbox. The event
+    /// id is derived from `key` (e.g. the month), so a run that is retried, or two
+    /// instances doing it, queue it once.
+    pub async fn enqueue_report(
+        &self,
+        key: &str,
+        summary: String,
+        html: String,
+        notifiers: &[String],
+        occurred_at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let event = Event::monthly_report(format!("report-{key}"), summary, html, occurred_at);
+        store::enqueue(self.inner.ledger.db(), &event, notifiers).await?;
+        self.outbox_signal().notify_one();
+        Ok(())
     }
 
     /// Every stored alert state.

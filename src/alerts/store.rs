@@ -258,6 +258,28 @@ pub async fn auth_failing(db: &Db, channel: &str) -> Result<bool, sqlx::Error> {
     Ok(status.as_deref() == Some("auth_failed"))
 }
 
+/// Queues `event` for each of `notifiers`, once: a second call with the same event id
+/// changes nothing (`UNIQUE (event_id, notifier)`).
+pub async fn enqueue(db: &Db, event: &Event, notifiers: &[String]) -> Result<(), sqlx::Error> {
+    let payload = event.to_json();
+    let queued_at = to_micros(Utc::now());
+    let mut tx = db.begin_write().await?;
+    for notifier in notifiers {
+        sqlx::query(
+            "INSERT INTO notifications (id, event_id, notifier, payload, next_attempt_at, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (event_id, notifier) DO NOTHING",
+        )
+        .bind(new_id("ntf"))
+        .bind(&event.id)
+        .bind(notifier)
+        .bind(&payload)
+        .bind(queued_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }

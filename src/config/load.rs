@@ -279,6 +279,14 @@ impl Checker {
 
         let (schedule, schedule_problems) = super::schedule::check_schedule(&raw.schedule);
         self.problems.extend(schedule_problems);
+        for name in &schedule.report_notify {
+            if !alerts.notifiers.iter().any(|n| &n.name == name) {
+                self.problem(
+                    "schedule.report_notify",
+                    format!("no [[notifiers]] entry is named {name:?}"),
+                );
+            }
+        }
 
         let unsupported_sections = Vec::new();
 
@@ -522,6 +530,13 @@ mod tests {
         let env = |key: &str| (key == "DATABASE_URL").then(|| "postgres://x@h/db".to_owned());
         let settings = load_str("t", "[database]\nurl = \"sqlite://a.db\"\n", &env).unwrap();
         assert_eq!(settings.database.url.expose(), "postgres://x@h/db");
+    }
+
+    #[test]
+    fn reports_go_only_to_configured_notifiers() {
+        let found = problems("[schedule]\nreport_notify = [\"finance\"]\n");
+        assert_eq!(found[0].key, "schedule.report_notify");
+        assert!(found[0].problem.contains("finance"));
     }
 
     #[test]

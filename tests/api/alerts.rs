@@ -487,3 +487,47 @@ async fn the_vendor_answering_quota_exhausted_fires_the_critical_alert_at_once(b
     assert_eq!(event.remaining_units, Some(0));
     app.stop().await;
 }
+
+/// `monthly_report` builds last month's report and hands it to the `report_notify`
+/// notifiers through the outbox: once per month, however often the job runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_monthly_report_is_delivered_once_through_report_notify() {
+    let receiver = Receiver::start().await;
+    let extra = format!(
+        "{}\n[schedule]\nmonthly_report = \"* * * * * *\"\nreport_notify = [\"finance\"]\n",
+        webhook("finance", &receiver.url("/hooks/finance"))
+    );
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        AppOptions {
+            extra_toml: extra,
+            ..AppOptions::default()
+        },
+    )
+    .await;
+
+    let received = receiver.wait_for(1).await;
+    let event = verify_webhook(&received[0]);
+    // Every second the job runs again; the report must still be queued only once.
+    wait_for_count(
+        &app.db.db,
+        "SELECT COUNT(*) FROM schedule_runs WHERE job = 'monthly_report' AND outcome = 'succeeded'",
+        3,
+    )
+    .await;
+
+    assert_eq!(event.event, EventKind::ReportMonthly);
+    assert!(event.id.starts_with("report-"), "{}", event.id);
+    assert!(event.summary.contains("月度费用报告"), "{}", event.summary);
+    let html = event.report_html.clone().unwrap_or_default();
+    assert!(
+        html.contains("<html") && html.contains(&event.id["report-".len()..]),
+        "{html}"
+    );
+    let queued = count(
+        &app.db.db,
+        "SELECT COUNT(*) FROM notifications WHERE event_id LIKE 'report-%'",
+    )
+    .await;
+    assert_eq!(queued, 1);
+}

@@ -187,6 +187,7 @@ fn sample_event() -> Event {
         suggested_units: Some(1500),
         summary: "渠道 sms_code 套餐余量不足：剩余 150 / 1000 条（15.0%）。".into(),
         occurred_at: now,
+        report_html: None,
     }
 }
 

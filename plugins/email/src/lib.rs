@@ -226,7 +226,8 @@ impl EmailNotifier {
         builder
             .multipart(MultiPart::alternative_plain_html(
                 plain_zh(event),
-                html_zh(event),
+                // A monthly report brings its own HTML: the report is the email.
+                event.report_html.clone().unwrap_or_else(|| html_zh(event)),
             ))
             .map_err(|e| DeliveryError::new(format!("cannot compose the message: {e}")))
     }

@@ -106,6 +106,10 @@ pub struct Event {
     pub summary: String,
     #[serde(with = "rfc3339")]
     pub occurred_at: DateTime<Utc>,
+    /// `report.monthly` only: the report as HTML (the email body). Absent from the JSON
+    /// of every other event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_html: Option<String>,
 }
 
 impl Event {
@@ -129,6 +133,22 @@ impl Event {
             suggested_units: None,
             summary: "tollgate 通知测试：收到这条消息说明该通知渠道配置正确。".to_owned(),
             occurred_at,
+            report_html: None,
+        }
+    }
+
+    /// The monthly cost report: `summary` is its one-line total, `html` the full report.
+    pub fn monthly_report(
+        id: String,
+        summary: String,
+        html: String,
+        occurred_at: DateTime<Utc>,
+    ) -> Event {
+        Event {
+            event: EventKind::ReportMonthly,
+            summary,
+            report_html: Some(html),
+            ..Event::test(id, occurred_at)
         }
     }
 
