@@ -1,4 +1,15 @@
 //! tollgate: a metering gateway for prepaid SMS and voice APIs.
+//!
+//! Layout (ARCHITECTURE.md has the full map and the invariants):
+//! - [`domain`]: newtypes parsed once at the edge (mobile, template, rating, money).
+//! - [`config`]: the typed settings tree from TOML and the environment.
+//! - [`store`]: the database over PostgreSQL or SQLite, and migrations.
+//! - [`ledger`]: packages, reservations, charges, reconciliation; the only writer of quota.
+//! - [`upstream`]: the vendor's client, its answer classification and the sandbox vendor.
+//! - [`send`]: one send from request to settled charge; the only caller of the vendor.
+//! - [`http`]: the API, the drop-in proxy, health; [`app`] builds and runs the server.
+//! - [`metrics`], [`alerts`], [`schedule`], [`report`]: what is built on the ledger.
+//! - [`cli`]: the `tollgate` command line; [`secret`], [`telemetry`]: small shared pieces.
 
 pub mod alerts;
 pub mod app;
@@ -11,8 +22,7 @@ pub mod metrics;
 pub mod report;
 pub mod schedule;
 pub mod secret;
+pub mod send;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;
-
-pub mod send;
