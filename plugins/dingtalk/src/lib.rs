@@ -12,8 +12,9 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
+use tollgate_notify::robot::{post_to_robot, RobotAnswer};
 use tollgate_notify::{
-    check_http_url, markdown_zh, parse_timeout, secret_from_env, title_zh, url_origin, BoxFuture,
+    check_http_url, markdown_zh, parse_timeout, secret_from_env, title_zh, BoxFuture,
     BuildNotifier, ConfigError, DeliveryError, Env, Event, Notifier, NotifierConfig,
 };
 
@@ -83,10 +84,7 @@ impl BuildNotifier for CheckedDingTalk {
             .as_deref()
             .map(|variable| secret_from_env(env, "secret_env", variable))
             .transpose()?;
-        let http = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .build()
-            .map_err(|e| ConfigError::new("url", format!("cannot build the HTTP client: {e}")))?;
+        let http = tollgate_notify::robot::http_client(self.timeout)?;
         Ok(Arc::new(DingTalkNotifier {
             config: self.clone(),
             secret,
@@ -137,46 +135,16 @@ impl Notifier for DingTalkNotifier {
                     ("sign", sign(secret, timestamp)),
                 ]);
             }
-            let origin = url_origin(&self.config.url);
-            let response = request
-                .send()
-                .await
-                .map_err(|e| DeliveryError::new(format!("{origin}: {}", describe(&e))))?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(DeliveryError::new(format!(
-                    "{origin} answered HTTP {status}"
-                )));
-            }
-            let answer: serde_json::Value = response
-                .json()
-                .await
-                .map_err(|_| DeliveryError::new(format!("{origin} answered something not JSON")))?;
-            match answer.get("errcode").and_then(serde_json::Value::as_i64) {
-                Some(0) => Ok(()),
-                code => Err(DeliveryError::new(format!(
-                    "{origin} refused the message: errcode {} {}",
-                    code.map(|c| c.to_string())
-                        .unwrap_or_else(|| "missing".into()),
-                    answer
-                        .get("errmsg")
-                        .and_then(|m| m.as_str())
-                        .unwrap_or_default()
-                ))),
-            }
+            post_to_robot(request, &self.config.url, ANSWER).await
         })
     }
 }
 
-fn describe(err: &reqwest::Error) -> &'static str {
-    if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    }
-}
+/// DingTalk answers `{"errcode": 0, "errmsg": "ok"}`.
+const ANSWER: RobotAnswer = RobotAnswer {
+    code_keys: &["errcode"],
+    message_key: "errmsg",
+};
 
 #[cfg(test)]
 mod tests {

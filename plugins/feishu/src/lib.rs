@@ -12,8 +12,9 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
+use tollgate_notify::robot::{post_to_robot, RobotAnswer};
 use tollgate_notify::{
-    check_http_url, parse_timeout, plain_zh, secret_from_env, url_origin, BoxFuture, BuildNotifier,
+    check_http_url, parse_timeout, plain_zh, secret_from_env, BoxFuture, BuildNotifier,
     ConfigError, DeliveryError, Env, Event, Notifier, NotifierConfig,
 };
 
@@ -66,10 +67,7 @@ impl BuildNotifier for CheckedFeishu {
             .as_deref()
             .map(|variable| secret_from_env(env, "secret_env", variable))
             .transpose()?;
-        let http = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .build()
-            .map_err(|e| ConfigError::new("url", format!("cannot build the HTTP client: {e}")))?;
+        let http = tollgate_notify::robot::http_client(self.timeout)?;
         Ok(Arc::new(FeishuNotifier {
             config: self.clone(),
             secret,
@@ -111,54 +109,17 @@ impl Notifier for FeishuNotifier {
                 payload["timestamp"] = serde_json::json!(timestamp.to_string());
                 payload["sign"] = serde_json::json!(sign(secret, timestamp));
             }
-            let origin = url_origin(&self.config.url);
-            let response = self
-                .http
-                .post(&self.config.url)
-                .json(&payload)
-                .send()
-                .await
-                .map_err(|e| DeliveryError::new(format!("{origin}: {}", describe(&e))))?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(DeliveryError::new(format!(
-                    "{origin} answered HTTP {status}"
-                )));
-            }
-            let answer: serde_json::Value = response
-                .json()
-                .await
-                .map_err(|_| DeliveryError::new(format!("{origin} answered something not JSON")))?;
-            // Current bots answer {"code":0,…}; older ones {"StatusCode":0,…}.
-            let code = answer
-                .get("code")
-                .or_else(|| answer.get("StatusCode"))
-                .and_then(serde_json::Value::as_i64);
-            match code {
-                Some(0) => Ok(()),
-                code => Err(DeliveryError::new(format!(
-                    "{origin} refused the message: code {} {}",
-                    code.map(|c| c.to_string())
-                        .unwrap_or_else(|| "missing".into()),
-                    answer
-                        .get("msg")
-                        .and_then(|m| m.as_str())
-                        .unwrap_or_default()
-                ))),
-            }
+            let request = self.http.post(&self.config.url).json(&payload);
+            post_to_robot(request, &self.config.url, ANSWER).await
         })
     }
 }
 
-fn describe(err: &reqwest::Error) -> &'static str {
-    if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    }
-}
+/// Current bots answer `{"code": 0, "msg": "success"}`; older ones `{"StatusCode": 0}`.
+const ANSWER: RobotAnswer = RobotAnswer {
+    code_keys: &["code", "StatusCode"],
+    message_key: "msg",
+};
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,8 @@
 mod event;
 mod wording;
 
+pub mod robot;
+
 pub use event::{Event, EventKind, Severity, Status, EVENT_VERSION};
 pub use wording::{markdown_zh, plain_zh, title_zh};
 

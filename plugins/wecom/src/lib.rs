@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tollgate_notify::robot::{post_to_robot, RobotAnswer};
 use tollgate_notify::{
-    check_http_url, markdown_zh, parse_timeout, url_origin, BoxFuture, BuildNotifier, ConfigError,
+    check_http_url, markdown_zh, parse_timeout, BoxFuture, BuildNotifier, ConfigError,
     DeliveryError, Env, Event, Notifier, NotifierConfig,
 };
 
@@ -43,10 +44,7 @@ impl NotifierConfig for WeComConfig {
 
 impl BuildNotifier for CheckedWeCom {
     fn build(&self, _env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigError> {
-        let http = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .build()
-            .map_err(|e| ConfigError::new("url", format!("cannot build the HTTP client: {e}")))?;
+        let http = tollgate_notify::robot::http_client(self.timeout)?;
         Ok(Arc::new(WeComNotifier {
             config: self.clone(),
             http,
@@ -71,6 +69,12 @@ fn truncate(mut text: String, max: usize) -> String {
     text
 }
 
+/// WeCom answers `{"errcode": 0, "errmsg": "ok"}`.
+const ANSWER: RobotAnswer = RobotAnswer {
+    code_keys: &["errcode"],
+    message_key: "errmsg",
+};
+
 impl Notifier for WeComNotifier {
     fn kind(&self) -> &'static str {
         WeComConfig::TYPE
@@ -82,45 +86,8 @@ impl Notifier for WeComNotifier {
                 "msgtype": "markdown",
                 "markdown": { "content": truncate(markdown_zh(event), MAX_MARKDOWN_BYTES) },
             });
-            let origin = url_origin(&self.config.url);
-            let response = self
-                .http
-                .post(&self.config.url)
-                .json(&payload)
-                .send()
-                .await
-                .map_err(|e| {
-                    let what = if e.is_timeout() {
-                        "timed out"
-                    } else if e.is_connect() {
-                        "cannot connect"
-                    } else {
-                        "request failed"
-                    };
-                    DeliveryError::new(format!("{origin}: {what}"))
-                })?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(DeliveryError::new(format!(
-                    "{origin} answered HTTP {status}"
-                )));
-            }
-            let answer: serde_json::Value = response
-                .json()
-                .await
-                .map_err(|_| DeliveryError::new(format!("{origin} answered something not JSON")))?;
-            match answer.get("errcode").and_then(serde_json::Value::as_i64) {
-                Some(0) => Ok(()),
-                code => Err(DeliveryError::new(format!(
-                    "{origin} refused the message: errcode {} {}",
-                    code.map(|c| c.to_string())
-                        .unwrap_or_else(|| "missing".into()),
-                    answer
-                        .get("errmsg")
-                        .and_then(|m| m.as_str())
-                        .unwrap_or_default()
-                ))),
-            }
+            let request = self.http.post(&self.config.url).json(&payload);
+            post_to_robot(request, &self.config.url, ANSWER).await
         })
     }
 }

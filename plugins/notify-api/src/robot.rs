@@ -1,0 +1,70 @@
+//! What the chat-robot notifiers (DingTalk, WeCom, Feishu) share: an HTTP client, and
+//! posting a JSON message to a robot that answers `{"<code>": 0, …}` when it took it.
+
+use std::time::Duration;
+
+use crate::{url_origin, ConfigError, DeliveryError};
+
+/// An HTTP client with the notifier's timeout.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| ConfigError::new("url", format!("cannot build the HTTP client: {e}")))
+}
+
+/// Where a robot's answer says whether it took the message.
+#[derive(Debug, Clone, Copy)]
+pub struct RobotAnswer {
+    /// The status code field, tried in order (0 means taken).
+    pub code_keys: &'static [&'static str],
+    /// The field explaining a refusal.
+    pub message_key: &'static str,
+}
+
+/// Sends `request` (a POST to the robot at `url`) and reads the robot's answer. Errors
+/// name only the robot's origin: its URL holds its token.
+pub async fn post_to_robot(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    answer: RobotAnswer,
+) -> Result<(), DeliveryError> {
+    let origin = url_origin(url);
+    let response = request.send().await.map_err(|e| {
+        let what = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "cannot connect"
+        } else {
+            "request failed"
+        };
+        DeliveryError::new(format!("{origin}: {what}"))
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(DeliveryError::new(format!(
+            "{origin} answered HTTP {status}"
+        )));
+    }
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|_| DeliveryError::new(format!("{origin} answered something not JSON")))?;
+    let code = answer
+        .code_keys
+        .iter()
+        .find_map(|key| body.get(*key))
+        .and_then(serde_json::Value::as_i64);
+    match code {
+        Some(0) => Ok(()),
+        code => Err(DeliveryError::new(format!(
+            "{origin} refused the message: {} {} {}",
+            answer.code_keys[0],
+            code.map(|c| c.to_string())
+                .unwrap_or_else(|| "missing".into()),
+            body.get(answer.message_key)
+                .and_then(|m| m.as_str())
+                .unwrap_or_default()
+        ))),
+    }
+}
