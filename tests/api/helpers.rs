@@ -28,6 +28,36 @@ pub struct TestDb {
     postgres_name: Option<String>,
 }
 
+/// Captures every log line of this test process at DEBUG, to check what is logged.
+/// `None` if another subscriber was installed first (as when tests share a process).
+pub fn capture_logs() -> Option<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> {
+    let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = buffer.clone();
+    // try_init also routes the `log` records of dependencies (reqwest, hyper) here.
+    use tracing_subscriber::util::SubscriberInitExt;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+        .with_ansi(false)
+        .with_writer(move || LogSink(sink.clone()))
+        .finish()
+        .try_init()
+        .ok()?;
+    Some(buffer)
+}
+
+struct LogSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 pub fn init_tracing() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {

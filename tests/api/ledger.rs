@@ -27,7 +27,6 @@ on_both_backends!(
     reconciliation_appends_adjustments_and_never_rewrites_history,
     observe_mode_meters_sends_beyond_the_quota,
     quota_view_reports_usage_and_burn_rate,
-    two_settlements_of_one_send_charge_it_once,
     reconciliation_gives_units_back_to_a_used_up_package,
 );
 
@@ -699,7 +698,20 @@ async fn quota_view_reports_usage_and_burn_rate(backend: Backend) {
 }
 
 /// A late settlement and the sweeper's can reach the writer together and land in one
-/// batch: only one may apply.
+/// batch: only one may apply. On a single-threaded runtime the writer cannot run until
+/// both settlements are queued, so they are sure to share a batch.
+mod two_settlements_of_one_send_charge_it_once {
+    #[tokio::test(flavor = "current_thread")]
+    async fn sqlite() {
+        super::two_settlements_of_one_send_charge_it_once(crate::helpers::Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn postgres() {
+        super::two_settlements_of_one_send_charge_it_once(crate::helpers::Backend::Postgres).await
+    }
+}
+
 async fn two_settlements_of_one_send_charge_it_once(backend: Backend) {
     let test = TestDb::new(backend).await;
     let ledger = test.ledger(LedgerMode::Enforce);
