@@ -115,7 +115,7 @@ impl MetricsExporter {
         Ok((billed, cost))
     }
 
-    /// The quota gauges of every configured channel. `tollgate_quota_days_left` has no
+    /// The quota gauges of every configured channel. `tollgate_quota_time_left_seconds` has no
     /// series for a channel with no forecast (nothing charged in the last 7 days).
     async fn quota(&self) -> Result<[GaugeVec; 4], ScrapeError> {
         let gauge = |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), &["channel"]);
@@ -131,9 +131,9 @@ impl MetricsExporter {
             names::QUOTA_REMAINING_RATIO,
             "Remaining units over purchased units of the live packages (0 to 1).",
         )?;
-        let days_left = gauge(
-            names::QUOTA_DAYS_LEFT,
-            "Days until the quota runs out at the trailing 7-day burn rate; absent while nothing is used.",
+        let time_left = gauge(
+            names::QUOTA_TIME_LEFT_SECONDS,
+            "Seconds until the quota runs out at the trailing 7-day burn rate; absent while nothing is used.",
         )?;
         for channel in &self.inner.channels {
             let view = self.inner.ledger.quota(channel).await?;
@@ -146,10 +146,10 @@ impl MetricsExporter {
                 .set(view.purchased as f64);
             ratio.with_label_values(&label).set(view.remaining_ratio);
             if let Some(days) = view.days_left {
-                days_left.with_label_values(&label).set(days);
+                time_left.with_label_values(&label).set(days * 86_400.0);
             }
         }
-        Ok([remaining, purchased, ratio, days_left])
+        Ok([remaining, purchased, ratio, time_left])
     }
 
     /// `tollgate_package_expiry_timestamp_seconds{channel,package}`: one series per

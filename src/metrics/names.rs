@@ -6,7 +6,7 @@ pub const COST_YUAN_TOTAL: &str = "tollgate_cost_yuan_total";
 pub const QUOTA_REMAINING_UNITS: &str = "tollgate_quota_remaining_units";
 pub const QUOTA_PURCHASED_UNITS: &str = "tollgate_quota_purchased_units";
 pub const QUOTA_REMAINING_RATIO: &str = "tollgate_quota_remaining_ratio";
-pub const QUOTA_DAYS_LEFT: &str = "tollgate_quota_days_left";
+pub const QUOTA_TIME_LEFT_SECONDS: &str = "tollgate_quota_time_left_seconds";
 pub const PACKAGE_EXPIRY_TIMESTAMP_SECONDS: &str = "tollgate_package_expiry_timestamp_seconds";
 pub const UPSTREAM_REQUEST_DURATION_SECONDS: &str = "tollgate_upstream_request_duration_seconds";
 pub const NOTIFICATIONS_TOTAL: &str = "tollgate_notifications_total";
@@ -22,7 +22,7 @@ pub const ALL: [&str; 12] = [
     QUOTA_REMAINING_UNITS,
     QUOTA_PURCHASED_UNITS,
     QUOTA_REMAINING_RATIO,
-    QUOTA_DAYS_LEFT,
+    QUOTA_TIME_LEFT_SECONDS,
     PACKAGE_EXPIRY_TIMESTAMP_SECONDS,
     UPSTREAM_REQUEST_DURATION_SECONDS,
     NOTIFICATIONS_TOTAL,

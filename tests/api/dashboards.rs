@@ -104,7 +104,7 @@ fn dashboards_use_only_metrics_tollgate_exports() {
     for name in [
         names::SENDS_TOTAL,
         names::QUOTA_REMAINING_UNITS,
-        names::QUOTA_DAYS_LEFT,
+        names::QUOTA_TIME_LEFT_SECONDS,
         names::COST_YUAN_TOTAL,
         names::PACKAGE_EXPIRY_TIMESTAMP_SECONDS,
         names::ALERT_FIRING,

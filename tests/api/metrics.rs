@@ -167,11 +167,11 @@ async fn metrics_count_sends_and_read_quota_and_cost_from_the_ledger(backend: Ba
         metrics.value(names::QUOTA_REMAINING_RATIO, &sms),
         Some(0.996)
     );
-    assert!(metrics.value(names::QUOTA_DAYS_LEFT, &sms).unwrap() > 0.0);
+    assert!(metrics.value(names::QUOTA_TIME_LEFT_SECONDS, &sms).unwrap() > 0.0);
     // A channel that never charged: counters at 0, and no forecast at all.
     let voice = [("channel", "voice_notice")];
     assert_eq!(metrics.value(names::BILLED_UNITS_TOTAL, &voice), Some(0.0));
-    assert_eq!(metrics.value(names::QUOTA_DAYS_LEFT, &voice), None);
+    assert_eq!(metrics.value(names::QUOTA_TIME_LEFT_SECONDS, &voice), None);
     assert_eq!(
         metrics.value(names::QUOTA_REMAINING_UNITS, &voice),
         Some(10.0)
@@ -292,20 +292,14 @@ async fn promtool_accepts_the_real_metrics_output() {
         .unwrap();
     let output = promtool.wait_with_output().unwrap();
 
-    // SPEC §9 names `tollgate_quota_days_left`, and promtool's linter prefers base
-    // units (seconds) in names: that one finding is expected, since the name is a
-    // contract with dashboards. Anything else (a parse error, a missing HELP, a
-    // counter without _total) fails.
+    // The linter must find nothing: a parse error, a missing HELP, a counter without
+    // _total or a name in other units than the base ones all fail.
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let findings: Vec<&str> = report
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter(|l| *l != r#"tollgate_quota_days_left use base unit "seconds" instead of "days""#)
-        .collect();
+    let findings: Vec<&str> = report.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(findings.is_empty(), "promtool check metrics: {report}");
     assert!(
         matches!(output.status.code(), Some(0) | Some(3)),
