@@ -11,14 +11,14 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tollgate::config::LedgerMode;
+use tollgate::domain::LedgerMode;
+use tollgate::domain::Outcome;
 use tollgate::domain::{ChannelName, PackageUnits, Units, Yuan};
 use tollgate::ledger::{
     Ledger, NewPackage, ReserveOutcome, ReserveRequest, Settlement, UpstreamRecord,
 };
 use tollgate::secret::Secret;
 use tollgate::store::Db;
-use tollgate::upstream::Outcome;
 
 const TASKS: usize = 64;
 const SENDS_PER_TASK: usize = 150;

@@ -9,8 +9,8 @@ use super::settings::*;
 use crate::domain::template::TemplateBody;
 use crate::domain::window::SendingWindow;
 use crate::domain::{ChannelKind, ChannelName};
+use crate::domain::{LedgerMode, VendorMethod};
 use crate::secret::Secret;
-use crate::upstream::VendorMethod;
 
 /// The built-in sandbox setup used when no configuration file is given: SQLite in the
 /// working directory and one channel of every kind, served by an in-process simulation

@@ -10,6 +10,6 @@ pub use load::{
     load, load_str, locate, ConfigProblem, ConfigSource, LoadError, BUILTIN_SANDBOX_CONFIG,
 };
 pub use settings::{
-    ChannelSettings, ClientSettings, DatabaseSettings, LedgerMode, LedgerSettings, PrivacySettings,
+    ChannelSettings, ClientSettings, DatabaseSettings, LedgerSettings, PrivacySettings,
     ServerSettings, Settings, TemplateSettings, UpstreamSettings,
 };

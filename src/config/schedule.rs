@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::load::ConfigProblem;
-use crate::schedule::CronExpr;
+use crate::domain::CronExpr;
 
 /// Raw rows younger than this are always kept: the quota views' 7-day burn rate and
 /// `GET /v1/messages/{id}` for the last month read them.

@@ -9,8 +9,8 @@ use chrono_tz::Tz;
 use crate::domain::template::TemplateBody;
 use crate::domain::window::SendingWindow;
 use crate::domain::{ChannelKind, ChannelName};
+use crate::domain::{LedgerMode, VendorMethod};
 use crate::secret::Secret;
-use crate::upstream::VendorMethod;
 
 /// Everything tollgate is configured with. Built only by [`super::load`], which has
 /// checked every value, so code that holds a `Settings` never re-validates it.
@@ -45,24 +45,6 @@ pub struct DatabaseSettings {
     /// May hold a password, so it is kept as a secret and never printed whole.
     pub url: Secret,
     pub max_connections: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LedgerMode {
-    /// Refuse a send when no local quota is left (the default).
-    Enforce,
-    /// Send anyway and only meter.
-    Observe,
-}
-
-impl LedgerMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LedgerMode::Enforce => "enforce",
-            LedgerMode::Observe => "observe",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -2,15 +2,23 @@
 
 pub mod channel;
 pub mod content;
+pub mod cron;
 pub mod instant;
+pub mod ledger_mode;
 pub mod mobile;
 pub mod money;
+pub mod outcome;
 pub mod sms;
 pub mod template;
 pub mod units;
+pub mod vendor_method;
 pub mod voice;
 pub mod window;
 
 pub use channel::{ChannelKind, ChannelName};
+pub use cron::{CronExpr, CronExprError};
+pub use ledger_mode::LedgerMode;
 pub use money::Yuan;
+pub use outcome::{Outcome, UnknownOutcome};
 pub use units::{PackageUnits, Units};
+pub use vendor_method::{UnknownVendorMethod, VendorMethod};

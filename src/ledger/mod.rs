@@ -28,8 +28,8 @@ pub use writer::{Reservation, ReserveOutcome, ReserveRequest, Settled, Settlemen
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use crate::config::LedgerMode;
 use crate::domain::ChannelName;
+use crate::domain::LedgerMode;
 use crate::store::Db;
 
 /// The ledger over one database. Cheap to clone; every clone shares the writers.

@@ -15,8 +15,8 @@ use sqlx::Row;
 use tokio::sync::watch;
 
 use super::{Allocation, Ledger, LedgerError, Reservation, Settlement, UpstreamRecord};
+use crate::domain::Outcome;
 use crate::domain::{ChannelName, Units};
-use crate::upstream::Outcome;
 
 /// How many reservations one pass settles at most.
 const SWEEP_LIMIT: i64 = 500;

@@ -32,10 +32,10 @@ use super::error::INCONSISTENCY;
 use super::pool::{LockedPool, Scope};
 use super::sends::{IdempotencyKey, UpstreamRecord};
 use super::{Allocation, Ledger, LedgerError};
-use crate::config::LedgerMode;
+use crate::domain::LedgerMode;
+use crate::domain::Outcome;
 use crate::domain::{ChannelName, Units, Yuan};
 use crate::store::{to_micros, Db, Transaction};
-use crate::upstream::Outcome;
 
 /// The most operations one transaction applies, unless the ledger was built with
 /// another limit ([`Ledger::with_batch_limit`]).

@@ -1,6 +1,6 @@
 //! Label values: every one from a closed set, so that no series can multiply unbounded.
 
-use crate::upstream::Outcome;
+use crate::domain::Outcome;
 
 /// The `outcome` label of `tollgate_sends_total`.
 ///

@@ -103,8 +103,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::domain::Outcome;
     use crate::domain::Yuan;
-    use crate::upstream::Outcome;
 
     fn channel(name: &str) -> ChannelName {
         ChannelName::parse(name).unwrap()

@@ -27,7 +27,7 @@ use chrono_tz::Tz;
 use sqlx::Row;
 use tokio::sync::watch;
 
-use super::CronExpr;
+use crate::domain::CronExpr;
 use crate::store::{from_micros, to_micros, Db};
 
 /// What a job's action returns.

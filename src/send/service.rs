@@ -5,17 +5,18 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::config::{ChannelSettings, LedgerMode, Settings};
+use crate::config::{ChannelSettings, Settings};
 use crate::domain::content::{rate_message, ContentError, ContentRules, MessageBody, RatedMessage};
 use crate::domain::mobile::Mobile;
 use crate::domain::template::TemplateBody;
 use crate::domain::ChannelName;
+use crate::domain::{LedgerMode, Outcome};
 use crate::ledger::{
     IdempotencyKey, Ledger, LedgerError, Reservation, ReserveOutcome, ReserveRequest, SendRecord,
     Settlement, UpstreamRecord,
 };
 use crate::secret::Secret;
-use crate::upstream::{Outcome, VendorCall, VendorClient, VendorReply};
+use crate::upstream::{VendorCall, VendorClient, VendorReply};
 
 /// A configured channel, ready to send: its settings, content rules and AppCode.
 struct Channel {

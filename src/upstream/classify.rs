@@ -4,8 +4,8 @@ use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::outcome::Outcome;
 use super::redact::sanitize_message;
+use crate::domain::Outcome;
 
 /// The gateway's request id; support finds a call by it.
 pub const REQUEST_ID_HEADER: &str = "x-ca-request-id";

@@ -2,7 +2,7 @@
 
 use std::sync::Once;
 
-use tollgate::config::LedgerMode;
+use tollgate::domain::LedgerMode;
 use tollgate::domain::{ChannelName, PackageUnits, Units, Yuan};
 use tollgate::ledger::{Ledger, NewPackage, Package, ReserveOutcome, ReserveRequest};
 use tollgate::secret::Secret;

@@ -2,12 +2,12 @@
 
 use std::collections::BTreeSet;
 
-use tollgate::config::LedgerMode;
+use tollgate::domain::LedgerMode;
+use tollgate::domain::Outcome;
 use tollgate::domain::Yuan;
 use tollgate::ledger::{
     IdempotencyKey, Ledger, ReserveOutcome, Settlement, Sweeper, UpstreamRecord,
 };
-use tollgate::upstream::Outcome;
 
 use crate::helpers::*;
 use crate::on_both_backends;

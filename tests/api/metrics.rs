@@ -5,10 +5,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use serde_json::json;
-use tollgate::config::LedgerMode;
+use tollgate::domain::LedgerMode;
+use tollgate::domain::Outcome;
 use tollgate::ledger::{Ledger, Settlement, UpstreamRecord};
 use tollgate::metrics::names;
-use tollgate::upstream::Outcome;
 
 use crate::app::{spawn_app, TestApp, ADMIN_TOKEN, MOBILE};
 use crate::helpers::{channel, request, reserved, Backend};

@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::Row;
-use tollgate::config::LedgerMode;
+use tollgate::domain::LedgerMode;
+use tollgate::domain::Outcome;
 use tollgate::ledger::{Ledger, Settlement, UpstreamRecord};
 use tollgate::report::{apply_retention, roll_up, Month, MonthlyReport, Source};
 use tollgate::store::{to_micros, Db};
-use tollgate::upstream::Outcome;
 
 use crate::app::{spawn_app, ADMIN_TOKEN, SHOP_TOKEN};
 use crate::helpers::*;

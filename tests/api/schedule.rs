@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use sqlx::Row;
-use tollgate::schedule::{CronExpr, Job, RunResult, Scheduler};
+use tollgate::domain::CronExpr;
+use tollgate::schedule::{Job, RunResult, Scheduler};
 use tollgate::store::{to_micros, Db};
 
 use crate::app::{spawn_app_with, AppOptions};

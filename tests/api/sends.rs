@@ -838,7 +838,7 @@ mod shutdown_and_outages {
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.unwrap();
         // The server's own pool is closed now; read through the test's.
-        let ledger = app.db.ledger(tollgate::config::LedgerMode::Enforce);
+        let ledger = app.db.ledger(tollgate::domain::LedgerMode::Enforce);
         let stored = ledger
             .get_send(body["id"].as_str().unwrap())
             .await
