@@ -11,11 +11,9 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tollgate::domain::LedgerMode;
-use tollgate::domain::Outcome;
-use tollgate::domain::{ChannelName, PackageUnits, Units, Yuan};
+use tollgate::domain::{ChannelName, LedgerMode, Outcome, PackageUnits, SendClass, Units, Yuan};
 use tollgate::ledger::{
-    Ledger, NewPackage, ReserveOutcome, ReserveRequest, Settlement, UpstreamRecord,
+    Ledger, LedgerOptions, NewPackage, ReserveOutcome, ReserveRequest, Settlement, UpstreamRecord,
 };
 use tollgate::secret::Secret;
 use tollgate::store::Db;
@@ -77,7 +75,13 @@ async fn run(admin_url: &str, batch_limit: usize) -> anyhow::Result<Result> {
     let result = async {
         let db = Db::connect(&url, 16).await?;
         db.migrate().await?;
-        let ledger = Ledger::with_batch_limit(db.clone(), LedgerMode::Enforce, batch_limit);
+        let ledger = Ledger::with_options(
+            db.clone(),
+            LedgerOptions {
+                batch_limit,
+                ..LedgerOptions::new(LedgerMode::Enforce)
+            },
+        );
         let channel = ChannelName::parse("sms_code")?;
         let package = NewPackage::new(
             channel.clone(),
@@ -132,6 +136,8 @@ async fn send_loop(ledger: Ledger, channel: ChannelName) -> anyhow::Result<Vec<D
             send_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
             client: "bench".into(),
             units: Units::ONE,
+            class: SendClass::Critical,
+            route: None,
             idempotency: None,
             mobile_masked: "138****8000".into(),
             mobile_full: None,

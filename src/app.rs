@@ -11,11 +11,10 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::http::auth::{Caller, Clients};
-use crate::http::{router, AppState, InFlight};
+use crate::http::{router, AppState};
 use crate::ledger::{Ledger, Sweeper};
 use crate::secret::Secret;
 use crate::send::SendService;
-use crate::store::Db;
 use crate::upstream::VendorClient;
 
 pub struct Application {
@@ -70,19 +69,19 @@ impl Application {
             ));
         }
 
-        let db = Db::connect(&settings.database.url, settings.database.max_connections)
-            .await
-            .with_context(|| format!("database {}", settings.database.url_for_display()))?;
-        db.migrate().await?;
-        let ledger = Ledger::new(db, settings.ledger.mode);
+        let ledger = Ledger::open(&settings, settings.database.max_connections).await?;
         for section in &settings.unsupported_sections {
             tracing::warn!(section = %section, "configuration section accepted but not acted upon by this version");
         }
 
         let vendor = VendorClient::new(settings.upstream.timeout)
             .context("cannot build the HTTP client for the vendor")?;
-        let metrics = crate::metrics::MetricsExporter::new(ledger.clone(), &settings);
         let alerts = crate::alerts::Alerts::build(&settings, ledger.clone(), env)?;
+        let metrics = crate::metrics::MetricsExporter::new(
+            ledger.clone(),
+            alerts.engine().clone(),
+            &settings,
+        );
         let observers = vec![metrics.send_observer(), alerts.send_observer()];
         let sends = SendService::new(&settings, ledger.clone(), vendor, &appcodes, observers)?;
         let listener = TcpListener::bind(settings.server.listen)
@@ -92,7 +91,6 @@ impl Application {
             settings: Arc::new(settings),
             sends,
             clients: Clients::new(clients),
-            in_flight: InFlight::default(),
             metrics,
             alerts: alerts.engine().clone(),
         };
@@ -125,14 +123,16 @@ impl Application {
 
     /// Names, in a warning, every channel without a package: its sends will be refused.
     pub async fn warn_about_channels_without_packages(&self) -> anyhow::Result<()> {
-        for channel in &self.state.settings.channels {
-            if self
-                .ledger
-                .list_packages(Some(&channel.name))
-                .await?
-                .is_empty()
-            {
-                tracing::warn!(channel = %channel.name, "no package registered: every send to this channel will be refused; register one with `tollgate package add`");
+        let channels: Vec<_> = self
+            .state
+            .settings
+            .channels
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        for view in self.ledger.quotas(&channels).await? {
+            if view.purchased == 0 {
+                tracing::warn!(channel = %view.channel, "no package registered: every send to this channel will be refused; register one with `tollgate package add`");
             }
         }
         Ok(())
@@ -151,7 +151,7 @@ impl Application {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let settings = self.state.settings.clone();
-        let in_flight = self.state.in_flight.clone();
+        let in_flight = self.state.sends.in_flight().clone();
         let (stopping, stopped) = watch::channel(false);
         let sweeper = Sweeper::new(self.ledger.clone(), settings.ledger.reservation_timeout);
         let sweeper = tokio::spawn(sweeper.run(settings.ledger.sweep_every, stopped.clone()));
@@ -182,7 +182,7 @@ impl Application {
                         .await
                 }
             });
-        let scheduler = crate::schedule::standard_jobs(&settings, self.ledger.db().clone(), hooks);
+        let scheduler = crate::schedule::standard_jobs(&settings, self.ledger.clone(), hooks);
         let scheduler = tokio::spawn(scheduler.run(stopped.clone()));
         let alerts = tokio::spawn(self.alerts.run(stopped));
 

@@ -13,15 +13,8 @@ use super::rules::{ChannelFacts, RuleSpec};
 use super::state::{decide, Step};
 use super::store::{self, AckOutcome, AlertRecord, TransitionInput};
 use crate::config::{ChannelSettings, Settings};
-use crate::domain::ChannelName;
+use crate::domain::{ChannelName, Clock};
 use crate::ledger::Ledger;
-
-/// The engine's notion of now, injectable so that tests can move time.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(Utc::now)
-}
 
 /// One state change that was made, with the notifications it queued.
 #[derive(Debug, Clone, Serialize)]
@@ -99,9 +92,10 @@ impl AlertEngine {
             .await
             .context("reading the packages")?;
         let facts = ChannelFacts {
-            forecast: Forecast::compute(&quota, &packages, Utc::now()),
+            forecast: Forecast::compute(&quota, &packages, now),
             has_packages: !packages.is_empty(),
-            auth_failing: store::auth_failing(db, channel.as_str())
+            auth_failing: ledger
+                .auth_failing(channel)
                 .await
                 .context("reading the last vendor answer")?,
             quota,
@@ -216,6 +210,11 @@ impl AlertEngine {
     /// Every stored alert state.
     pub async fn list(&self) -> Result<Vec<AlertRecord>, sqlx::Error> {
         store::list(self.inner.ledger.db()).await
+    }
+
+    /// Every notifier's delivery attempts by outcome, ever.
+    pub async fn notification_counts(&self) -> Result<Vec<store::NotificationCount>, sqlx::Error> {
+        store::notification_counts(self.inner.ledger.db()).await
     }
 
     /// Acknowledges a firing alert on behalf of the client `by`.

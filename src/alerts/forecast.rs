@@ -43,7 +43,7 @@ impl Forecast {
 mod tests {
     use super::*;
     use crate::domain::Yuan;
-    use crate::ledger::PackageStatus;
+    use crate::ledger::{PackageStatus, TotalsRow};
 
     fn package(units: i64, purchased_days_ago: i64) -> Package {
         Package {
@@ -64,11 +64,18 @@ mod tests {
         }
     }
 
+    fn totals(first_purchase_days_ago: i64) -> TotalsRow {
+        TotalsRow {
+            first_purchased_at: Some(Utc::now() - Duration::days(first_purchase_days_ago)),
+            ..TotalsRow::default()
+        }
+    }
+
     #[test]
     fn the_next_package_should_last_as_long_as_the_last_one() {
         let now = Utc::now();
         let packages = [package(1000, 30)];
-        let quota = QuotaView::compute("sms", &packages, 700, now);
+        let quota = QuotaView::compute("sms", &totals(30), &packages, None, 700, now);
         // 100 a day over the last 7 days, and the package has served 30 days.
         let forecast = Forecast::compute(&quota, &packages, now);
         assert_eq!(forecast.suggested_units, Some(3000));
@@ -80,7 +87,7 @@ mod tests {
     fn without_use_the_suggestion_is_the_last_package() {
         let now = Utc::now();
         let packages = [package(500, 3)];
-        let quota = QuotaView::compute("sms", &packages, 0, now);
+        let quota = QuotaView::compute("sms", &totals(3), &packages, None, 0, now);
         let forecast = Forecast::compute(&quota, &packages, now);
         assert_eq!(forecast.suggested_units, Some(500));
         assert_eq!(forecast.exhausted_at, None);

@@ -15,14 +15,14 @@ mod rules;
 mod state;
 mod store;
 
-pub use engine::{system_clock, AlertEngine, Clock, Evaluation};
+pub use engine::{AlertEngine, Evaluation};
 pub use evaluator::AlertObserver;
 pub use forecast::Forecast;
 pub use notifiers::{build_notifiers, Notifiers};
 pub use outbox::{DeliveryOutcome, OutboxWorker};
 pub use rules::{RuleSpec, Trigger};
 pub use state::{AlertState, Step};
-pub use store::{AckOutcome, AlertRecord};
+pub use store::{AckOutcome, AlertRecord, NotificationCount};
 
 use std::sync::Arc;
 
@@ -48,7 +48,7 @@ impl Alerts {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Self> {
         let notifiers = build_notifiers(&settings.alerts.notifiers, env)?;
-        let engine = AlertEngine::new(ledger.clone(), settings, engine::system_clock());
+        let engine = AlertEngine::new(ledger.clone(), settings, crate::domain::system_clock());
         let worker = OutboxWorker::new(
             ledger.db().clone(),
             notifiers,

@@ -228,6 +228,16 @@ impl OutboxWorker {
         .bind(error)
         .execute(&mut *tx)
         .await?;
+        // The totals `tollgate_notifications_total` reads, moved with the attempt.
+        sqlx::query(
+            "INSERT INTO notification_totals (notifier, outcome, attempts) VALUES ($1, $2, 1) \
+             ON CONFLICT (notifier, outcome) DO UPDATE SET \
+             attempts = notification_totals.attempts + 1",
+        )
+        .bind(&claimed.notifier)
+        .bind(result)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await
     }
 

@@ -242,22 +242,6 @@ pub async fn acknowledge(
     })
 }
 
-/// Whether the vendor's last word on the channel's AppCode was a refusal: the latest
-/// send whose answer says anything about authorization decides. Read-only.
-pub async fn auth_failing(db: &Db, channel: &str) -> Result<bool, sqlx::Error> {
-    let status: Option<String> = sqlx::query(
-        "SELECT status FROM sends WHERE channel = $1 AND status IN \
-         ('sent', 'vendor_rejected', 'vendor_quota_exhausted', 'throttled', 'auth_failed') \
-         ORDER BY created_at DESC LIMIT 1",
-    )
-    .bind(channel)
-    .fetch_optional(db.pool())
-    .await?
-    .map(|row| row.try_get("status"))
-    .transpose()?;
-    Ok(status.as_deref() == Some("auth_failed"))
-}
-
 /// Queues `event` for each of `notifiers`, once: a second call with the same event id
 /// changes nothing (`UNIQUE (event_id, notifier)`).
 pub async fn enqueue(db: &Db, event: &Event, notifiers: &[String]) -> Result<(), sqlx::Error> {
@@ -282,4 +266,30 @@ pub async fn enqueue(db: &Db, event: &Event, notifiers: &[String]) -> Result<(),
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Delivery attempts of one notifier with one outcome (`delivered` or `failed`), ever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationCount {
+    pub notifier: String,
+    pub outcome: String,
+    pub attempts: u64,
+}
+
+/// Every notifier's delivery attempts by outcome, from the totals the outbox keeps.
+pub async fn notification_counts(db: &Db) -> Result<Vec<NotificationCount>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT notifier, outcome, attempts FROM notification_totals ORDER BY notifier, outcome",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(NotificationCount {
+                notifier: row.try_get("notifier")?,
+                outcome: row.try_get("outcome")?,
+                attempts: u64::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
+            })
+        })
+        .collect()
 }

@@ -7,7 +7,6 @@ use clap::Subcommand;
 
 use crate::config::{self, ConfigSource, LoadError, Settings};
 use crate::ledger::Ledger;
-use crate::store::Db;
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -114,15 +113,15 @@ pub fn environment_problems(
 
 /// Channels that have never had a package registered.
 pub async fn channels_without_packages(settings: &Settings) -> anyhow::Result<Vec<String>> {
-    let db = Db::connect(&settings.database.url, 1).await?;
-    db.migrate().await?;
-    let ledger = Ledger::new(db.clone(), settings.ledger.mode);
-    let mut empty = Vec::new();
-    for channel in &settings.channels {
-        if ledger.list_packages(Some(&channel.name)).await?.is_empty() {
-            empty.push(channel.name.to_string());
-        }
-    }
-    db.close().await;
+    let ledger = Ledger::open(settings, 1).await?;
+    let channels: Vec<_> = settings.channels.iter().map(|c| c.name.clone()).collect();
+    let empty = ledger
+        .quotas(&channels)
+        .await?
+        .into_iter()
+        .filter(|view| view.purchased == 0)
+        .map(|view| view.channel)
+        .collect();
+    ledger.db().close().await;
     Ok(empty)
 }

@@ -18,7 +18,6 @@ pub use output::Format;
 
 use crate::config::{self, ConfigSource, Settings};
 use crate::ledger::Ledger;
-use crate::store::Db;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -104,9 +103,7 @@ impl Context {
     pub async fn open(source: &ConfigSource) -> anyhow::Result<Self> {
         let env = |key: &str| std::env::var(key).ok();
         let settings = config::load(source, &env)?;
-        let db = Db::connect(&settings.database.url, settings.database.max_connections).await?;
-        db.migrate().await?;
-        let ledger = Ledger::new(db, settings.ledger.mode);
+        let ledger = Ledger::open(&settings, settings.database.max_connections).await?;
         Ok(Self { settings, ledger })
     }
 

@@ -71,7 +71,7 @@ pub async fn run(command: PackageCommand, context: &Context) -> anyhow::Result<E
                 let engine = crate::alerts::AlertEngine::new(
                     context.ledger.clone(),
                     &context.settings,
-                    crate::alerts::system_clock(),
+                    crate::domain::system_clock(),
                 );
                 engine.evaluate_channel(&channel).await?;
             }

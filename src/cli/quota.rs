@@ -39,10 +39,7 @@ pub async fn run_quota(args: QuotaArgs, context: &Context) -> anyhow::Result<Exi
             .map(|c| c.name.clone())
             .collect(),
     };
-    let mut views = Vec::with_capacity(channels.len());
-    for channel in &channels {
-        views.push(context.ledger.quota(channel).await?);
-    }
+    let views = context.ledger.quotas(&channels).await?;
     output::print(args.format, &views, || quota_table(&views))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -83,12 +80,14 @@ fn quota_table(views: &[QuotaView]) -> Rows {
             "purchased",
             "used",
             "reserved",
+            "reconciled",
+            "expired",
             "remaining",
+            "pool",
             "ratio",
             "burn/day",
             "days_left",
             "next_expiry",
-            "expired",
         ],
         rows: views
             .iter()
@@ -98,14 +97,16 @@ fn quota_table(views: &[QuotaView]) -> Rows {
                     v.purchased.to_string(),
                     v.used.to_string(),
                     v.reserved.to_string(),
+                    v.reconciled.to_string(),
+                    v.expired.to_string(),
                     v.remaining.to_string(),
+                    v.pool_units.to_string(),
                     format!("{:.1}%", v.remaining_ratio * 100.0),
                     v.burn_rate_per_day.to_string(),
                     opt(&v.days_left.map(|d| format!("{d:.1}"))),
                     opt(&v
                         .next_expiry
                         .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
-                    v.expired_units.to_string(),
                 ]
             })
             .collect(),

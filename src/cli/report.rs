@@ -43,7 +43,7 @@ pub async fn run(command: ReportCommand, context: &Context) -> anyhow::Result<Ex
     let month = args
         .month
         .unwrap_or_else(|| Month::containing(now, timezone).previous());
-    let report = MonthlyReport::build(context.ledger.db(), month, timezone, now).await?;
+    let report = MonthlyReport::build(&context.ledger, month, now).await?;
     match args.format {
         ReportFormat::Table => print!("{}", to_table(&report)),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -1,6 +1,7 @@
 //! Domain types, each parsed once at the edge (HTTP, CLI, config) and trusted inside.
 
 pub mod channel;
+pub mod clock;
 pub mod content;
 pub mod cron;
 pub mod instant;
@@ -8,6 +9,8 @@ pub mod ledger_mode;
 pub mod mobile;
 pub mod money;
 pub mod outcome;
+pub mod route_name;
+pub mod send_class;
 pub mod sms;
 pub mod template;
 pub mod units;
@@ -16,9 +19,12 @@ pub mod voice;
 pub mod window;
 
 pub use channel::{ChannelKind, ChannelName};
+pub use clock::{system_clock, Clock, ManualClock};
 pub use cron::{CronExpr, CronExprError};
 pub use ledger_mode::LedgerMode;
 pub use money::Yuan;
 pub use outcome::{Outcome, UnknownOutcome};
+pub use route_name::{RouteName, RouteNameError};
+pub use send_class::{SendClass, UnknownSendClass};
 pub use units::{PackageUnits, Units};
 pub use vendor_method::{UnknownVendorMethod, VendorMethod};

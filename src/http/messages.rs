@@ -13,6 +13,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::AppState;
+use crate::domain::Outcome;
 use crate::ledger::{IdempotencyKey, SendRecord};
 use crate::send::{MessageSource, Origin, SendOutcome, SendRequest};
 
@@ -116,17 +117,11 @@ async fn send_checked(
         channel: body.channel,
         to: body.to,
         message,
-        client: caller.name.clone(),
-        idempotency: idempotency.clone(),
+        client: caller.name,
+        idempotency,
         origin: Origin::Api,
     };
-    if let Some(key) = &idempotency {
-        if let Some(earlier) = state.sends.earlier_answer(&caller.name, key).await? {
-            return Ok(send_response(&earlier));
-        }
-    }
-    let prepared = state.sends.prepare(&request)?;
-    let outcome = state.run_send(prepared, caller.name, idempotency).await?;
+    let outcome = state.sends.send(request).await?;
     Ok(send_response(&outcome))
 }
 
@@ -155,13 +150,13 @@ pub async fn get(
 /// every idempotent repeat of it.
 pub fn send_response(outcome: &SendOutcome) -> Response {
     let record = &outcome.record;
-    let failure = match record.status.as_str() {
-        "vendor_quota_exhausted" => Some((StatusCode::PAYMENT_REQUIRED, "vendor_quota_exhausted", "the vendor says the package is used up; buy a new package and register it")),
-        "throttled" => Some((StatusCode::TOO_MANY_REQUESTS, "throttled", "the vendor is throttling requests; retry later")),
-        "auth_failed" => Some((StatusCode::BAD_GATEWAY, "upstream_auth_failed", "the vendor refused the AppCode")),
-        "upstream_error" => Some((StatusCode::BAD_GATEWAY, "upstream_error", "the vendor call failed; nothing was charged")),
-        "uncertain" => Some((StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the vendor did not answer in time; the send may have gone out, so it is charged and flagged for reconciliation")),
-        _ => None,
+    let failure = match record.status.outcome() {
+        Some(Outcome::VendorQuotaExhausted) => Some((StatusCode::PAYMENT_REQUIRED, "vendor_quota_exhausted", "the vendor says the package is used up; buy a new package and register it")),
+        Some(Outcome::Throttled) => Some((StatusCode::TOO_MANY_REQUESTS, "throttled", "the vendor is throttling requests; retry later")),
+        Some(Outcome::AuthFailed) => Some((StatusCode::BAD_GATEWAY, "upstream_auth_failed", "the vendor refused the AppCode")),
+        Some(Outcome::UpstreamError) => Some((StatusCode::BAD_GATEWAY, "upstream_error", "the vendor call failed; nothing was charged")),
+        Some(Outcome::Uncertain) => Some((StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the vendor did not answer in time; the send may have gone out, so it is charged and flagged for reconciliation")),
+        Some(Outcome::Sent | Outcome::VendorRejected) | None => None,
     };
     let Some((status, code, message)) = failure else {
         return Json(message_json(record, Some(outcome.remaining))).into_response();

@@ -14,19 +14,16 @@ mod proxy;
 mod quota;
 mod reports;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use axum::Router;
-use tokio::sync::Notify;
 
 use crate::config::Settings;
 use crate::domain::ChannelName;
-use crate::ledger::IdempotencyKey;
-use crate::send::{PreparedSend, SendError, SendOutcome, SendService};
+use crate::send::SendService;
 use auth::Clients;
 use error::ApiError;
 
@@ -36,7 +33,6 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub sends: SendService,
     pub clients: Clients,
-    pub in_flight: InFlight,
     pub metrics: crate::metrics::MetricsExporter,
     pub alerts: crate::alerts::AlertEngine,
 }
@@ -57,66 +53,6 @@ impl AppState {
                     ),
                 )
             })
-    }
-
-    /// Runs a prepared send to its end in a task of its own, so that a client hanging
-    /// up cannot cancel it between the vendor's answer and the settlement; shutdown
-    /// waits for it through [`InFlight`].
-    pub async fn run_send(
-        &self,
-        prepared: PreparedSend,
-        client: String,
-        idempotency: Option<IdempotencyKey>,
-    ) -> Result<SendOutcome, SendError> {
-        let sends = self.sends.clone();
-        let guard = self.in_flight.enter();
-        let task = tokio::spawn(async move {
-            let _guard = guard;
-            sends.execute(prepared, client, idempotency).await
-        });
-        task.await.unwrap_or_else(|err| {
-            Err(SendError::Unavailable(
-                crate::ledger::LedgerError::Inconsistent(format!("send task failed: {err}")),
-            ))
-        })
-    }
-}
-
-/// Counts sends under way, so that shutdown can wait for them.
-#[derive(Clone, Default)]
-pub struct InFlight {
-    inner: Arc<(AtomicUsize, Notify)>,
-}
-
-pub struct InFlightGuard(InFlight);
-
-impl InFlight {
-    pub fn enter(&self) -> InFlightGuard {
-        self.inner.0.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard(self.clone())
-    }
-
-    pub fn count(&self) -> usize {
-        self.inner.0.load(Ordering::SeqCst)
-    }
-
-    /// Returns once no send is under way.
-    pub async fn drained(&self) {
-        loop {
-            let notified = self.inner.1.notified();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        if self.0.inner.0.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.inner.1.notify_waiters();
-        }
     }
 }
 

@@ -19,6 +19,8 @@ use serde_json::json;
 
 use super::auth::token_from_header;
 use super::AppState;
+use crate::domain::Outcome;
+use crate::ledger::SendStatus;
 use crate::send::{MessageSource, Origin, SendError, SendOutcome, SendRequest};
 
 pub async fn handle(
@@ -48,15 +50,11 @@ pub async fn handle(
         channel,
         to: params.remove("mobile").unwrap_or_default(),
         message: MessageSource::Content(params.remove("content").unwrap_or_default()),
-        client: caller.name.clone(),
+        client: caller.name,
         idempotency: None,
         origin: Origin::Proxy,
     };
-    let prepared = match state.sends.prepare(&request) {
-        Ok(prepared) => prepared,
-        Err(err) => return refusal(err),
-    };
-    match state.run_send(prepared, caller.name, None).await {
+    match state.sends.send(request).await {
         Ok(outcome) => mirror(&outcome),
         Err(err) => refusal(err),
     }
@@ -147,7 +145,7 @@ fn mirror(outcome: &SendOutcome) -> Response {
                 .expect("a valid response")
         }
         // No answer to mirror: the vendor timed out, or could not be reached.
-        None if record.status == "uncertain" => {
+        None if record.status == SendStatus::Settled(Outcome::Uncertain) => {
             gateway_error(StatusCode::GATEWAY_TIMEOUT, "Async Service", None)
         }
         None => gateway_error(

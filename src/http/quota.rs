@@ -9,10 +9,13 @@ use super::error::ApiError;
 use super::AppState;
 
 pub async fn all(State(state): State<AppState>, _caller: Caller) -> Result<Response, ApiError> {
-    let mut views = Vec::with_capacity(state.settings.channels.len());
-    for channel in &state.settings.channels {
-        views.push(state.sends.ledger().quota(&channel.name).await?);
-    }
+    let channels: Vec<_> = state
+        .settings
+        .channels
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let views = state.sends.ledger().quotas(&channels).await?;
     Ok(Json(serde_json::json!({ "channels": views })).into_response())
 }
 

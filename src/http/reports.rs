@@ -39,7 +39,7 @@ pub async fn monthly(
             format.chars().take(20).collect::<String>()
         )));
     }
-    let report = MonthlyReport::build(state.sends.ledger().db(), month, timezone, now)
+    let report = MonthlyReport::build(state.sends.ledger(), month, now)
         .await
         .map_err(|err| ApiError::unavailable(&err))?;
     let filename = format!("attachment; filename=\"tollgate-report-{month}.csv\"");

@@ -14,6 +14,10 @@ pub enum LedgerError {
     Unavailable(#[source] Arc<sqlx::Error>),
     #[error("the ledger writer for this channel has stopped")]
     WriterStopped,
+    /// The channel's writer has more waiting than it takes, or did not answer in time:
+    /// nothing of the operation is known to be applied. Retry shortly.
+    #[error("the ledger is busy; retry shortly")]
+    Busy,
     #[error("the ledger is inconsistent: {0}")]
     Inconsistent(String),
 }

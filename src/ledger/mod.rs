@@ -1,36 +1,84 @@
 //! The quota ledger: packages, reservations, charges, reconciliation and quota views.
 //!
-//! Only this module changes quota. See ARCHITECTURE.md ("The ledger") for the design of
-//! the send path's database work: reservations and settlements for a channel are
-//! applied in batches by one writer task per channel and process, so that one
-//! transaction (one lock of the channel's package rows, one commit) serves every send
-//! that arrived while the previous batch was being written.
+//! Only this module changes quota, and only this module reads its tables: everything
+//! else (alerts, metrics, reports, the HTTP handlers, the console) asks through the read
+//! interface of [`views`], which answers from aggregates the ledger maintains in the
+//! same transactions as the charges, so that no read grows with the history. See
+//! ARCHITECTURE.md ("The ledger") for the design of the send path's database work:
+//! reservations and settlements for a channel are applied in batches by one writer task
+//! per channel and process, so that one transaction (one lock of the channel's package
+//! rows, one commit) serves every send that arrived while the previous batch was being
+//! written.
 
+mod aggregates;
 mod allocation;
+mod backfill;
 mod error;
+mod housekeeping;
 mod packages;
 mod pool;
 mod quota;
 mod reconcile;
 mod sends;
 mod sweeper;
+pub mod views;
 mod writer;
 
+pub use aggregates::{BucketCounts, Span, HOUR_BUCKETS_KEPT};
 pub use allocation::Allocation;
 pub use error::LedgerError;
+pub use housekeeping::HousekeepingOutcome;
 pub use packages::{NewPackage, NewPackageError, Package, PackageInput, PackageStatus};
-pub use quota::{ChannelTotals, QuotaView};
+pub use quota::{QuotaView, TotalsRow};
 pub use reconcile::Reconciliation;
-pub use sends::{IdempotencyKey, SendRecord, UpstreamRecord};
+pub use sends::{IdempotencyKey, SendRecord, SendStatus, UpstreamRecord};
 pub use sweeper::Sweeper;
-pub use writer::{Reservation, ReserveOutcome, ReserveRequest, Settled, Settlement, MAX_BATCH};
+pub use views::{ChannelTotals, ExpiredPackage, UsageRow};
+pub use writer::{
+    Reservation, ReserveOutcome, ReserveRequest, Settled, Settlement, MAX_BATCH, QUEUE_CAPACITY,
+};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use crate::domain::ChannelName;
-use crate::domain::LedgerMode;
+use chrono_tz::Tz;
+
+use crate::config::Settings;
+use crate::domain::{system_clock, ChannelName, Clock, LedgerMode};
 use crate::store::Db;
+
+/// How a ledger is set up. `LedgerOptions::new(mode)` gives the defaults.
+#[derive(Clone)]
+pub struct LedgerOptions {
+    pub mode: LedgerMode,
+    /// Local hours and days of this zone are the buckets of usage (reports' months and
+    /// days are cut in it).
+    pub timezone: Tz,
+    /// Where charges, reservations and views read "now" from.
+    pub clock: Clock,
+    /// At most this many operations per transaction; 1 gives one transaction per
+    /// operation (the benchmark's baseline).
+    pub batch_limit: usize,
+}
+
+impl LedgerOptions {
+    pub fn new(mode: LedgerMode) -> Self {
+        Self {
+            mode,
+            timezone: chrono_tz::Asia::Shanghai,
+            clock: system_clock(),
+            batch_limit: writer::MAX_BATCH,
+        }
+    }
+
+    /// The options the settings call for.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            timezone: settings.server.timezone,
+            ..Self::new(settings.ledger.mode)
+        }
+    }
+}
 
 /// The ledger over one database. Cheap to clone; every clone shares the writers.
 #[derive(Clone)]
@@ -38,10 +86,20 @@ pub struct Ledger {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+/// What the writers and the views share.
+pub(crate) struct Context {
     db: Db,
     mode: LedgerMode,
+    timezone: Tz,
+    clock: Clock,
     batch_limit: usize,
+    /// Recorded on every reservation this process makes: the instance whose lease says
+    /// whether the reservation is still looked after.
+    instance: String,
+}
+
+struct Inner {
+    context: Arc<Context>,
     writers: Mutex<HashMap<ChannelName, writer::WriterHandle>>,
     /// Sends this process has reserved and not yet settled; the sweeper leaves them be.
     in_flight: Mutex<HashSet<String>>,
@@ -49,17 +107,36 @@ struct Inner {
 
 impl Ledger {
     pub fn new(db: Db, mode: LedgerMode) -> Self {
-        Self::with_batch_limit(db, mode, writer::MAX_BATCH)
+        Self::with_options(db, LedgerOptions::new(mode))
     }
 
-    /// A ledger whose writers apply at most `batch_limit` operations per transaction;
-    /// 1 gives one transaction per operation (the benchmark's baseline).
-    pub fn with_batch_limit(db: Db, mode: LedgerMode, batch_limit: usize) -> Self {
+    /// Connects to the configured database, migrates it, and builds the usage buckets
+    /// of a history recorded before the ledger kept them (once per database).
+    pub async fn open(settings: &Settings, max_connections: u32) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let db = Db::connect(&settings.database.url, max_connections)
+            .await
+            .with_context(|| format!("database {}", settings.database.url_for_display()))?;
+        db.migrate().await?;
+        let ledger = Self::with_options(db, LedgerOptions::from_settings(settings));
+        ledger
+            .build_usage_buckets_once()
+            .await
+            .context("building the usage buckets of the existing history")?;
+        Ok(ledger)
+    }
+
+    pub fn with_options(db: Db, options: LedgerOptions) -> Self {
         Self {
             inner: Arc::new(Inner {
-                db,
-                mode,
-                batch_limit: batch_limit.max(1),
+                context: Arc::new(Context {
+                    db,
+                    mode: options.mode,
+                    timezone: options.timezone,
+                    clock: options.clock,
+                    batch_limit: options.batch_limit.max(1),
+                    instance: format!("inst_{}", uuid::Uuid::now_v7().simple()),
+                }),
                 writers: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
             }),
@@ -67,11 +144,25 @@ impl Ledger {
     }
 
     pub fn db(&self) -> &Db {
-        &self.inner.db
+        &self.inner.context.db
     }
 
     pub fn mode(&self) -> LedgerMode {
-        self.inner.mode
+        self.inner.context.mode
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.inner.context.timezone
+    }
+
+    /// The ledger's notion of now.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.inner.context.clock)()
+    }
+
+    /// The id this process records on its reservations.
+    pub fn instance(&self) -> &str {
+        &self.inner.context.instance
     }
 
     fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -86,19 +177,18 @@ impl Ledger {
         self.in_flight().contains(send_id)
     }
 
-    /// The writer task for `channel`, started on first use.
+    /// The writer task for `channel`, started on first use, and started again if it
+    /// ended (a panic in it must not stop the channel for good).
     fn writer(&self, channel: &ChannelName) -> writer::WriterHandle {
         let mut writers = self.inner.writers.lock().expect("writer map lock poisoned");
-        writers
-            .entry(channel.clone())
-            .or_insert_with(|| {
-                writer::WriterHandle::spawn(
-                    self.inner.db.clone(),
-                    self.inner.mode,
-                    channel.clone(),
-                    self.inner.batch_limit,
-                )
-            })
-            .clone()
+        if let Some(handle) = writers.get(channel) {
+            if !handle.is_stopped() {
+                return handle.clone();
+            }
+            tracing::error!(channel = %channel, "the ledger writer stopped; starting it again");
+        }
+        let handle = writer::WriterHandle::spawn(self.inner.context.clone(), channel.clone());
+        writers.insert(channel.clone(), handle.clone());
+        handle
     }
 }

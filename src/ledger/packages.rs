@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use super::aggregates::Aggregates;
 use super::{Ledger, LedgerError};
 use crate::domain::instant::parse_instant;
 use crate::domain::{ChannelName, PackageUnits, Yuan};
@@ -209,7 +210,8 @@ impl Ledger {
         &self,
         package: NewPackage,
     ) -> Result<(Package, bool), LedgerError> {
-        let now = Utc::now();
+        let now = self.now();
+        let mut tx = self.db().begin_write().await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO packages (channel, units, price_micros, purchased_at, expires_at, \
              vendor_order_id, note, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -223,11 +225,17 @@ impl Ledger {
         .bind(package.vendor_order_id.as_deref())
         .bind(package.note.as_deref())
         .bind(to_micros(now))
-        .fetch_optional(self.db().pool())
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = inserted {
+            let mut aggregates = Aggregates::new(package.channel.clone(), self.timezone());
+            aggregates.totals.purchased_units = package.units.get();
+            aggregates.totals.purchased_at = Some(package.purchased_at);
+            aggregates.write(&mut tx).await?;
+            tx.commit().await?;
             return Ok((Package::from_row(&row, now)?, true));
         }
+        tx.rollback().await?;
         // Only a vendor order id can conflict: return the package first registered with it.
         let existing = sqlx::query(&format!(
             "SELECT {PACKAGE_COLUMNS} FROM packages WHERE vendor_order_id = $1"
@@ -243,7 +251,7 @@ impl Ledger {
         &self,
         channel: Option<&ChannelName>,
     ) -> Result<Vec<Package>, LedgerError> {
-        let now = Utc::now();
+        let now = self.now();
         let rows = sqlx::query(&format!(
             "SELECT {PACKAGE_COLUMNS} FROM packages WHERE ($1 = '' OR channel = $1) \
              ORDER BY purchased_at DESC, id DESC"

@@ -13,7 +13,7 @@ use sqlx::Row;
 use super::Allocation;
 use crate::domain::money::cost_of_units;
 use crate::domain::{ChannelName, Yuan};
-use crate::store::{to_micros, Db, Transaction};
+use crate::store::{placeholders, to_micros, Db, Transaction};
 
 #[derive(Debug, Clone)]
 struct PackageState {
@@ -218,16 +218,26 @@ impl LockedPool {
         parts
     }
 
-    /// Stores the counts of every package this batch changed.
+    /// Stores the counts of every package this batch changed, in one statement.
     pub async fn write_back(&self, tx: &mut Transaction) -> Result<(), sqlx::Error> {
-        for package in self.packages.iter().filter(|p| p.dirty) {
-            sqlx::query("UPDATE packages SET taken = $1, charged = $2 WHERE id = $3")
-                .bind(package.taken)
-                .bind(package.charged)
-                .bind(package.id)
-                .execute(&mut **tx)
-                .await?;
+        let dirty: Vec<&PackageState> = self.packages.iter().filter(|p| p.dirty).collect();
+        if dirty.is_empty() {
+            return Ok(());
         }
+        let sql = format!(
+            "UPDATE packages SET taken = v.taken, charged = v.charged \
+             FROM (SELECT column1 AS id, column2 AS taken, column3 AS charged \
+             FROM (VALUES {}) AS t) AS v WHERE packages.id = v.id",
+            placeholders(dirty.len(), 3, 1)
+        );
+        let mut update = sqlx::query(&sql);
+        for package in dirty {
+            update = update
+                .bind(package.id)
+                .bind(package.taken)
+                .bind(package.charged);
+        }
+        update.execute(&mut **tx).await?;
         Ok(())
     }
 

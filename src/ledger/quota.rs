@@ -1,32 +1,38 @@
-//! Quota views: what is left of a channel, and how fast it is going.
+//! Quota views: what is left of a channel, where the rest went, and how fast it goes.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use sqlx::Row;
 
-use super::{Ledger, LedgerError, Package, PackageStatus};
-use crate::domain::ChannelName;
-use crate::store::to_micros;
+use super::Package;
 
 /// The burn rate is measured over this trailing window.
-const BURN_WINDOW_DAYS: i64 = 7;
+pub const BURN_WINDOW_DAYS: i64 = 7;
 
-/// A channel's quota, read from the ledger so that every instance reports the same.
+/// A channel's quota, read from the ledger's aggregates so that every instance reports
+/// the same, whatever the size of the history.
 ///
-/// The figures cover the channel's *live pool*: packages that have not expired and
-/// still have units not charged. A package that is used up or expired drops out, so
-/// that `remaining_ratio` compares what is left with what is currently bought, not
-/// with every purchase ever made. When every package is used up, the view shows the
-/// one that ran out last (remaining 0); with no package at all, everything is 0.
-#[derive(Debug, Clone, Serialize)]
+/// Charges and corrections are kept apart (SPEC §4), over the channel's whole history:
+/// `remaining = purchased − used − reserved − expired + reconciled`, where `used` counts
+/// only units charged for sends against packages, `reconciled` is the signed net of
+/// reconciliation adjustments (negative when units were written off, e.g. after the
+/// vendor answered `Quota Exhausted`) and `expired` the unused units of expired
+/// packages. Observe mode's units sent beyond the packages are `unmetered`, outside the
+/// identity. `remaining_ratio` compares `remaining` with `pool_units`, the units of the
+/// live pool (unexpired packages with units left; when there is none, the package that
+/// ran out last), so that a channel that has bought for years still reads 20 % when a
+/// fifth of what it currently holds is left.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QuotaView {
     pub channel: String,
+    /// Every unit of every package ever registered.
     pub purchased: i64,
     pub used: i64,
+    /// Units held by sends under way.
     pub reserved: i64,
+    pub reconciled: i64,
+    pub expired: i64,
     pub remaining: i64,
-    /// Unused units of packages that expired (lost).
-    pub expired_units: i64,
+    pub pool_units: i64,
     pub remaining_ratio: f64,
     /// Units charged per day over the trailing 7 days (or since the channel's first
     /// purchase, if that is more recent, but at least one day).
@@ -34,39 +40,58 @@ pub struct QuotaView {
     /// `remaining / burn_rate_per_day`; absent while nothing is being used.
     pub days_left: Option<f64>,
     pub next_expiry: Option<DateTime<Utc>>,
+    /// Observe mode only: units sent beyond the packages (metered, not priced).
+    pub unmetered: i64,
+    /// Packages in the live pool.
     pub packages: usize,
+    /// The vendor's own count of what is left, from its latest answer that gave one.
+    pub vendor_remaining: Option<i64>,
+    pub vendor_remaining_at: Option<DateTime<Utc>>,
+}
+
+/// A channel's running totals as the ledger keeps them (one row of `channel_totals`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TotalsRow {
+    pub billed_units: i64,
+    pub cost_micros: i64,
+    pub purchased_units: i64,
+    pub reserved_units: i64,
+    pub unmetered_units: i64,
+    pub reconciled_units: i64,
+    pub reconciled_cost_micros: i64,
+    pub auth_failing: bool,
+    pub vendor_remaining: Option<i64>,
+    pub vendor_remaining_at: Option<DateTime<Utc>>,
+    pub first_purchased_at: Option<DateTime<Utc>>,
 }
 
 impl QuotaView {
-    /// Derives the view from a channel's packages and its units charged in the window.
+    /// Derives the view from the channel's totals, its live packages (unexpired, not
+    /// used up), the size of the package that ran out last (for `pool_units` when
+    /// nothing is live), and the units charged for sends in the burn window.
     pub fn compute(
         channel: &str,
-        packages: &[Package],
+        totals: &TotalsRow,
+        live: &[Package],
+        last_run_out_units: Option<i64>,
         charged_in_window: i64,
         now: DateTime<Utc>,
     ) -> Self {
-        let mut live: Vec<&Package> = packages
-            .iter()
-            .filter(|p| p.status == PackageStatus::Active)
-            .collect();
-        if live.is_empty() {
-            // Run dry: show the package that ran out last, so that the view reads
-            // "bought N, used N, 0 left" rather than all zeros.
-            live.extend(
-                packages
-                    .iter()
-                    .filter(|p| p.status == PackageStatus::Exhausted)
-                    .max_by_key(|p| (p.purchased_at, p.id)),
-            );
-        }
-        let purchased: i64 = live.iter().map(|p| p.units).sum();
-        let used: i64 = live.iter().map(|p| p.used).sum();
-        let reserved: i64 = live.iter().map(|p| p.reserved).sum();
         let remaining: i64 = live.iter().map(|p| p.remaining).sum();
-        let expired_units = packages.iter().map(|p| p.expired_units).sum();
+        let used = totals.billed_units - totals.unmetered_units;
+        let reserved = totals.reserved_units;
+        let reconciled = totals.reconciled_units;
+        // Every unit bought is charged, held, left, or expired: what is neither of the
+        // first three is expired. (Charged here is net of reconciliation.)
+        let expired = (totals.purchased_units - used + reconciled - reserved - remaining).max(0);
+        let pool_units = if live.is_empty() {
+            last_run_out_units.unwrap_or(0)
+        } else {
+            live.iter().map(|p| p.units).sum()
+        };
 
-        let first_purchase = packages.iter().map(|p| p.purchased_at).min();
-        let window = first_purchase
+        let window = totals
+            .first_purchased_at
             .map(|first| (now - first).min(Duration::days(BURN_WINDOW_DAYS)))
             .unwrap_or(Duration::days(BURN_WINDOW_DAYS))
             .max(Duration::days(1));
@@ -74,28 +99,37 @@ impl QuotaView {
         let burn_rate_per_day = round4(charged_in_window as f64 / window_days);
         let days_left =
             (burn_rate_per_day > 0.0).then(|| round4(remaining as f64 / burn_rate_per_day));
-        let remaining_ratio = if purchased > 0 {
-            round4(remaining as f64 / purchased as f64)
+        let remaining_ratio = if pool_units > 0 {
+            round4(remaining as f64 / pool_units as f64)
         } else {
             0.0
         };
         QuotaView {
             channel: channel.to_owned(),
-            purchased,
+            purchased: totals.purchased_units,
             used,
             reserved,
+            reconciled,
+            expired,
             remaining,
-            expired_units,
+            pool_units,
             remaining_ratio,
             burn_rate_per_day,
             days_left,
-            next_expiry: live
-                .iter()
-                .filter(|p| p.status == PackageStatus::Active)
-                .filter_map(|p| p.expires_at)
-                .min(),
+            next_expiry: live.iter().filter_map(|p| p.expires_at).min(),
+            unmetered: totals.unmetered_units,
             packages: live.len(),
+            vendor_remaining: totals.vendor_remaining,
+            vendor_remaining_at: totals.vendor_remaining_at,
         }
+    }
+
+    /// When the quota runs out at the trailing burn rate (absent while nothing is used).
+    pub fn exhausted_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.days_left.and_then(|days| {
+            let seconds = (days * 86_400.0).round();
+            (seconds.is_finite() && seconds < 1e12).then(|| now + Duration::seconds(seconds as i64))
+        })
     }
 }
 
@@ -105,117 +139,96 @@ fn round4(value: f64) -> f64 {
     (value * 10_000.0).round() / 10_000.0
 }
 
-/// What a channel's sends have been charged since the ledger began: only ever grows.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChannelTotals {
-    pub channel: String,
-    pub billed_units: i64,
-    pub cost: crate::domain::Yuan,
-}
-
-impl Ledger {
-    /// Every channel's running totals (channels that never charged are absent).
-    pub async fn totals(&self) -> Result<Vec<ChannelTotals>, LedgerError> {
-        let rows = sqlx::query(
-            "SELECT channel, billed_units, cost_micros FROM channel_totals ORDER BY channel",
-        )
-        .fetch_all(self.db().pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ChannelTotals {
-                    channel: row.try_get("channel")?,
-                    billed_units: row.try_get("billed_units")?,
-                    cost: crate::domain::Yuan::from_micros(row.try_get("cost_micros")?),
-                })
-            })
-            .collect()
-    }
-
-    pub async fn quota(&self, channel: &ChannelName) -> Result<QuotaView, LedgerError> {
-        let now = Utc::now();
-        let packages = self.list_packages(Some(channel)).await?;
-        let since = now - Duration::days(BURN_WINDOW_DAYS);
-        let charged: i64 = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(units), 0) AS BIGINT) AS charged FROM ledger_entries \
-             WHERE channel = $1 AND created_at >= $2 AND send_id IS NOT NULL",
-        )
-        .bind(channel.as_str())
-        .bind(to_micros(since))
-        .fetch_one(self.db().pool())
-        .await?
-        .try_get("charged")?;
-        Ok(QuotaView::compute(
-            channel.as_str(),
-            &packages,
-            charged,
-            now,
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::Yuan;
+    use crate::ledger::PackageStatus;
 
-    fn package(units: i64, used: i64, status: PackageStatus, purchased_days_ago: i64) -> Package {
-        let now = Utc::now();
+    fn package(units: i64, used: i64) -> Package {
         Package {
             id: 1,
             channel: "sms".into(),
             units,
             price: Yuan::ZERO,
             unit_price: rust_decimal::Decimal::ZERO,
-            purchased_at: now - Duration::days(purchased_days_ago),
+            purchased_at: Utc::now() - Duration::days(10),
             expires_at: None,
             vendor_order_id: None,
             note: None,
             used,
             reserved: 0,
-            remaining: if status == PackageStatus::Active {
-                units - used
-            } else {
-                0
-            },
-            expired_units: if status == PackageStatus::Expired {
-                units - used
-            } else {
-                0
-            },
-            status,
+            remaining: units - used,
+            expired_units: 0,
+            status: PackageStatus::Active,
+        }
+    }
+
+    fn totals(purchased: i64, billed: i64, reconciled: i64, days_ago: i64) -> TotalsRow {
+        TotalsRow {
+            purchased_units: purchased,
+            billed_units: billed,
+            reconciled_units: reconciled,
+            first_purchased_at: Some(Utc::now() - Duration::days(days_ago)),
+            ..TotalsRow::default()
         }
     }
 
     #[test]
-    fn ratio_and_days_left_come_from_the_live_pool() {
-        let packages = [
-            package(1000, 1000, PackageStatus::Exhausted, 30),
-            package(1000, 300, PackageStatus::Active, 10),
-        ];
-        let view = QuotaView::compute("sms", &packages, 700, Utc::now());
-        assert_eq!(view.purchased, 1000);
-        assert_eq!(view.remaining, 700);
+    fn ratio_and_days_left_come_from_the_live_pool_and_history_adds_up() {
+        // Two packages of 1000: the first used up, the second 300 used.
+        let view = QuotaView::compute(
+            "sms",
+            &totals(2000, 1300, 0, 30),
+            &[package(1000, 300)],
+            None,
+            700,
+            Utc::now(),
+        );
+        assert_eq!(
+            (view.purchased, view.used, view.remaining),
+            (2000, 1300, 700)
+        );
+        assert_eq!(view.pool_units, 1000);
         assert_eq!(view.remaining_ratio, 0.7);
         assert_eq!(view.burn_rate_per_day, 100.0);
         assert_eq!(view.days_left, Some(7.0));
+        assert_eq!(view.expired, 0);
     }
 
     #[test]
-    fn a_channel_run_dry_shows_the_package_that_ran_out_last() {
-        let packages = [
-            package(500, 500, PackageStatus::Exhausted, 60),
-            package(1000, 1000, PackageStatus::Exhausted, 30),
-        ];
-        let view = QuotaView::compute("sms", &packages, 0, Utc::now());
-        assert_eq!((view.purchased, view.used, view.remaining), (1000, 1000, 0));
-        assert_eq!(view.remaining_ratio, 0.0);
+    fn a_write_off_is_reconciled_not_used() {
+        // 20 bought, 3 sent, the vendor said the package is used up: 17 written off.
+        let view = QuotaView::compute("sms", &totals(20, 3, -17, 1), &[], Some(20), 3, Utc::now());
+        assert_eq!((view.used, view.reconciled, view.remaining), (3, -17, 0));
+        assert_eq!(view.expired, 0);
+        assert_eq!(view.pool_units, 20);
+        assert_eq!(
+            view.remaining,
+            view.purchased - view.used - view.reserved - view.expired + view.reconciled
+        );
+    }
+
+    #[test]
+    fn unused_units_of_expired_packages_are_expired() {
+        // 10 bought, 4 used, the package expired: 6 lost.
+        let view = QuotaView::compute("sms", &totals(10, 4, 0, 40), &[], Some(10), 0, Utc::now());
+        assert_eq!(
+            (view.expired, view.remaining, view.remaining_ratio),
+            (6, 0, 0.0)
+        );
     }
 
     #[test]
     fn a_young_channel_burns_over_its_own_age() {
-        let packages = [package(1000, 100, PackageStatus::Active, 2)];
-        let view = QuotaView::compute("sms", &packages, 100, Utc::now());
+        let view = QuotaView::compute(
+            "sms",
+            &totals(1000, 100, 0, 2),
+            &[package(1000, 100)],
+            None,
+            100,
+            Utc::now(),
+        );
         assert_eq!(view.burn_rate_per_day, 50.0);
     }
 
@@ -223,24 +236,15 @@ mod tests {
     fn nothing_used_means_no_forecast() {
         let view = QuotaView::compute(
             "sms",
-            &[package(10, 0, PackageStatus::Active, 3)],
+            &totals(10, 0, 0, 3),
+            &[package(10, 0)],
+            None,
             0,
             Utc::now(),
         );
         assert_eq!(view.days_left, None);
-        let empty = QuotaView::compute("sms", &[], 0, Utc::now());
-        assert_eq!(empty.remaining_ratio, 0.0);
-    }
-
-    #[test]
-    fn expired_units_are_reported_as_lost() {
-        let view = QuotaView::compute(
-            "sms",
-            &[package(10, 4, PackageStatus::Expired, 40)],
-            0,
-            Utc::now(),
-        );
-        assert_eq!(view.expired_units, 6);
-        assert_eq!(view.remaining, 0);
+        assert_eq!(view.exhausted_at(Utc::now()), None);
+        let empty = QuotaView::compute("sms", &TotalsRow::default(), &[], None, 0, Utc::now());
+        assert_eq!((empty.remaining_ratio, empty.pool_units), (0.0, 0));
     }
 }

@@ -10,10 +10,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use super::aggregates::Aggregates;
 use super::pool::{LockedPool, Scope};
 use super::{Ledger, LedgerError};
 use crate::domain::{ChannelName, Yuan};
-use crate::store::{from_micros, to_micros};
+use crate::store::{from_micros, placeholders, to_micros};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Reconciliation {
@@ -41,7 +42,7 @@ impl Ledger {
     ) -> Result<Reconciliation, LedgerError> {
         let vendor_remaining = i64::try_from(vendor_remaining)
             .map_err(|_| LedgerError::Inconsistent("remaining is too large".into()))?;
-        let now = Utc::now();
+        let now = self.now();
         let db = self.db();
         let mut tx = db.begin_write().await?;
         let mut pool = LockedPool::load(&mut tx, db, channel, now, Scope::Reconciliation).await?;
@@ -67,21 +68,30 @@ impl Ledger {
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
-        for part in &parts {
-            sqlx::query(
+        if !parts.is_empty() {
+            let sql = format!(
                 "INSERT INTO ledger_entries (channel, package_id, reconciliation_id, units, \
-                 cost_micros, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(channel.as_str())
-            .bind(part.package_id)
-            .bind(id)
-            .bind(part.units)
-            .bind(part.cost.micros())
-            .bind(to_micros(now))
-            .execute(&mut *tx)
-            .await?;
+                 cost_micros, created_at) VALUES {}",
+                placeholders(parts.len(), 6, 1)
+            );
+            let mut insert = sqlx::query(&sql);
+            for part in &parts {
+                insert = insert
+                    .bind(channel.as_str())
+                    .bind(part.package_id)
+                    .bind(id)
+                    .bind(part.units)
+                    .bind(part.cost.micros())
+                    .bind(to_micros(now));
+            }
+            insert.execute(&mut *tx).await?;
         }
         pool.write_back(&mut tx).await?;
+        if adjusted_units != 0 || adjusted_cost.micros() != 0 {
+            let mut aggregates = Aggregates::new(channel.clone(), self.timezone());
+            aggregates.adjusted(now, adjusted_units, adjusted_cost.micros());
+            aggregates.write(&mut tx).await?;
+        }
         let remaining_after = pool.remaining();
         tx.commit().await?;
         Ok(Reconciliation {

@@ -6,8 +6,49 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{Ledger, LedgerError};
-use crate::domain::Yuan;
+use crate::domain::{Outcome, SendClass, Yuan};
 use crate::store::from_micros;
+
+/// Where a send stands in the ledger: reserved while the vendor call is under way, then
+/// settled with the vendor's outcome. Parsed once where the row is read, so that every
+/// place that must handle a new outcome is found by the compiler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    Reserved,
+    Settled(Outcome),
+}
+
+impl SendStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SendStatus::Reserved => "reserved",
+            SendStatus::Settled(outcome) => outcome.as_str(),
+        }
+    }
+
+    /// The outcome, once settled.
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self {
+            SendStatus::Reserved => None,
+            SendStatus::Settled(outcome) => Some(*outcome),
+        }
+    }
+
+    fn parse(raw: &str) -> Result<Self, sqlx::Error> {
+        if raw == "reserved" {
+            return Ok(SendStatus::Reserved);
+        }
+        raw.parse()
+            .map(SendStatus::Settled)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    }
+}
+
+impl Serialize for SendStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
 
 /// A client's `Idempotency-Key` and a fingerprint of the request it came with, so that
 /// a repeat with a different body can be told apart from a retry.
@@ -64,8 +105,11 @@ pub struct SendRecord {
     pub client: String,
     pub to: String,
     pub units: i64,
-    /// `reserved` while the vendor call is under way, then the outcome.
-    pub status: String,
+    /// The class it was sent as (absent for sends recorded before classes existed).
+    pub class: Option<SendClass>,
+    /// The route it was addressed to, if any.
+    pub route: Option<String>,
+    pub status: SendStatus,
     pub charged_units: i64,
     pub cost: Yuan,
     pub needs_reconciliation: bool,
@@ -99,10 +143,10 @@ impl Ledger {
 
     pub async fn get_send(&self, id: &str) -> Result<Option<SendRecord>, LedgerError> {
         let row = sqlx::query(
-            "SELECT id, channel, client, mobile_masked, units, status, charged_units, \
-             cost_micros, needs_reconciliation, upstream_status, upstream_request_id, \
-             upstream_task_id, upstream_message, upstream_remain_point, latency_ms, created_at, settled_at, \
-             request_hash FROM sends WHERE id = $1",
+            "SELECT id, channel, client, mobile_masked, units, class, route, status, \
+             charged_units, cost_micros, needs_reconciliation, upstream_status, \
+             upstream_request_id, upstream_task_id, upstream_message, upstream_remain_point, \
+             latency_ms, created_at, settled_at, request_hash FROM sends WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.db().pool())
@@ -114,7 +158,9 @@ impl Ledger {
             client: row.try_get("client")?,
             to: row.try_get("mobile_masked")?,
             units: row.try_get("units")?,
-            status: row.try_get("status")?,
+            class: row.try_get::<String, _>("class")?.parse().ok(),
+            route: Some(row.try_get::<String, _>("route")?).filter(|r| !r.is_empty()),
+            status: SendStatus::parse(&row.try_get::<String, _>("status")?)?,
             charged_units: row.try_get("charged_units")?,
             cost: Yuan::from_micros(row.try_get("cost_micros")?),
             needs_reconciliation: row.try_get::<i64, _>("needs_reconciliation")? != 0,

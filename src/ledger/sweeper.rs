@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::{Allocation, Ledger, LedgerError, Reservation, Settlement, UpstreamRecord};
 use crate::domain::Outcome;
-use crate::domain::{ChannelName, Units};
+use crate::domain::{ChannelName, RouteName, SendClass, Units};
 
 /// How many reservations one pass settles at most.
 const SWEEP_LIMIT: i64 = 500;
@@ -40,7 +40,7 @@ impl Sweeper {
         let cutoff = Utc::now()
             - chrono::Duration::from_std(self.reservation_timeout).unwrap_or(chrono::Duration::MAX);
         let rows = sqlx::query(
-            "SELECT id, channel, client, units, allocation, unmetered_units FROM sends \
+            "SELECT id, channel, client, units, class, route, allocation, unmetered_units FROM sends \
              WHERE status = 'reserved' AND created_at < $1 ORDER BY created_at LIMIT $2",
         )
         .bind(crate::store::to_micros(cutoff))
@@ -112,6 +112,11 @@ fn stored_reservation(row: &sqlx::any::AnyRow) -> Result<Reservation, String> {
         channel,
         client: text("client")?,
         units,
+        // A send recorded before classes existed counts as normal.
+        class: text("class")?.parse().unwrap_or(SendClass::Normal),
+        route: Some(text("route")?)
+            .filter(|r| !r.is_empty())
+            .and_then(|r| RouteName::parse(&r).ok()),
         allocation,
         unmetered: number("unmetered_units")?,
         remaining: 0,

@@ -3,12 +3,13 @@
 //! Every send touches its channel's package rows twice (reserve, then settle), and
 //! those rows are the hot spot of the whole system: a transaction per send would queue
 //! every send of a channel behind one row lock and one commit each. Instead each process
-//! runs one writer task per channel. Sends hand their operation to it over a queue;
-//! the writer takes everything queued (up to [`MAX_BATCH`]) and applies it in one
-//! transaction: lock the channel's packages once, apply the operations in memory, write
-//! the rows with a few set-based statements, commit once, then answer every caller. Under light load a
-//! batch holds one operation and costs what a plain transaction would; under heavy load
-//! batches grow by themselves, with no timer adding latency.
+//! runs one writer task per channel. Sends hand their operation to it over a bounded
+//! queue; the writer takes everything queued (up to the batch limit) and applies it in
+//! one transaction: lock the channel's packages once, apply the operations in memory,
+//! write the rows with a few set-based statements, commit once, then answer every
+//! caller. Under light load a batch holds one operation and costs what a plain
+//! transaction would; under heavy load batches grow by themselves, with no timer adding
+//! latency.
 //!
 //! Guarantees, and what gives them:
 //! - *Never oversell*: quota is only taken while the package rows are locked
@@ -19,27 +20,46 @@
 //!   sweeper) changes nothing.
 //! - *Nothing is lost on failure*: a caller is answered only after the commit. If a
 //!   batch fails, its operations are retried one by one, so one bad operation cannot
-//!   fail the others; a reservation that is never settled is charged by the sweeper.
+//!   fail the others; a reservation that is never settled is settled by the sweeper.
+//! - *A commit whose outcome is unknown is not guessed at*: when the connection is lost
+//!   during `COMMIT`, the writer reads back whether the batch's rows exist before it
+//!   answers; and applying a batch again is harmless (a reservation whose send id is
+//!   already recorded is that reservation, not a second one).
+//! - *No caller waits forever*: the queue is bounded (a full queue answers at once that
+//!   the ledger is busy), every database statement is bounded by the connection's
+//!   `statement_timeout` and `lock_timeout`, and a reservation whose caller gave up
+//!   before it was answered is released by the writer itself.
+//! - *Aggregates move with the rows*: the channel's running totals and usage buckets
+//!   are written in the same transaction (see `aggregates.rs`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
+use super::aggregates::{Aggregates, BucketKey};
 use super::error::INCONSISTENCY;
-use super::pool::{LockedPool, Scope};
+use super::pool::{ChargedPart, LockedPool, Scope};
 use super::sends::{IdempotencyKey, UpstreamRecord};
-use super::{Allocation, Ledger, LedgerError};
-use crate::domain::LedgerMode;
-use crate::domain::Outcome;
-use crate::domain::{ChannelName, Units, Yuan};
-use crate::store::{to_micros, Db, Transaction};
+use super::{Allocation, Context, Ledger, LedgerError};
+use crate::domain::{ChannelName, LedgerMode, Outcome, RouteName, SendClass, Units, Yuan};
+use crate::store::{placeholders, to_micros, Transaction};
 
 /// The most operations one transaction applies, unless the ledger was built with
-/// another limit ([`Ledger::with_batch_limit`]).
+/// another limit.
 pub const MAX_BATCH: usize = 256;
+
+/// How many operations may wait for one channel's writer. Beyond it the ledger answers
+/// `Busy` at once instead of piling requests up in memory.
+pub const QUEUE_CAPACITY: usize = 4096;
+
+/// How long a caller waits for its operation to be answered. Longer than a batch can
+/// take while the database answers (statements are bounded by `statement_timeout`),
+/// so reaching it means the database or the writer is stuck.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A send asking for quota.
 #[derive(Debug, Clone)]
@@ -47,6 +67,9 @@ pub struct ReserveRequest {
     pub send_id: String,
     pub client: String,
     pub units: Units,
+    pub class: SendClass,
+    /// The route the send was addressed to, if any.
+    pub route: Option<RouteName>,
     pub idempotency: Option<IdempotencyKey>,
     pub mobile_masked: String,
     /// Only set when `[privacy] store_full_numbers = true`.
@@ -73,6 +96,8 @@ pub struct Reservation {
     pub channel: ChannelName,
     pub client: String,
     pub units: Units,
+    pub class: SendClass,
+    pub route: Option<RouteName>,
     pub allocation: Allocation,
     /// Observe mode only: units sent beyond the packages, metered but not priced.
     pub unmetered: i64,
@@ -99,11 +124,13 @@ pub struct Settled {
     pub remaining: i64,
 }
 
+#[derive(Debug, Clone)]
 enum Op {
     Reserve(ReserveRequest),
     Settle(Reservation, Settlement),
 }
 
+#[derive(Debug, Clone)]
 enum OpResult {
     Reserve(ReserveOutcome),
     Settle(Settled),
@@ -111,24 +138,38 @@ enum OpResult {
 
 type Reply = oneshot::Sender<Result<OpResult, LedgerError>>;
 
+/// One queued operation and, unless the writer queued it for itself, who waits for it.
+type Queued = (Op, Option<Reply>);
+
 #[derive(Clone)]
 pub(super) struct WriterHandle {
-    queue: mpsc::UnboundedSender<(Op, Reply)>,
+    queue: mpsc::Sender<Queued>,
 }
 
 impl WriterHandle {
-    pub fn spawn(db: Db, mode: LedgerMode, channel: ChannelName, batch_limit: usize) -> Self {
-        let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(run_writer(db, mode, channel, batch_limit, receiver));
+    pub fn spawn(context: Arc<Context>, channel: ChannelName) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run_writer(context, channel, receiver));
         Self { queue }
+    }
+
+    /// Whether the writer task has ended (it panicked): the ledger then starts another.
+    pub fn is_stopped(&self) -> bool {
+        self.queue.is_closed()
     }
 
     async fn submit(&self, op: Op) -> Result<OpResult, LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((op, reply))
-            .map_err(|_| LedgerError::WriterStopped)?;
-        answer.await.map_err(|_| LedgerError::WriterStopped)?
+            .try_send((op, Some(reply)))
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => LedgerError::Busy,
+                mpsc::error::TrySendError::Closed(_) => LedgerError::WriterStopped,
+            })?;
+        match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
+            Ok(answer) => answer.map_err(|_| LedgerError::WriterStopped)?,
+            Err(_) => Err(LedgerError::Busy),
+        }
     }
 }
 
@@ -181,7 +222,7 @@ impl Ledger {
                 Ok(OpResult::Reserve(_)) => {
                     unreachable!("a settle is answered with a settle result")
                 }
-                Err(LedgerError::Unavailable(err)) if attempt < 8 => {
+                Err(err @ (LedgerError::Unavailable(_) | LedgerError::Busy)) if attempt < 8 => {
                     tracing::warn!(attempt, error = %err, "settlement failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
@@ -194,63 +235,144 @@ impl Ledger {
 }
 
 async fn run_writer(
-    db: Db,
-    mode: LedgerMode,
+    context: Arc<Context>,
     channel: ChannelName,
-    batch_limit: usize,
-    mut receiver: mpsc::UnboundedReceiver<(Op, Reply)>,
+    mut receiver: mpsc::Receiver<Queued>,
 ) {
-    let mut batch = Vec::with_capacity(batch_limit);
-    while receiver.recv_many(&mut batch, batch_limit).await > 0 {
-        let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.drain(..).unzip();
-        match apply_batch(&db, mode, &channel, &ops).await {
-            Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(Ok(result));
+    let limit = context.batch_limit;
+    let mut batch: Vec<Queued> = Vec::with_capacity(limit);
+    // Operations the writer queued for itself (releases of abandoned reservations); they
+    // join the next batch.
+    let mut own: Vec<Queued> = Vec::new();
+    loop {
+        batch.append(&mut own);
+        if batch.is_empty() {
+            if receiver.recv_many(&mut batch, limit).await == 0 {
+                return;
+            }
+        } else {
+            // Whatever else is waiting right now, without waiting for more.
+            while batch.len() < limit {
+                match receiver.try_recv() {
+                    Ok(queued) => batch.push(queued),
+                    Err(_) => break,
                 }
             }
-            // A statement refused by the database may be one operation's fault: apply
-            // the operations one by one so that it fails alone. A connection problem
-            // would fail every one of them too, so it fails the batch at once.
-            Err(err @ sqlx::Error::Database(_)) if ops.len() > 1 => {
-                // Apply one by one, so that whatever failed the batch fails only itself.
-                tracing::warn!(channel = %channel, size = ops.len(), error = %err, "ledger batch failed; applying its operations one by one");
-                for (op, reply) in ops.into_iter().zip(replies) {
-                    let result = apply_batch(&db, mode, &channel, std::slice::from_ref(&op))
-                        .await
-                        .map(|mut results| results.remove(0))
-                        .map_err(LedgerError::from);
-                    let _ = reply.send(result);
+        }
+        let (ops, replies): (Vec<Op>, Vec<Option<Reply>>) = batch.drain(..).unzip();
+        let results = apply_with_fallback(&context, &channel, &ops).await;
+        for (reply, result) in replies.into_iter().zip(results) {
+            let Some(reply) = reply else {
+                if let Err(err) = &result {
+                    tracing::warn!(channel = %channel, error = %err, "releasing an abandoned reservation failed; the sweeper will settle it");
                 }
-            }
-            Err(err) => {
-                tracing::warn!(channel = %channel, error = %err, "ledger operation failed");
-                let err = LedgerError::from(err);
-                for reply in replies {
-                    let _ = reply.send(Err(err.clone()));
-                }
+                continue;
+            };
+            if let Err(Ok(OpResult::Reserve(ReserveOutcome::Reserved(reservation)))) =
+                reply.send(result)
+            {
+                // The caller gave up waiting before the vendor was called: nothing was
+                // sent, so the units go back at once rather than being swept as charged.
+                own.push((Op::Settle(reservation, abandoned()), None));
             }
         }
     }
 }
 
-/// Applies `ops` in one transaction; nothing is applied unless all of it commits.
+/// The settlement of a reservation whose caller never got it: nothing was sent.
+fn abandoned() -> Settlement {
+    Settlement {
+        outcome: Outcome::UpstreamError,
+        charge: false,
+        upstream: UpstreamRecord {
+            message: Some(
+                "the reservation was not confirmed in time; the vendor was not called and nothing was charged"
+                    .into(),
+            ),
+            ..UpstreamRecord::default()
+        },
+    }
+}
+
+/// Applies a batch; if the database refuses it, applies its operations one by one so
+/// that one bad operation fails alone. A connection problem would fail every one of
+/// them too, so it fails the batch at once.
+async fn apply_with_fallback(
+    context: &Context,
+    channel: &ChannelName,
+    ops: &[Op],
+) -> Vec<Result<OpResult, LedgerError>> {
+    match apply_batch(context, channel, ops).await {
+        Ok(results) => results.into_iter().map(Ok).collect(),
+        Err(err @ sqlx::Error::Database(_)) if ops.len() > 1 => {
+            tracing::warn!(channel = %channel, size = ops.len(), error = %err, "ledger batch failed; applying its operations one by one");
+            let mut results = Vec::with_capacity(ops.len());
+            for op in ops {
+                let result = apply_batch(context, channel, std::slice::from_ref(op))
+                    .await
+                    .map(|mut results| results.remove(0))
+                    .map_err(LedgerError::from);
+                results.push(result);
+            }
+            results
+        }
+        Err(err) => {
+            tracing::warn!(channel = %channel, error = %err, "ledger operation failed");
+            let err = LedgerError::from(err);
+            ops.iter().map(|_| Err(err.clone())).collect()
+        }
+    }
+}
+
+/// Applies `ops` in one transaction, and answers only what committed.
 ///
-/// The statements are set-based, so a batch costs about ten round trips however many
-/// operations it holds: settlements first (one claim, one cost update, one insert of
-/// entries), then reservations (one look-up of idempotency keys, one insert). Applying
-/// settlements before reservations only means units released in this batch can serve
-/// the reservations in it.
+/// Settlements whose send turns out to be settled already (by the sweeper, or by an
+/// earlier attempt of this batch) are answered `applied: false` and the batch is applied
+/// again without them: the charges were computed assuming every claim succeeds, which
+/// saves a statement in the common case.
 async fn apply_batch(
-    db: &Db,
-    mode: LedgerMode,
+    context: &Context,
     channel: &ChannelName,
     ops: &[Op],
 ) -> Result<Vec<OpResult>, sqlx::Error> {
-    let now = Utc::now();
+    let mut settled_elsewhere: HashSet<String> = HashSet::new();
+    loop {
+        let now = (context.clock)();
+        match try_batch(context, channel, ops, &settled_elsewhere, now).await? {
+            Attempt::Committed(results) => return Ok(results),
+            Attempt::SettledElsewhere(ids) => settled_elsewhere.extend(ids),
+            Attempt::CommitUnknown(results, cause) => {
+                if read_back(context, ops, &results, now).await? {
+                    return Ok(results);
+                }
+                // Not committed: applying the batch again is safe (and what committed
+                // meanwhile, if anything, is recognised by send id).
+                tracing::warn!(channel = %channel, error = %cause, "a ledger commit was lost; applying the batch again");
+            }
+        }
+    }
+}
+
+enum Attempt {
+    Committed(Vec<OpResult>),
+    /// These settlements found their send settled already; nothing was written.
+    SettledElsewhere(Vec<String>),
+    /// The connection failed during `COMMIT`: the batch may or may not have committed.
+    CommitUnknown(Vec<OpResult>, sqlx::Error),
+}
+
+async fn try_batch(
+    context: &Context,
+    channel: &ChannelName,
+    ops: &[Op],
+    settled_elsewhere: &HashSet<String>,
+    now: DateTime<Utc>,
+) -> Result<Attempt, sqlx::Error> {
+    let db = &context.db;
     let mut tx = db.begin_write().await?;
     let mut pool = LockedPool::load(&mut tx, db, channel, now, Scope::Sends).await?;
     let mut results: Vec<Option<OpResult>> = ops.iter().map(|_| None).collect();
+    let mut aggregates = Aggregates::new(channel.clone(), context.timezone);
 
     let settles: Vec<(usize, &Reservation, &Settlement)> = ops
         .iter()
@@ -260,7 +382,20 @@ async fn apply_batch(
             Op::Reserve(_) => None,
         })
         .collect();
-    settle_all(&mut tx, &mut pool, &settles, now, &mut results).await?;
+    let missing = settle_all(
+        &mut tx,
+        &mut pool,
+        &mut aggregates,
+        &settles,
+        settled_elsewhere,
+        now,
+        &mut results,
+    )
+    .await?;
+    if !missing.is_empty() {
+        tx.rollback().await?;
+        return Ok(Attempt::SettledElsewhere(missing));
+    }
 
     let reserves: Vec<(usize, &ReserveRequest)> = ops
         .iter()
@@ -273,7 +408,8 @@ async fn apply_batch(
     reserve_all(
         &mut tx,
         &mut pool,
-        mode,
+        &mut aggregates,
+        context,
         channel,
         &reserves,
         now,
@@ -282,93 +418,122 @@ async fn apply_batch(
     .await?;
 
     pool.write_back(&mut tx).await?;
+    aggregates.write(&mut tx).await?;
     let results: Vec<OpResult> = results
         .into_iter()
         .map(|result| result.expect("every operation of the batch has a result"))
         .collect();
-    add_to_totals(&mut tx, channel, &results).await?;
-    tx.commit().await?;
-    Ok(results)
+    match tx.commit().await {
+        Ok(()) => Ok(Attempt::Committed(results)),
+        // The server refused the commit: it did not happen.
+        Err(err @ sqlx::Error::Database(_)) => Err(err),
+        Err(err) => Ok(Attempt::CommitUnknown(results, err)),
+    }
 }
 
-/// `($1, $2), ($3, $4), …`: placeholders for `rows` rows of `columns` values, numbered
-/// from `first`.
-fn placeholders(rows: usize, columns: usize, first: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let values: Vec<String> = (0..columns)
-                .map(|column| format!("${}", first + row * columns + column))
-                .collect();
-            format!("({})", values.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// After a commit whose outcome is unknown: whether the batch committed. The batch is
+/// one transaction, so one of its rows tells: a reservation's send row exists, or a
+/// settlement's send carries this batch's settlement time and outcome.
+async fn read_back(
+    context: &Context,
+    ops: &[Op],
+    results: &[OpResult],
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let probe = ops
+        .iter()
+        .zip(results)
+        .find_map(|(op, result)| match (op, result) {
+            (_, OpResult::Reserve(ReserveOutcome::Reserved(reservation))) => {
+                Some((reservation.send_id.clone(), None))
+            }
+            (Op::Settle(reservation, settlement), OpResult::Settle(settled)) if settled.applied => {
+                Some((reservation.send_id.clone(), Some(settlement.outcome)))
+            }
+            _ => None,
+        });
+    // Nothing in the batch wrote a row (every reservation refused): nothing to lose.
+    let Some((send_id, outcome)) = probe else {
+        return Ok(true);
+    };
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        let row = sqlx::query("SELECT status, settled_at FROM sends WHERE id = $1")
+            .bind(&send_id)
+            .fetch_optional(context.db.pool())
+            .await;
+        match row {
+            Ok(row) => {
+                return Ok(match (row, outcome) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(row), Some(outcome)) => {
+                        let status: String = row.try_get("status")?;
+                        let settled_at: Option<i64> = row.try_get("settled_at")?;
+                        status == outcome.as_str() && settled_at == Some(to_micros(now))
+                    }
+                });
+            }
+            Err(err) if attempt < 10 => {
+                tracing::warn!(attempt, error = %err, "cannot read back a ledger batch yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// One settlement to claim, with the charge computed for it in memory.
+struct Claim<'a> {
+    index: usize,
+    reservation: &'a Reservation,
+    settlement: &'a Settlement,
+    charged_units: i64,
+    cost: Yuan,
+    parts: Vec<ChargedPart>,
+    /// The units were not reserved in memory: a successful claim is an inconsistency.
+    unbacked: Option<String>,
+}
+
+fn not_applied() -> OpResult {
+    OpResult::Settle(Settled {
+        applied: false,
+        charged_units: 0,
+        cost: Yuan::ZERO,
+        remaining: 0,
+    })
 }
 
 /// Settles every settlement of the batch.
 ///
-/// A settlement applies only to a send still `reserved`: the claim moves each such send
-/// to its outcome in one statement and returns the ids it moved. Sends already settled
-/// (by the sweeper, or an earlier attempt) are left alone and answered `applied: false`,
-/// and their units are not touched, so nothing is charged or released twice.
+/// Charges are computed in memory first, assuming every claim succeeds; then one
+/// statement moves each send out of `reserved` and records its outcome and charge,
+/// returning the ids it moved. Any send it did not move was settled already (by the
+/// sweeper, or an earlier attempt): those ids are returned, and the caller applies the
+/// batch again without them. A settlement whose units are not reserved in memory is
+/// claimed too: if the claim succeeds the ledger is inconsistent and the batch fails;
+/// if not, it was simply settled already.
 async fn settle_all(
     tx: &mut Transaction,
     pool: &mut LockedPool,
+    aggregates: &mut Aggregates,
     settles: &[(usize, &Reservation, &Settlement)],
-    now: chrono::DateTime<Utc>,
+    settled_elsewhere: &HashSet<String>,
+    now: DateTime<Utc>,
     results: &mut [Option<OpResult>],
-) -> Result<(), sqlx::Error> {
-    if settles.is_empty() {
-        return Ok(());
-    }
-    let now = to_micros(now);
-    let sql = format!(
-        "UPDATE sends SET status = v.status, upstream_status = v.upstream_status, \
-         upstream_request_id = v.request_id, upstream_task_id = v.task_id, \
-         upstream_message = v.message, latency_ms = v.latency_ms, \
-         needs_reconciliation = v.flag, upstream_remain_point = v.remain_point, \
-         settled_at = $1 \
-         FROM (SELECT column1 AS id, column2 AS status, column3 AS upstream_status, \
-         column4 AS request_id, column5 AS task_id, column6 AS message, \
-         column7 AS latency_ms, column8 AS flag, column9 AS remain_point \
-         FROM (VALUES {}) AS t) AS v \
-         WHERE sends.id = v.id AND sends.status = 'reserved' RETURNING sends.id",
-        placeholders(settles.len(), 9, 2)
-    );
-    let mut claim = sqlx::query(&sql).bind(now);
-    for (_, reservation, settlement) in settles {
-        let upstream = &settlement.upstream;
-        claim = claim
-            .bind(&reservation.send_id)
-            .bind(settlement.outcome.as_str())
-            .bind(upstream.status.map(i64::from))
-            .bind(upstream.request_id.as_deref())
-            .bind(upstream.task_id.as_deref())
-            .bind(upstream.message.as_deref())
-            .bind(upstream.latency_ms)
-            .bind(i64::from(settlement.outcome == Outcome::Uncertain))
-            .bind(upstream.remain_point);
-    }
-    let mut claimed: HashSet<String> = claim
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|row| row.try_get("id"))
-        .collect::<Result<_, _>>()?;
-
-    // (send, package or none, units, cost) for every entry to write.
-    let mut entries: Vec<(&Reservation, Option<i64>, i64, i64)> = Vec::new();
-    let mut costs: Vec<(&str, i64, i64)> = Vec::new();
-    for &(i, reservation, settlement) in settles {
-        // `remove`, not `contains`: should one batch hold two settlements of the same
-        // send (a late one and the sweeper's), only the first applies.
-        if !claimed.remove(&reservation.send_id) {
-            results[i] = Some(OpResult::Settle(Settled {
-                applied: false,
-                charged_units: 0,
-                cost: Yuan::ZERO,
-                remaining: 0,
-            }));
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut claims: Vec<Claim> = Vec::new();
+    let mut seen = HashSet::new();
+    for &(index, reservation, settlement) in settles {
+        // Only the first of two settlements of one send in a batch can apply; a send
+        // known to be settled already is answered without a claim.
+        if settled_elsewhere.contains(&reservation.send_id)
+            || !seen.insert(reservation.send_id.as_str())
+        {
+            results[index] = Some(not_applied());
             continue;
         }
         let applied = if settlement.charge {
@@ -376,15 +541,94 @@ async fn settle_all(
         } else {
             pool.release(&reservation.allocation).map(|()| Vec::new())
         };
-        // A send that was still reserved must hold its units; if not, the ledger is
-        // inconsistent: fail the batch (nothing is written) rather than guess.
-        let parts = applied.map_err(|problem| {
-            tracing::error!(send_id = %reservation.send_id, %problem, "cannot settle reservation");
-            sqlx::Error::Protocol(format!("{INCONSISTENCY}{problem}"))
-        })?;
-        let (charged_units, cost) = if settlement.charge {
+        let (parts, unbacked) = match applied {
+            Ok(parts) => (parts, None),
+            Err(problem) => (Vec::new(), Some(problem)),
+        };
+        let (charged_units, cost) = if settlement.charge && unbacked.is_none() {
             let cost: Yuan = parts.iter().map(|p| p.cost).sum();
-            for part in &parts {
+            (reservation.allocation.units() + reservation.unmetered, cost)
+        } else {
+            (0, Yuan::ZERO)
+        };
+        claims.push(Claim {
+            index,
+            reservation,
+            settlement,
+            charged_units,
+            cost,
+            parts,
+            unbacked,
+        });
+    }
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    let at = to_micros(now);
+    let sql = format!(
+        "UPDATE sends SET status = v.status, upstream_status = v.upstream_status, \
+         upstream_request_id = v.request_id, upstream_task_id = v.task_id, \
+         upstream_message = v.message, latency_ms = v.latency_ms, \
+         needs_reconciliation = v.flag, upstream_remain_point = v.remain_point, \
+         charged_units = v.units, cost_micros = v.cost, settled_at = $1 \
+         FROM (SELECT column1 AS id, column2 AS status, column3 AS upstream_status, \
+         column4 AS request_id, column5 AS task_id, column6 AS message, \
+         column7 AS latency_ms, column8 AS flag, column9 AS remain_point, \
+         column10 AS units, column11 AS cost FROM (VALUES {}) AS t) AS v \
+         WHERE sends.id = v.id AND sends.status = 'reserved' RETURNING sends.id",
+        placeholders(claims.len(), 11, 2)
+    );
+    let mut claim = sqlx::query(&sql).bind(at);
+    for c in &claims {
+        let upstream = &c.settlement.upstream;
+        claim = claim
+            .bind(&c.reservation.send_id)
+            .bind(c.settlement.outcome.as_str())
+            .bind(upstream.status.map(i64::from))
+            .bind(upstream.request_id.as_deref())
+            .bind(upstream.task_id.as_deref())
+            .bind(upstream.message.as_deref())
+            .bind(upstream.latency_ms)
+            .bind(i64::from(c.settlement.outcome == Outcome::Uncertain))
+            .bind(upstream.remain_point)
+            .bind(c.charged_units)
+            .bind(c.cost.micros());
+    }
+    let claimed: HashSet<String> = claim
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get("id"))
+        .collect::<Result<_, _>>()?;
+
+    let mut missing = Vec::new();
+    for c in &claims {
+        let was_claimed = claimed.contains(&c.reservation.send_id);
+        match (&c.unbacked, was_claimed) {
+            (Some(problem), true) => {
+                // A send still reserved must hold its units: fail the batch (nothing
+                // is written) rather than guess.
+                tracing::error!(send_id = %c.reservation.send_id, %problem, "cannot settle reservation");
+                return Err(sqlx::Error::Protocol(format!("{INCONSISTENCY}{problem}")));
+            }
+            (Some(_), false) => results[c.index] = Some(not_applied()),
+            (None, false) => missing.push(c.reservation.send_id.clone()),
+            (None, true) => {}
+        }
+    }
+    if !missing.is_empty() {
+        return Ok(missing);
+    }
+
+    // One entry per package charged, plus one unpriced entry for observe mode's units
+    // beyond the packages. Entries are the history; aggregates sum them as they go.
+    let mut entries: Vec<(&Reservation, Option<i64>, i64, i64)> = Vec::new();
+    let remaining = pool.remaining();
+    for c in claims.iter().filter(|c| c.unbacked.is_none()) {
+        let reservation = c.reservation;
+        if c.settlement.charge {
+            for part in &c.parts {
                 entries.push((
                     reservation,
                     Some(part.package_id),
@@ -394,45 +638,27 @@ async fn settle_all(
             }
             if reservation.unmetered > 0 {
                 entries.push((reservation, None, reservation.unmetered, 0));
+                aggregates.totals.unmetered_units += reservation.unmetered;
             }
-            costs.push((
-                &reservation.send_id,
-                reservation.allocation.units() + reservation.unmetered,
-                cost.micros(),
-            ));
-            (reservation.allocation.units() + reservation.unmetered, cost)
-        } else {
-            (0, Yuan::ZERO)
-        };
-        results[i] = Some(OpResult::Settle(Settled {
+        }
+        aggregates.totals.reserved_units -= reservation.allocation.units();
+        aggregates.settled(
+            now,
+            bucket_key(reservation),
+            c.settlement.outcome,
+            c.charged_units,
+            c.cost.micros(),
+        );
+        if let Some(count) = c.settlement.upstream.remain_point {
+            aggregates.totals.vendor_remaining = Some((count, now));
+        }
+        results[c.index] = Some(OpResult::Settle(Settled {
             applied: true,
-            charged_units,
-            cost,
-            remaining: 0,
+            charged_units: c.charged_units,
+            cost: c.cost,
+            remaining,
         }));
     }
-    let remaining = pool.remaining();
-    for &(i, ..) in settles {
-        if let Some(OpResult::Settle(settled)) = &mut results[i] {
-            settled.remaining = remaining;
-        }
-    }
-
-    if !costs.is_empty() {
-        let sql = format!(
-            "UPDATE sends SET charged_units = v.units, cost_micros = v.cost \
-             FROM (SELECT column1 AS id, column2 AS units, column3 AS cost \
-             FROM (VALUES {}) AS t) AS v WHERE sends.id = v.id",
-            placeholders(costs.len(), 3, 1)
-        );
-        let mut update = sqlx::query(&sql);
-        for (id, units, cost) in &costs {
-            update = update.bind(*id).bind(*units).bind(*cost);
-        }
-        update.execute(&mut **tx).await?;
-    }
-    // One entry per package charged, plus one unpriced entry for observe mode's units
-    // beyond the packages. Reports and cost metrics are sums over these entries.
     if !entries.is_empty() {
         let sql = format!(
             "INSERT INTO ledger_entries (channel, package_id, send_id, client, units, \
@@ -448,27 +674,42 @@ async fn settle_all(
                 .bind(&reservation.client)
                 .bind(*units)
                 .bind(*cost)
-                .bind(now);
+                .bind(at);
         }
         insert.execute(&mut **tx).await?;
     }
-    Ok(())
+    Ok(Vec::new())
+}
+
+fn bucket_key(reservation: &Reservation) -> BucketKey {
+    BucketKey {
+        client: reservation.client.clone(),
+        class: reservation.class.as_str().to_owned(),
+        route: reservation
+            .route
+            .as_ref()
+            .map(|r| r.as_str().to_owned())
+            .unwrap_or_default(),
+    }
 }
 
 /// Reserves for every reservation request of the batch, in arrival order.
+#[allow(clippy::too_many_arguments)]
 async fn reserve_all(
     tx: &mut Transaction,
     pool: &mut LockedPool,
-    mode: LedgerMode,
+    aggregates: &mut Aggregates,
+    context: &Context,
     channel: &ChannelName,
     reserves: &[(usize, &ReserveRequest)],
-    now: chrono::DateTime<Utc>,
+    now: DateTime<Utc>,
     results: &mut [Option<OpResult>],
 ) -> Result<(), sqlx::Error> {
     if reserves.is_empty() {
         return Ok(());
     }
-    // Idempotency keys this client already used: one look-up for the whole batch.
+    // Idempotency keys this client already used: one look-up for the whole batch, and
+    // only when some request carries a key.
     let mut used_keys = existing_keys(tx, reserves).await?;
     let mut planned: Vec<(usize, &ReserveRequest, Allocation, i64)> = Vec::new();
     for &(i, request) in reserves {
@@ -484,7 +725,7 @@ async fn reserve_all(
         let wanted = request.units.as_i64();
         let allocation = pool.take(wanted);
         let short = wanted - allocation.units();
-        if short > 0 && mode == LedgerMode::Enforce {
+        if short > 0 && context.mode == LedgerMode::Enforce {
             pool.release(&allocation)
                 .expect("units just taken are reserved and can be released");
             results[i] = Some(OpResult::Reserve(ReserveOutcome::QuotaExhausted {
@@ -505,6 +746,8 @@ async fn reserve_all(
             channel: channel.clone(),
             client: request.client.clone(),
             units: request.units,
+            class: request.class,
+            route: request.route.clone(),
             allocation: allocation.clone(),
             unmetered: short,
             remaining: pool.remaining(),
@@ -515,14 +758,15 @@ async fn reserve_all(
         return Ok(());
     }
 
-    // The unique index on (client, idempotency_key) is the final word: a send with the
-    // same key reserved meanwhile by another channel's writer or another instance makes
-    // this insert skip the row, and the reservation is undone below.
+    // The unique indexes are the final word: a send with the same idempotency key
+    // reserved meanwhile by another channel's writer or another instance makes this
+    // insert skip the row, and so does a send id recorded by an earlier attempt of this
+    // very batch (a commit whose outcome was unknown). Both are sorted out below.
     let sql = format!(
         "INSERT INTO sends (id, channel, client, idempotency_key, request_hash, \
-         mobile_masked, mobile_full, units, allocation, unmetered_units, status, created_at) \
-         VALUES {} ON CONFLICT (client, idempotency_key) DO NOTHING RETURNING id",
-        placeholders(planned.len(), 12, 1)
+         mobile_masked, mobile_full, units, allocation, unmetered_units, status, created_at, \
+         class, route, instance) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+        placeholders(planned.len(), 15, 1)
     );
     let mut insert = sqlx::query(&sql);
     for (_, request, allocation, short) in &planned {
@@ -542,7 +786,10 @@ async fn reserve_all(
             .bind(allocation.to_string())
             .bind(*short)
             .bind("reserved")
-            .bind(to_micros(now));
+            .bind(to_micros(now))
+            .bind(request.class.as_str())
+            .bind(request.route.as_ref().map(RouteName::as_str).unwrap_or(""))
+            .bind(&context.instance);
     }
     let inserted: HashSet<String> = insert
         .fetch_all(&mut **tx)
@@ -552,12 +799,32 @@ async fn reserve_all(
         .collect::<Result<_, _>>()?;
     for (i, request, allocation, _) in &planned {
         if inserted.contains(&request.send_id) {
+            aggregates.totals.reserved_units += allocation.units();
+            continue;
+        }
+        // Whatever the conflict, the units just taken are not this batch's to keep.
+        pool.release(allocation)
+            .expect("units just taken are reserved and can be released");
+        let own = sqlx::query("SELECT allocation, unmetered_units FROM sends WHERE id = $1")
+            .bind(&request.send_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(row) = own {
+            // An earlier attempt of this batch committed after all: that reservation,
+            // with its units as the packages already count them, is this one.
+            let stored: String = row.try_get("allocation")?;
+            let allocation: Allocation = stored
+                .parse()
+                .map_err(|e| sqlx::Error::Protocol(format!("{INCONSISTENCY}{e}")))?;
+            if let Some(OpResult::Reserve(ReserveOutcome::Reserved(reservation))) = &mut results[*i]
+            {
+                reservation.allocation = allocation;
+                reservation.unmetered = row.try_get("unmetered_units")?;
+            }
             continue;
         }
         // Undoing can only leave units unsold that a later request of this batch was
         // refused for: never an oversold unit.
-        pool.release(allocation)
-            .expect("units just taken are reserved and can be released");
         let existing_id: String =
             sqlx::query("SELECT id FROM sends WHERE client = $1 AND idempotency_key = $2")
                 .bind(&request.client)
@@ -610,47 +877,4 @@ async fn existing_keys(
             ))
         })
         .collect()
-}
-
-/// Adds the batch's charges to the channel's running totals, in one statement.
-async fn add_to_totals(
-    tx: &mut Transaction,
-    channel: &ChannelName,
-    results: &[OpResult],
-) -> Result<(), sqlx::Error> {
-    let (units, cost) = results
-        .iter()
-        .filter_map(|result| match result {
-            OpResult::Settle(settled) if settled.applied => {
-                Some((settled.charged_units, settled.cost.micros()))
-            }
-            _ => None,
-        })
-        .fold((0, 0), |(u, c), (units, cost)| (u + units, c + cost));
-    if units == 0 && cost == 0 {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO channel_totals (channel, billed_units, cost_micros) VALUES ($1, $2, $3) \
-         ON CONFLICT (channel) DO UPDATE SET \
-         billed_units = channel_totals.billed_units + excluded.billed_units, \
-         cost_micros = channel_totals.cost_micros + excluded.cost_micros",
-    )
-    .bind(channel.as_str())
-    .bind(units)
-    .bind(cost)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::placeholders;
-
-    #[test]
-    fn placeholders_number_rows_and_columns_in_order() {
-        assert_eq!(placeholders(2, 3, 2), "($2, $3, $4), ($5, $6, $7)");
-        assert_eq!(placeholders(1, 1, 1), "($1)");
-    }
 }

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use prometheus::{CounterVec, Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
-use super::alert_tables;
+use super::labels::NOTIFICATION_OUTCOMES;
 use super::names;
 use super::send_metrics::SendMetrics;
+use crate::alerts::{AlertEngine, AlertState};
 use crate::config::Settings;
 use crate::domain::ChannelName;
-use crate::ledger::{Ledger, LedgerError, PackageStatus};
+use crate::ledger::{Ledger, LedgerError, QuotaView};
 use crate::send::SendObserver;
 
 /// Why a scrape could not be answered.
@@ -32,17 +33,19 @@ pub struct MetricsExporter {
 
 struct Inner {
     ledger: Ledger,
+    alerts: AlertEngine,
     channels: Vec<ChannelName>,
     sends: Arc<SendMetrics>,
 }
 
 impl MetricsExporter {
-    pub fn new(ledger: Ledger, settings: &Settings) -> Self {
+    pub fn new(ledger: Ledger, alerts: AlertEngine, settings: &Settings) -> Self {
         let channels: Vec<ChannelName> = settings.channels.iter().map(|c| c.name.clone()).collect();
         let sends = Arc::new(SendMetrics::new(&channels));
         Self {
             inner: Arc::new(Inner {
                 ledger,
+                alerts,
                 channels,
                 sends,
             }),
@@ -115,41 +118,75 @@ impl MetricsExporter {
         Ok((billed, cost))
     }
 
-    /// The quota gauges of every configured channel. `tollgate_quota_time_left_seconds` has no
-    /// series for a channel with no forecast (nothing charged in the last 7 days).
-    async fn quota(&self) -> Result<[GaugeVec; 4], ScrapeError> {
-        let gauge = |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), &["channel"]);
-        let remaining = gauge(
-            names::QUOTA_REMAINING_UNITS,
-            "Units left in the channel's live packages (not expired, not used up).",
-        )?;
-        let purchased = gauge(
-            names::QUOTA_PURCHASED_UNITS,
-            "Units bought in the channel's live packages.",
-        )?;
-        let ratio = gauge(
-            names::QUOTA_REMAINING_RATIO,
-            "Remaining units over purchased units of the live packages (0 to 1).",
-        )?;
-        let time_left = gauge(
-            names::QUOTA_TIME_LEFT_SECONDS,
-            "Seconds until the quota runs out at the trailing 7-day burn rate; absent while nothing is used.",
-        )?;
-        for channel in &self.inner.channels {
-            let view = self.inner.ledger.quota(channel).await?;
-            let label = [channel.as_str()];
-            remaining
-                .with_label_values(&label)
-                .set(view.remaining as f64);
-            purchased
-                .with_label_values(&label)
-                .set(view.purchased as f64);
-            ratio.with_label_values(&label).set(view.remaining_ratio);
-            if let Some(days) = view.days_left {
-                time_left.with_label_values(&label).set(days * 86_400.0);
+    /// The quota gauges of every configured channel, from one read of the quota views.
+    /// `tollgate_quota_time_left_seconds` has no series for a channel with no forecast
+    /// (nothing charged in the last 7 days).
+    async fn quota(&self) -> Result<Vec<GaugeVec>, ScrapeError> {
+        type Figure = fn(&QuotaView) -> Option<f64>;
+        let gauges: [(&str, &str, Figure); 10] = [
+            (
+                names::QUOTA_REMAINING_UNITS,
+                "Units left in the channel's live packages (not expired, not used up).",
+                |v| Some(v.remaining as f64),
+            ),
+            (
+                names::QUOTA_PURCHASED_UNITS,
+                "Units of every package the channel ever bought.",
+                |v| Some(v.purchased as f64),
+            ),
+            (
+                names::QUOTA_POOL_UNITS,
+                "Units bought in the channel's live pool: what remaining_ratio is measured against.",
+                |v| Some(v.pool_units as f64),
+            ),
+            (
+                names::QUOTA_USED_UNITS,
+                "Units charged for sends against the channel's packages, ever.",
+                |v| Some(v.used as f64),
+            ),
+            (
+                names::QUOTA_RESERVED_UNITS,
+                "Units held by sends under way.",
+                |v| Some(v.reserved as f64),
+            ),
+            (
+                names::QUOTA_RECONCILED_UNITS,
+                "Signed net of reconciliation adjustments, ever (negative: written off).",
+                |v| Some(v.reconciled as f64),
+            ),
+            (
+                names::QUOTA_EXPIRED_UNITS,
+                "Unused units of the channel's expired packages, ever.",
+                |v| Some(v.expired as f64),
+            ),
+            (
+                names::QUOTA_REMAINING_RATIO,
+                "Remaining units over the units of the live pool (0 to 1).",
+                |v| Some(v.remaining_ratio),
+            ),
+            (
+                names::QUOTA_TIME_LEFT_SECONDS,
+                "Seconds until the quota runs out at the trailing 7-day burn rate; absent while nothing is used.",
+                |v| v.days_left.map(|days| days * 86_400.0),
+            ),
+            (
+                names::QUOTA_BURN_RATE_UNITS_PER_DAY,
+                "Units charged per day over the trailing 7 days.",
+                |v| Some(v.burn_rate_per_day),
+            ),
+        ];
+        let views = self.inner.ledger.quotas(&self.inner.channels).await?;
+        let mut families = Vec::with_capacity(gauges.len());
+        for (name, help, figure) in gauges {
+            let gauge = GaugeVec::new(Opts::new(name, help), &["channel"])?;
+            for view in &views {
+                if let Some(value) = figure(view) {
+                    gauge.with_label_values(&[view.channel.as_str()]).set(value);
+                }
             }
+            families.push(gauge);
         }
-        Ok([remaining, purchased, ratio, time_left])
+        Ok(families)
     }
 
     /// `tollgate_package_expiry_timestamp_seconds{channel,package}`: one series per
@@ -163,13 +200,10 @@ impl MetricsExporter {
             ),
             &["channel", "package"],
         )?;
-        for package in self.inner.ledger.list_packages(None).await? {
+        for package in self.inner.ledger.live_packages(None).await? {
             let Some(expires_at) = package.expires_at else {
                 continue;
             };
-            if package.status != PackageStatus::Active {
-                continue;
-            }
             expiry
                 .with_label_values(&[package.channel.as_str(), &package.id.to_string()])
                 .set(expires_at.timestamp() as f64);
@@ -185,10 +219,14 @@ impl MetricsExporter {
             ),
             &["rule", "channel"],
         )?;
-        for state in alert_tables::alert_states(self.inner.ledger.db()).await? {
+        for alert in self.inner.alerts.list().await? {
             firing
-                .with_label_values(&[state.rule.as_str(), state.channel.as_str()])
-                .set(if state.firing { 1.0 } else { 0.0 });
+                .with_label_values(&[alert.rule.as_str(), alert.channel.as_str()])
+                .set(if alert.state == AlertState::Firing {
+                    1.0
+                } else {
+                    0.0
+                });
         }
         Ok(firing)
     }
@@ -201,7 +239,11 @@ impl MetricsExporter {
             ),
             &["notifier", "outcome"],
         )?;
-        for count in alert_tables::notification_counts(self.inner.ledger.db()).await? {
+        for count in self.inner.alerts.notification_counts().await? {
+            // The label takes only the values the alerts feature defines.
+            if !NOTIFICATION_OUTCOMES.contains(&count.outcome.as_str()) {
+                continue;
+            }
             notifications
                 .with_label_values(&[count.notifier.as_str(), count.outcome.as_str()])
                 .inc_by(count.attempts);

@@ -4,8 +4,10 @@
 //!
 //! - what *this process* saw on the send path (`tollgate_sends_total`, the vendor
 //!   latency histogram), counted by [`SendMetrics`], the send service's observer;
-//! - what *the ledger* says (billed units, cost, quota, package expiry, alerts,
-//!   notifications), read from the database at every scrape by [`MetricsExporter`], so
+//! - what *the ledger* and *the alert engine* say (billed units, cost, quota, package
+//!   expiry, alerts, notifications), read through their read interfaces at every scrape
+//!   by [`MetricsExporter`] (aggregates, so a scrape costs the same whatever the
+//!   history), so
 //!   that every instance on one database reports the same truth and dashboards can take
 //!   `max by (channel)` across instances. Running totals live in the database and only
 //!   grow, so a restart never makes a counter go backwards.
@@ -14,7 +16,6 @@
 //! configured rule and notifier names, package ids of live packages. Never a mobile
 //! number, a message id or error text.
 
-mod alert_tables;
 mod endpoint;
 mod exporter;
 mod labels;

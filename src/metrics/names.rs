@@ -1,10 +1,17 @@
-//! The metric names of SPEC §9: a contract with the dashboards and alerting rules.
+//! The metric names of SPEC §9 (and the quota split of SPEC §4 beside them): a contract
+//! with the dashboards and alerting rules.
 
 pub const SENDS_TOTAL: &str = "tollgate_sends_total";
 pub const BILLED_UNITS_TOTAL: &str = "tollgate_billed_units_total";
 pub const COST_YUAN_TOTAL: &str = "tollgate_cost_yuan_total";
 pub const QUOTA_REMAINING_UNITS: &str = "tollgate_quota_remaining_units";
 pub const QUOTA_PURCHASED_UNITS: &str = "tollgate_quota_purchased_units";
+pub const QUOTA_POOL_UNITS: &str = "tollgate_quota_pool_units";
+pub const QUOTA_USED_UNITS: &str = "tollgate_quota_used_units";
+pub const QUOTA_RESERVED_UNITS: &str = "tollgate_quota_reserved_units";
+pub const QUOTA_RECONCILED_UNITS: &str = "tollgate_quota_reconciled_units";
+pub const QUOTA_EXPIRED_UNITS: &str = "tollgate_quota_expired_units";
+pub const QUOTA_BURN_RATE_UNITS_PER_DAY: &str = "tollgate_quota_burn_rate_units_per_day";
 pub const QUOTA_REMAINING_RATIO: &str = "tollgate_quota_remaining_ratio";
 pub const QUOTA_TIME_LEFT_SECONDS: &str = "tollgate_quota_time_left_seconds";
 pub const PACKAGE_EXPIRY_TIMESTAMP_SECONDS: &str = "tollgate_package_expiry_timestamp_seconds";
@@ -15,12 +22,18 @@ pub const BUILD_INFO: &str = "tollgate_build_info";
 
 /// Every metric family tollgate exports (a histogram also exposes `_bucket`, `_sum`
 /// and `_count` series under its name).
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 18] = [
     SENDS_TOTAL,
     BILLED_UNITS_TOTAL,
     COST_YUAN_TOTAL,
     QUOTA_REMAINING_UNITS,
     QUOTA_PURCHASED_UNITS,
+    QUOTA_POOL_UNITS,
+    QUOTA_USED_UNITS,
+    QUOTA_RESERVED_UNITS,
+    QUOTA_RECONCILED_UNITS,
+    QUOTA_EXPIRED_UNITS,
+    QUOTA_BURN_RATE_UNITS_PER_DAY,
     QUOTA_REMAINING_RATIO,
     QUOTA_TIME_LEFT_SECONDS,
     PACKAGE_EXPIRY_TIMESTAMP_SECONDS,

@@ -2,8 +2,10 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Datelike, LocalResult, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
+
+use crate::domain::instant::local_midnight;
 
 /// A calendar month such as 2026-11. Its first and last instants depend on the time
 /// zone: November in Asia/Shanghai starts at 2026-10-31T16:00:00Z.
@@ -86,23 +88,6 @@ impl Month {
     /// The first instant after the month (the next month's start), as UTC.
     pub fn end(self, timezone: Tz) -> DateTime<Utc> {
         self.next().start(timezone)
-    }
-}
-
-/// The first instant of local day `day` in `timezone`, as UTC. Where a zone skips
-/// midnight (a daylight-saving jump), the day starts at the first instant that exists.
-pub fn local_midnight(day: NaiveDate, timezone: Tz) -> DateTime<Utc> {
-    let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
-    match timezone.from_local_datetime(&midnight) {
-        LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => at.with_timezone(&Utc),
-        LocalResult::None => (1..=180)
-            .find_map(|minutes| {
-                timezone
-                    .from_local_datetime(&(midnight + chrono::Duration::minutes(minutes)))
-                    .earliest()
-            })
-            .expect("a gap in local time lasts less than three hours")
-            .with_timezone(&Utc),
     }
 }
 

@@ -19,15 +19,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use serde::Serialize;
-use sqlx::Row;
 
 use super::month::Month;
-use super::usage::{usage_between, Source, Usage};
-use crate::domain::money::cost_of_units;
 use crate::domain::Yuan;
-use crate::store::{from_micros, to_micros, Db};
+use crate::ledger::{BucketCounts, Ledger, LedgerError, Span};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MonthlyReport {
@@ -72,8 +68,8 @@ pub struct Figures {
     pub cost: Yuan,
 }
 
-impl From<Usage> for Figures {
-    fn from(u: Usage) -> Self {
+impl From<BucketCounts> for Figures {
+    fn from(u: BucketCounts) -> Self {
         Figures {
             sends: u.sends,
             sent: u.sent,
@@ -172,33 +168,24 @@ pub const FORECAST_METHOD: &str = "the month's daily burn (billed units and cost
      its days, or by the days elapsed while it runs) times the days of the next month";
 
 impl MonthlyReport {
-    /// Builds the report of `month` as of `now`, reading roll-ups where they exist.
+    /// Builds the report of `month` as of `now` from the ledger's day buckets: one row
+    /// per day, channel, client, class and route, whatever the number of charges. The
+    /// month is cut in the ledger's time zone (`[server] timezone`), the zone its day
+    /// buckets are cut in.
     #[tracing::instrument(skip_all, fields(month = %month))]
     pub async fn build(
-        db: &Db,
+        ledger: &Ledger,
         month: Month,
-        timezone: Tz,
         now: DateTime<Utc>,
-    ) -> Result<Self, sqlx::Error> {
-        Self::build_from(db, month, timezone, now, Source::RollupsAndRaw).await
-    }
-
-    /// As [`MonthlyReport::build`], reading from `source` (raw rows only, to compare).
-    pub async fn build_from(
-        db: &Db,
-        month: Month,
-        timezone: Tz,
-        now: DateTime<Utc>,
-        source: Source,
-    ) -> Result<Self, sqlx::Error> {
+    ) -> Result<Self, LedgerError> {
+        let timezone = ledger.timezone();
         let (from, to) = (month.start(timezone), month.end(timezone));
-        let usage = usage_between(db, from, to.min(now.max(from)), source).await?;
+        let usage = MonthUsage::read(ledger, from, to.min(now.max(from))).await?;
         let previous = month.previous();
-        let previous_usage = usage_between(
-            db,
+        let previous_usage = MonthUsage::read(
+            ledger,
             previous.start(timezone),
             previous.end(timezone).min(from),
-            source,
         )
         .await?;
 
@@ -216,14 +203,14 @@ impl MonthlyReport {
             .iter()
             .map(|(channel, a)| AdjustmentLine {
                 channel: channel.clone(),
-                units: a.units,
-                cost: Yuan::from_micros(a.cost_micros),
+                units: a.adjusted_units,
+                cost: Yuan::from_micros(a.adjusted_cost_micros),
             })
             .collect();
 
-        let mut by_channel: BTreeMap<&str, (Usage, i64, i64)> = BTreeMap::new();
-        let mut by_client: BTreeMap<&str, Usage> = BTreeMap::new();
-        let mut sum = Usage::default();
+        let mut by_channel: BTreeMap<&str, (BucketCounts, i64, i64)> = BTreeMap::new();
+        let mut by_client: BTreeMap<&str, BucketCounts> = BTreeMap::new();
+        let mut sum = BucketCounts::default();
         for ((channel, client), u) in &usage.usage {
             by_channel.entry(channel).or_default().0.add(u);
             by_client.entry(client).or_default().add(u);
@@ -232,10 +219,10 @@ impl MonthlyReport {
         let (mut adjusted_units, mut adjusted_micros) = (0, 0);
         for (channel, a) in &usage.adjustments {
             let entry = by_channel.entry(channel).or_default();
-            entry.1 += a.units;
-            entry.2 += a.cost_micros;
-            adjusted_units += a.units;
-            adjusted_micros += a.cost_micros;
+            entry.1 += a.adjusted_units;
+            entry.2 += a.adjusted_cost_micros;
+            adjusted_units += a.adjusted_units;
+            adjusted_micros += a.adjusted_cost_micros;
         }
         let channels: Vec<ChannelSummary> = by_channel
             .iter()
@@ -255,8 +242,31 @@ impl MonthlyReport {
             })
             .collect();
 
-        let purchases = purchases_between(db, from, to).await?;
-        let expired = expired_between(db, from, to.min(now)).await?;
+        let purchases: Vec<Purchase> = ledger
+            .purchases_between(from, to)
+            .await?
+            .into_iter()
+            .map(|p| Purchase {
+                package_id: p.id,
+                channel: p.channel,
+                units: p.units,
+                price: p.price,
+                purchased_at: p.purchased_at,
+                vendor_order_id: p.vendor_order_id,
+            })
+            .collect();
+        let expired: Vec<Expired> = ledger
+            .expired_between(from, to.min(now))
+            .await?
+            .into_iter()
+            .map(|e| Expired {
+                package_id: e.package_id,
+                channel: e.channel,
+                units: e.units,
+                value: e.value,
+                expired_at: e.expired_at,
+            })
+            .collect();
 
         let complete = now >= to;
         let days_measured = if complete {
@@ -290,16 +300,7 @@ impl MonthlyReport {
             channels: forecast_channels,
         };
 
-        let previous_cost = previous_usage
-            .usage
-            .values()
-            .map(|u| u.cost_micros)
-            .sum::<i64>()
-            + previous_usage
-                .adjustments
-                .values()
-                .map(|a| a.cost_micros)
-                .sum::<i64>();
+        let previous_total = previous_usage.total();
         let total = Total {
             figures: sum.into(),
             adjusted_units,
@@ -327,80 +328,66 @@ impl MonthlyReport {
             total,
             previous_month: PreviousMonth {
                 month: previous,
-                total_cost: Yuan::from_micros(previous_cost),
-                billed_units: previous_usage
-                    .usage
-                    .values()
-                    .map(|u| u.billed_units)
-                    .sum::<i64>()
-                    + previous_usage
-                        .adjustments
-                        .values()
-                        .map(|a| a.units)
-                        .sum::<i64>(),
+                total_cost: Yuan::from_micros(
+                    previous_total.cost_micros + previous_total.adjusted_cost_micros,
+                ),
+                billed_units: previous_total.billed_units + previous_total.adjusted_units,
             },
             forecast,
         })
     }
 }
 
-async fn purchases_between(
-    db: &Db,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<Purchase>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, channel, units, price_micros, purchased_at, vendor_order_id FROM packages \
-         WHERE purchased_at >= $1 AND purchased_at < $2 ORDER BY purchased_at, id",
-    )
-    .bind(to_micros(from))
-    .bind(to_micros(to))
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Purchase {
-                package_id: row.try_get("id")?,
-                channel: row.try_get("channel")?,
-                units: row.try_get("units")?,
-                price: Yuan::from_micros(row.try_get("price_micros")?),
-                purchased_at: from_micros(row.try_get("purchased_at")?),
-                vendor_order_id: row.try_get("vendor_order_id")?,
-            })
-        })
-        .collect()
+/// A range's usage from the day buckets: sends by (channel, client), adjustments by
+/// channel (they belong to no client).
+#[derive(Default)]
+struct MonthUsage {
+    usage: BTreeMap<(String, String), BucketCounts>,
+    adjustments: BTreeMap<String, BucketCounts>,
 }
 
-/// Packages whose expiry fell in `[from, to)`, with the units they left unused.
-async fn expired_between(
-    db: &Db,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<Expired>, sqlx::Error> {
-    if to <= from {
-        return Ok(Vec::new());
+impl MonthUsage {
+    async fn read(
+        ledger: &Ledger,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Self, LedgerError> {
+        let mut month = MonthUsage::default();
+        if to <= from {
+            return Ok(month);
+        }
+        for row in ledger.usage(Span::Day, from, to, None).await? {
+            let mut sends = row.counts;
+            let adjustment = BucketCounts {
+                adjusted_units: sends.adjusted_units,
+                adjusted_cost_micros: sends.adjusted_cost_micros,
+                ..BucketCounts::default()
+            };
+            sends.adjusted_units = 0;
+            sends.adjusted_cost_micros = 0;
+            if sends != BucketCounts::default() {
+                month
+                    .usage
+                    .entry((row.channel.clone(), row.client.clone()))
+                    .or_default()
+                    .add(&sends);
+            }
+            if adjustment != BucketCounts::default() {
+                month
+                    .adjustments
+                    .entry(row.channel)
+                    .or_default()
+                    .add(&adjustment);
+            }
+        }
+        Ok(month)
     }
-    let rows = sqlx::query(
-        "SELECT id, channel, units, price_micros, taken, expires_at FROM packages \
-         WHERE expires_at >= $1 AND expires_at < $2 AND taken < units ORDER BY expires_at, id",
-    )
-    .bind(to_micros(from))
-    .bind(to_micros(to))
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let units: i64 = row.try_get("units")?;
-            let taken: i64 = row.try_get("taken")?;
-            let price = Yuan::from_micros(row.try_get("price_micros")?);
-            Ok(Expired {
-                package_id: row.try_get("id")?,
-                channel: row.try_get("channel")?,
-                units: units - taken,
-                // The units after `taken` would have cost this, by the ledger's own pricing.
-                value: cost_of_units(price, units, taken, units - taken),
-                expired_at: from_micros(row.try_get("expires_at")?),
-            })
-        })
-        .collect()
+
+    fn total(&self) -> BucketCounts {
+        let mut total = BucketCounts::default();
+        for counts in self.usage.values().chain(self.adjustments.values()) {
+            total.add(counts);
+        }
+        total
+    }
 }

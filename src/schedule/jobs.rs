@@ -1,5 +1,5 @@
 //! The scheduled jobs tollgate runs: `quota_check`, `monthly_report` and
-//! `ledger_rollup` (daily roll-ups, then retention when configured).
+//! `ledger_housekeeping` (old hour buckets, then raw rows past retention when configured).
 //!
 //! The scheduler does not know the alert engine or the notifiers: the application hands
 //! their entry points in as [`JobHooks`], so this module depends on neither, and a job
@@ -13,8 +13,8 @@ use chrono_tz::Tz;
 
 use super::{Job, JobFuture, Scheduler};
 use crate::config::Settings;
-use crate::report::{apply_retention, roll_up, Month, MonthlyReport};
-use crate::store::Db;
+use crate::ledger::Ledger;
+use crate::report::{Month, MonthlyReport};
 
 type QuotaCheck = Arc<dyn Fn() -> JobFuture + Send + Sync>;
 type SendReport = Arc<dyn Fn(MonthlyReport, Vec<String>) -> JobFuture + Send + Sync>;
@@ -52,10 +52,10 @@ impl JobHooks {
 }
 
 /// A scheduler holding every job the settings and hooks call for.
-pub fn standard_jobs(settings: &Settings, db: Db, hooks: JobHooks) -> Scheduler {
+pub fn standard_jobs(settings: &Settings, ledger: Ledger, hooks: JobHooks) -> Scheduler {
     let timezone = settings.server.timezone;
     let schedule = &settings.schedule;
-    let mut scheduler = Scheduler::new(db.clone(), timezone);
+    let mut scheduler = Scheduler::new(ledger.db().clone(), timezone);
 
     if let Some(check) = hooks.quota_check {
         scheduler = scheduler.with_job(Job::new(
@@ -79,15 +79,15 @@ pub fn standard_jobs(settings: &Settings, db: Db, hooks: JobHooks) -> Scheduler 
         .filter(|_| !schedule.report_notify.is_empty())
     {
         let notifiers = schedule.report_notify.clone();
-        let db = db.clone();
+        let ledger = ledger.clone();
         scheduler = scheduler.with_job(Job::new(
             "monthly_report",
             schedule.monthly_report.clone(),
             move |run| {
-                let (db, send, notifiers) = (db.clone(), send.clone(), notifiers.clone());
+                let (ledger, send, notifiers) = (ledger.clone(), send.clone(), notifiers.clone());
                 async move {
                     let report =
-                        last_months_report(&db, timezone, run.due_at, run.started_at).await?;
+                        last_months_report(&ledger, timezone, run.due_at, run.started_at).await?;
                     send(report, notifiers).await
                 }
             },
@@ -95,31 +95,37 @@ pub fn standard_jobs(settings: &Settings, db: Db, hooks: JobHooks) -> Scheduler 
     }
 
     let retention = schedule.retention;
-    scheduler.with_job(Job::new("ledger_rollup", schedule.rollup.clone(), move |run| {
-        let db = db.clone();
-        async move {
-            let rolled = roll_up(&db, timezone, run.started_at).await.context("rolling up the ledger")?;
-            tracing::info!(days = rolled.days_rolled_up, until = ?rolled.rolled_up_until, "ledger rolled up");
-            if let Some(retention) = retention {
-                let deleted = apply_retention(&db, retention, run.started_at)
+    scheduler.with_job(Job::new(
+        "ledger_housekeeping",
+        schedule.rollup.clone(),
+        move |run| {
+            let ledger = ledger.clone();
+            async move {
+                let done = ledger
+                    .housekeeping(retention, run.started_at)
                     .await
-                    .context("deleting raw rows past retention")?;
-                tracing::info!(entries = deleted.entries_deleted, sends = deleted.sends_deleted, "raw ledger rows past retention deleted");
+                    .context("ledger housekeeping")?;
+                tracing::info!(
+                    hour_buckets = done.hour_buckets_deleted,
+                    entries = done.entries_deleted,
+                    sends = done.sends_deleted,
+                    "ledger housekeeping done"
+                );
+                Ok(())
             }
-            Ok(())
-        }
-    }))
+        },
+    ))
 }
 
 /// The report of the month before the one `due_at` falls in.
 pub async fn last_months_report(
-    db: &Db,
+    ledger: &Ledger,
     timezone: Tz,
     due_at: chrono::DateTime<chrono::Utc>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<MonthlyReport> {
     let month = Month::containing(due_at, timezone).previous();
-    MonthlyReport::build(db, month, timezone, now)
+    MonthlyReport::build(ledger, month, now)
         .await
         .with_context(|| format!("building the report of {month}"))
 }

@@ -1,121 +1,30 @@
-//! [`SendService`]: one send from request to settled charge.
+//! [`SendService::send`]: one send from request to settled charge.
+//!
+//! The lifecycle, in order: an earlier answer under the same idempotency key is
+//! returned as it was; the request is parsed and rated (refused here, nothing is
+//! charged); units are reserved; the vendor is called; the reservation is settled with
+//! what the vendor answered; the answer is built from what was recorded. Everything
+//! from the reservation on runs in a task of its own, so that a client hanging up can
+//! never cut a send between the vendor's answer and its settlement.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::config::{ChannelSettings, Settings};
-use crate::domain::content::{rate_message, ContentError, ContentRules, MessageBody, RatedMessage};
-use crate::domain::mobile::Mobile;
-use crate::domain::template::TemplateBody;
-use crate::domain::ChannelName;
-use crate::domain::{LedgerMode, Outcome};
+use super::error::SendError;
+use super::in_flight::InFlight;
+use super::observer::{SendEvent, SendObserver};
+use super::prepare::{Catalog, PreparedSend};
+use super::request::SendRequest;
+use crate::config::Settings;
+use crate::domain::{ChannelName, LedgerMode, Outcome, Yuan};
 use crate::ledger::{
     IdempotencyKey, Ledger, LedgerError, Reservation, ReserveOutcome, ReserveRequest, SendRecord,
-    Settlement, UpstreamRecord,
+    SendStatus, Settlement, UpstreamRecord,
 };
 use crate::secret::Secret;
 use crate::upstream::{VendorCall, VendorClient, VendorReply};
-
-/// A configured channel, ready to send: its settings, content rules and AppCode.
-struct Channel {
-    settings: ChannelSettings,
-    rules: ContentRules,
-    appcode: Secret,
-}
-
-/// Where a send came from; decides which content rules apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// `POST /v1/messages`: SMS must name a registered template.
-    Api,
-    /// The drop-in proxy: the application sends the full text, as the vendor expects.
-    Proxy,
-}
-
-#[derive(Debug, Clone)]
-pub enum MessageSource {
-    Template {
-        name: String,
-        params: BTreeMap<String, String>,
-    },
-    Content(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct SendRequest {
-    pub channel: String,
-    pub to: String,
-    pub message: MessageSource,
-    pub client: String,
-    pub idempotency: Option<IdempotencyKey>,
-    pub origin: Origin,
-}
-
-/// Why a send was refused or failed before the vendor answered.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    #[error("unknown channel {0:?}")]
-    UnknownChannel(String),
-    #[error("{0}")]
-    InvalidMobile(#[from] crate::domain::mobile::MobileError),
-    #[error("channel {channel} has no template {template:?}")]
-    UnknownTemplate { channel: String, template: String },
-    #[error("{kind} channels send registered templates only: give \"template\" and \"params\" instead of \"content\"")]
-    TemplateRequired { kind: &'static str },
-    #[error(transparent)]
-    Content(#[from] ContentError),
-    #[error(
-        "no quota left on channel {channel}: {remaining} unit(s) remain, the send needs {needed}"
-    )]
-    QuotaExhausted {
-        channel: String,
-        remaining: i64,
-        needed: u32,
-    },
-    #[error("this Idempotency-Key was used with a different request")]
-    IdempotencyConflict,
-    #[error("a request with this Idempotency-Key is still being sent; retry later")]
-    IdempotencyInProgress,
-    #[error("the ledger is unavailable; nothing was sent")]
-    Unavailable(#[source] LedgerError),
-}
-
-impl SendError {
-    /// The error code of SPEC §5.
-    pub fn code(&self) -> &'static str {
-        match self {
-            SendError::UnknownChannel(_) => "unknown_channel",
-            SendError::InvalidMobile(e) => e.code(),
-            SendError::UnknownTemplate { .. } => "unknown_template",
-            SendError::TemplateRequired { .. } => "invalid_request",
-            SendError::Content(e) => e.code(),
-            SendError::QuotaExhausted { .. } => "quota_exhausted",
-            SendError::IdempotencyConflict | SendError::IdempotencyInProgress => {
-                "idempotency_conflict"
-            }
-            SendError::Unavailable(_) => "unavailable",
-        }
-    }
-}
-
-/// A request that passed every check and is rated, ready to reserve.
-pub struct PreparedSend {
-    channel: Arc<Channel>,
-    mobile: Mobile,
-    rated: RatedMessage,
-}
-
-impl PreparedSend {
-    pub fn channel(&self) -> &ChannelName {
-        &self.channel.settings.name
-    }
-
-    pub fn units(&self) -> u32 {
-        self.rated.units.get()
-    }
-}
 
 /// The end of a send that reached the ledger: the record as stored, with what was left.
 #[derive(Debug, Clone)]
@@ -128,30 +37,6 @@ pub struct SendOutcome {
     pub vendor: Option<VendorReply>,
 }
 
-/// What happened to one send, for the parts of tollgate that watch sends (metrics,
-/// alerts). Observers are called on the send path, so they must not block.
-#[derive(Debug)]
-pub enum SendEvent<'a> {
-    /// Refused before anything was reserved; `channel` is a configured channel.
-    Refused {
-        channel: &'a ChannelName,
-        code: &'static str,
-    },
-    /// The vendor was called and the send settled.
-    Settled {
-        channel: &'a ChannelName,
-        outcome: Outcome,
-        charged_units: i64,
-        cost: crate::domain::Yuan,
-        latency: std::time::Duration,
-        remaining: i64,
-    },
-}
-
-pub trait SendObserver: Send + Sync + 'static {
-    fn observe(&self, event: &SendEvent<'_>);
-}
-
 #[derive(Clone)]
 pub struct SendService {
     inner: Arc<Inner>,
@@ -160,10 +45,10 @@ pub struct SendService {
 struct Inner {
     ledger: Ledger,
     vendor: VendorClient,
-    channels: HashMap<String, Arc<Channel>>,
-    templates: HashMap<(String, String), TemplateBody>,
+    catalog: Catalog,
     store_full_numbers: bool,
     observers: Vec<Arc<dyn SendObserver>>,
+    in_flight: InFlight,
 }
 
 impl SendService {
@@ -176,44 +61,14 @@ impl SendService {
         appcodes: &HashMap<ChannelName, Secret>,
         observers: Vec<Arc<dyn SendObserver>>,
     ) -> anyhow::Result<Self> {
-        let mut channels = HashMap::new();
-        for channel in &settings.channels {
-            let appcode = appcodes.get(&channel.name).cloned().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "channel {}: environment variable {} (its AppCode) is not set",
-                    channel.name,
-                    channel.appcode_env
-                )
-            })?;
-            let rules = ContentRules {
-                kind: channel.kind,
-                signature: channel.signature.clone(),
-                unsubscribe_suffix: channel.unsubscribe_suffix.clone(),
-                sending_window: channel.sending_window.clone(),
-                timezone: settings.server.timezone,
-            };
-            channels.insert(
-                channel.name.to_string(),
-                Arc::new(Channel {
-                    settings: channel.clone(),
-                    rules,
-                    appcode,
-                }),
-            );
-        }
-        let templates = settings
-            .templates
-            .iter()
-            .map(|t| ((t.channel.to_string(), t.name.clone()), t.body.clone()))
-            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 ledger,
                 vendor,
-                channels,
-                templates,
+                catalog: Catalog::new(settings, appcodes)?,
                 store_full_numbers: settings.privacy.store_full_numbers,
                 observers,
+                in_flight: InFlight::default(),
             }),
         })
     }
@@ -222,18 +77,53 @@ impl SendService {
         &self.inner.ledger
     }
 
+    /// Sends under way (shutdown waits for them).
+    pub fn in_flight(&self) -> &InFlight {
+        &self.inner.in_flight
+    }
+
+    /// The whole lifecycle of one send; see the module's documentation.
+    pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, SendError> {
+        // A repeat gets the first answer before the request is validated again, so that
+        // it does even when the request would no longer pass (the marketing window has
+        // closed, a template was renamed).
+        if let Some(key) = &request.idempotency {
+            if let Some(existing) = self
+                .inner
+                .ledger
+                .find_send_by_key(&request.client, key.key())
+                .await?
+            {
+                return self.replay(&existing, Some(key)).await;
+            }
+        }
+        let prepared = self.prepare(&request)?;
+        let service = self.clone();
+        let guard = self.inner.in_flight.enter();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            service
+                .execute(prepared, request.client, request.idempotency)
+                .await
+        });
+        task.await.unwrap_or_else(|err| {
+            Err(SendError::Unavailable(LedgerError::Inconsistent(format!(
+                "send task failed: {err}"
+            ))))
+        })
+    }
+
     fn tell(&self, event: SendEvent<'_>) {
         for observer in &self.inner.observers {
             observer.observe(&event);
         }
     }
 
-    /// Parses and rates a request: every content rule is checked here, before anything
-    /// is reserved, so a refused send costs nothing.
-    pub fn prepare(&self, request: &SendRequest) -> Result<PreparedSend, SendError> {
-        let prepared = self.prepare_unobserved(request);
+    /// Parses and rates a request; a refusal of a configured channel is observed.
+    fn prepare(&self, request: &SendRequest) -> Result<PreparedSend, SendError> {
+        let prepared = self.inner.catalog.prepare(request, Utc::now());
         if let Err(err) = &prepared {
-            if let Some(channel) = self.inner.channels.get(&request.channel) {
+            if let Some(channel) = self.inner.catalog.channel(&request.channel) {
                 self.tell(SendEvent::Refused {
                     channel: &channel.settings.name,
                     code: err.code(),
@@ -243,48 +133,9 @@ impl SendService {
         prepared
     }
 
-    fn prepare_unobserved(&self, request: &SendRequest) -> Result<PreparedSend, SendError> {
-        let channel = self
-            .inner
-            .channels
-            .get(&request.channel)
-            .ok_or_else(|| SendError::UnknownChannel(request.channel.chars().take(64).collect()))?
-            .clone();
-        let mobile = Mobile::parse(&request.to)?;
-        let kind = channel.settings.kind;
-        let now = Utc::now();
-        let rated = match &request.message {
-            MessageSource::Template { name, params } => {
-                let body = self
-                    .inner
-                    .templates
-                    .get(&(request.channel.clone(), name.clone()))
-                    .ok_or_else(|| SendError::UnknownTemplate {
-                        channel: request.channel.clone(),
-                        template: name.chars().take(64).collect(),
-                    })?;
-                rate_message(&channel.rules, MessageBody::Template { body, params }, now)?
-            }
-            MessageSource::Content(text) => {
-                if kind.is_sms() && request.origin == Origin::Api {
-                    return Err(SendError::TemplateRequired {
-                        kind: kind.as_str(),
-                    });
-                }
-                rate_message(&channel.rules, MessageBody::Text(text), now)?
-            }
-        };
-        Ok(PreparedSend {
-            channel,
-            mobile,
-            rated,
-        })
-    }
-
-    /// Reserves, calls the vendor and settles. Run it in its own task: a client that
-    /// hangs up must not cancel a send half-way.
+    /// Reserves, calls the vendor and settles.
     #[tracing::instrument(skip_all, fields(channel = %prepared.channel(), units = prepared.units(), client = %client))]
-    pub async fn execute(
+    async fn execute(
         &self,
         prepared: PreparedSend,
         client: String,
@@ -297,6 +148,8 @@ impl SendService {
             send_id,
             client,
             units: prepared.rated.units,
+            class: prepared.class,
+            route: None,
             idempotency: idempotency.clone(),
             mobile_masked: prepared.mobile.masked(),
             mobile_full: self
@@ -304,11 +157,7 @@ impl SendService {
                 .store_full_numbers
                 .then(|| prepared.mobile.expose_national().to_owned()),
         };
-        let reservation = match ledger
-            .reserve(&channel.settings.name, request)
-            .await
-            .map_err(SendError::Unavailable)?
-        {
+        let reservation = match ledger.reserve(&channel.settings.name, request).await? {
             ReserveOutcome::Reserved(reservation) => reservation,
             ReserveOutcome::QuotaExhausted { remaining } => {
                 self.tell(SendEvent::Refused {
@@ -364,7 +213,7 @@ impl SendService {
                 tracing::error!(send_id = %reservation.send_id, error = %err, "could not settle a send; the sweeper will charge it as uncertain");
                 let mut record =
                     self.record(&reservation, &prepared, &settlement, idempotency.as_ref());
-                record.status = Outcome::Uncertain.as_str().to_owned();
+                record.status = SendStatus::Settled(Outcome::Uncertain);
                 record.charged_units = reservation.units.as_i64();
                 record.needs_reconciliation = true;
                 record.upstream.message = Some(format!(
@@ -421,9 +270,11 @@ impl SendService {
             client: reservation.client.clone(),
             to: prepared.mobile.masked(),
             units: i64::from(prepared.rated.units.get()),
-            status: settlement.outcome.as_str().to_owned(),
+            class: Some(reservation.class),
+            route: reservation.route.as_ref().map(|r| r.to_string()),
+            status: SendStatus::Settled(settlement.outcome),
             charged_units: 0,
-            cost: crate::domain::Yuan::ZERO,
+            cost: Yuan::ZERO,
             needs_reconciliation: settlement.outcome == Outcome::Uncertain,
             upstream: settlement.upstream.clone(),
             created_at: now,
@@ -438,26 +289,8 @@ impl SendService {
         send_id: &str,
         reply: VendorReply,
     ) -> Result<SendOutcome, SendError> {
-        let record = self
-            .inner
-            .ledger
-            .get_send(send_id)
-            .await
-            .map_err(SendError::Unavailable)?
-            .ok_or_else(|| {
-                SendError::Unavailable(LedgerError::Inconsistent(format!(
-                    "send {send_id} vanished"
-                )))
-            })?;
-        let channel = ChannelName::parse(&record.channel)
-            .map_err(|e| SendError::Unavailable(LedgerError::Inconsistent(e.to_string())))?;
-        let remaining = self
-            .inner
-            .ledger
-            .quota(&channel)
-            .await
-            .map_err(SendError::Unavailable)?
-            .remaining;
+        let record = self.stored(send_id).await?;
+        let remaining = self.remaining_of(&record).await?;
         Ok(SendOutcome {
             record,
             remaining,
@@ -466,67 +299,42 @@ impl SendService {
         })
     }
 
-    /// The first answer to a repeated request, if the client already used this
-    /// idempotency key. Checked before the request is validated, so that a repeat gets
-    /// the first answer even when the request would no longer pass (the marketing window
-    /// has closed, a template was renamed).
-    pub async fn earlier_answer(
-        &self,
-        client: &str,
-        key: &IdempotencyKey,
-    ) -> Result<Option<SendOutcome>, SendError> {
-        let existing = self
-            .inner
-            .ledger
-            .find_send_by_key(client, key.key())
-            .await
-            .map_err(SendError::Unavailable)?;
-        match existing {
-            Some(id) => self.replay(&id, Some(key)).await.map(Some),
-            None => Ok(None),
-        }
-    }
-
     /// A repeat of an earlier request: the first result, without a second vendor call.
     async fn replay(
         &self,
         existing_id: &str,
         idempotency: Option<&IdempotencyKey>,
     ) -> Result<SendOutcome, SendError> {
-        let record = self
-            .inner
-            .ledger
-            .get_send(existing_id)
-            .await
-            .map_err(SendError::Unavailable)?
-            .ok_or_else(|| {
-                SendError::Unavailable(LedgerError::Inconsistent(format!(
-                    "send {existing_id} vanished"
-                )))
-            })?;
+        let record = self.stored(existing_id).await?;
         let same_body = idempotency
             .is_some_and(|key| record.request_hash.as_deref() == Some(key.request_hash()));
         if !same_body {
             return Err(SendError::IdempotencyConflict);
         }
-        if record.status == "reserved" {
+        if record.status == SendStatus::Reserved {
             return Err(SendError::IdempotencyInProgress);
         }
-        let channel = ChannelName::parse(&record.channel)
-            .map_err(|e| SendError::Unavailable(LedgerError::Inconsistent(e.to_string())))?;
-        let remaining = self
-            .inner
-            .ledger
-            .quota(&channel)
-            .await
-            .map_err(SendError::Unavailable)?
-            .remaining;
+        let remaining = self.remaining_of(&record).await?;
         Ok(SendOutcome {
             record,
             remaining,
             replayed: true,
             vendor: None,
         })
+    }
+
+    async fn stored(&self, send_id: &str) -> Result<SendRecord, SendError> {
+        self.inner.ledger.get_send(send_id).await?.ok_or_else(|| {
+            SendError::Unavailable(LedgerError::Inconsistent(format!(
+                "send {send_id} vanished"
+            )))
+        })
+    }
+
+    async fn remaining_of(&self, record: &SendRecord) -> Result<i64, SendError> {
+        let channel = ChannelName::parse(&record.channel)
+            .map_err(|e| SendError::Unavailable(LedgerError::Inconsistent(e.to_string())))?;
+        Ok(self.inner.ledger.quota(&channel).await?.remaining)
     }
 
     /// The vendor says the package is used up while the ledger still shows units: the

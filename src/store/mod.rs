@@ -135,6 +135,27 @@ impl Db {
     }
 }
 
+/// `($1, $2), ($3, $4), …`: placeholders for `rows` rows of `columns` values, numbered
+/// from `first`, for set-based statements (`INSERT … VALUES`, `UPDATE … FROM (VALUES …)`).
+pub fn placeholders(rows: usize, columns: usize, first: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(first + row * columns + column).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Microseconds since the Unix epoch, UTC: how every time is stored.
 pub fn to_micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -142,4 +163,15 @@ pub fn to_micros(at: DateTime<Utc>) -> i64 {
 
 pub fn from_micros(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).expect("stored times are within chrono's range")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placeholders;
+
+    #[test]
+    fn placeholders_number_rows_and_columns_in_order() {
+        assert_eq!(placeholders(2, 3, 2), "($2, $3, $4), ($5, $6, $7)");
+        assert_eq!(placeholders(1, 1, 1), "($1)");
+    }
 }

@@ -347,7 +347,7 @@ async fn two_instances_crossing_the_threshold_at_once_notify_once(backend: Backe
     )
     .await;
     let settings = engine_settings(db.url.expose());
-    let system = || -> tollgate::alerts::Clock { Arc::new(Utc::now) };
+    let system = || -> tollgate::domain::Clock { Arc::new(Utc::now) };
     let engines = [
         AlertEngine::new(first.clone(), &settings, system()),
         AlertEngine::new(second.clone(), &settings, system()),

@@ -208,8 +208,11 @@ async fn quota_and_reconcile_speak_json_for_scripts(backend: Backend) {
 
     assert_eq!(record["adjusted_units"], 10);
     assert_eq!(record["adjusted_cost"], "1.00");
+    // The write-off is a correction, not a charge (SPEC §4).
     assert_eq!(quota[0]["remaining"], 90);
-    assert_eq!(quota[0]["used"], 10);
+    assert_eq!(quota[0]["used"], 0);
+    assert_eq!(quota[0]["reconciled"], -10);
+    assert_eq!(quota[0]["purchased"], 100);
 }
 
 #[tokio::test]

@@ -2,9 +2,12 @@
 
 use std::sync::Once;
 
-use tollgate::domain::LedgerMode;
-use tollgate::domain::{ChannelName, PackageUnits, Units, Yuan};
-use tollgate::ledger::{Ledger, NewPackage, Package, ReserveOutcome, ReserveRequest};
+use tollgate::domain::{
+    ChannelName, LedgerMode, ManualClock, PackageUnits, SendClass, Units, Yuan,
+};
+use tollgate::ledger::{
+    Ledger, LedgerOptions, NewPackage, Package, ReserveOutcome, ReserveRequest,
+};
 use tollgate::secret::Secret;
 use tollgate::store::Db;
 
@@ -134,6 +137,17 @@ impl TestDb {
     pub fn ledger(&self, mode: LedgerMode) -> Ledger {
         Ledger::new(self.db.clone(), mode)
     }
+
+    /// A ledger (in Asia/Shanghai, enforce mode) whose "now" is `clock`'s.
+    pub fn ledger_at(&self, clock: &ManualClock) -> Ledger {
+        Ledger::with_options(
+            self.db.clone(),
+            LedgerOptions {
+                clock: clock.clock(),
+                ..LedgerOptions::new(LedgerMode::Enforce)
+            },
+        )
+    }
 }
 
 impl Drop for TestDb {
@@ -213,6 +227,8 @@ pub fn request(units: u32) -> ReserveRequest {
         send_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
         client: "test-client".into(),
         units: Units::new(units).unwrap(),
+        class: SendClass::Normal,
+        route: None,
         idempotency: None,
         mobile_masked: "138****8000".into(),
         mobile_full: None,

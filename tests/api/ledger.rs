@@ -345,7 +345,7 @@ async fn expired_packages_serve_nothing_and_report_their_unused_units(backend: B
         ReserveOutcome::QuotaExhausted { remaining: 0 }
     ));
     let quota = ledger.quota(&channel("sms_code")).await.unwrap();
-    assert_eq!((quota.remaining, quota.expired_units), (0, 30));
+    assert_eq!((quota.remaining, quota.expired), (0, 30));
     let packages = ledger.list_packages(None).await.unwrap();
     assert_eq!(packages[0].status, tollgate::ledger::PackageStatus::Expired);
     let sends: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sends")
@@ -396,7 +396,8 @@ async fn released_units_go_back_to_the_pool(backend: Backend) {
             .await
             .unwrap()
             .unwrap()
-            .status,
+            .status
+            .as_str(),
         "upstream_error"
     );
 }
@@ -519,7 +520,7 @@ async fn the_sweeper_charges_reservations_a_crash_left_behind(backend: Backend) 
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(send.status, "uncertain");
+    assert_eq!(send.status.as_str(), "uncertain");
     assert!(send.needs_reconciliation);
     assert_eq!((send.charged_units, send.cost), (2, yuan("0.20")));
     let quota = survivor.quota(&channel("sms_code")).await.unwrap();
@@ -611,8 +612,12 @@ async fn reconciliation_appends_adjustments_and_never_rewrites_history(backend: 
         "earlier entries are untouched"
     );
     assert_eq!(after.len(), before.len() + 2);
+    // Charges and corrections stay apart: 10 used, 3 written off net.
     let quota = ledger.quota(&channel("sms_code")).await.unwrap();
-    assert_eq!((quota.used, quota.remaining), (13, 87));
+    assert_eq!(
+        (quota.used, quota.reconciled, quota.remaining),
+        (10, -3, 87)
+    );
     let recorded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reconciliations")
         .fetch_one(test.db.pool())
         .await

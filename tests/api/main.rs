@@ -1,5 +1,6 @@
 //! tollgate's integration tests: one binary, every test with its own database.
 
+mod aggregates;
 mod alerts;
 mod app;
 mod cli;

@@ -1,12 +1,11 @@
-//! Monthly reports: month boundaries, exact totals, CSV, roll-ups, the endpoint.
+//! Monthly reports: month boundaries, exact totals, CSV, retention, the endpoint.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::Row;
-use tollgate::domain::LedgerMode;
-use tollgate::domain::Outcome;
-use tollgate::ledger::{Ledger, Settlement, UpstreamRecord};
-use tollgate::report::{apply_retention, roll_up, Month, MonthlyReport, Source};
+use tollgate::domain::{LedgerMode, ManualClock, Outcome};
+use tollgate::ledger::{Ledger, LedgerOptions, Settlement, UpstreamRecord};
+use tollgate::report::{Month, MonthlyReport};
 use tollgate::store::{to_micros, Db};
 
 use crate::app::{spawn_app, ADMIN_TOKEN, SHOP_TOKEN};
@@ -19,16 +18,18 @@ fn month(raw: &str) -> Month {
     Month::parse(raw).unwrap()
 }
 
-/// One send through the ledger (reserved, then settled as `outcome`), then moved to
-/// `at`: its row and its charge entries are rewritten to that time.
+/// One send through the ledger at `at` (the ledger's clock is set there): reserved,
+/// then settled as `outcome`.
 async fn send_at(
     ledger: &Ledger,
+    clock: &ManualClock,
     channel_name: &str,
     client: &str,
     units: u32,
     outcome: Outcome,
     at: &str,
 ) -> String {
+    clock.set(time(at));
     let mut req = request(units);
     req.client = client.to_owned();
     let id = req.send_id.clone();
@@ -45,18 +46,6 @@ async fn send_at(
         )
         .await
         .unwrap();
-    let at = to_micros(time(at));
-    for table in [
-        "sends SET created_at = $1 WHERE id = $2",
-        "ledger_entries SET created_at = $1 WHERE send_id = $2",
-    ] {
-        sqlx::query(&format!("UPDATE {table}"))
-            .bind(at)
-            .bind(&id)
-            .execute(ledger.db().pool())
-            .await
-            .unwrap();
-    }
     id
 }
 
@@ -78,7 +67,8 @@ async fn ledger_cost_between(db: &Db, from: DateTime<Utc>, to: DateTime<Utc>) ->
 /// rejected (charged), released and uncertain, two prices (one that does not divide
 /// evenly), a reconciliation, and an October charge.
 async fn november_ledger(test: &TestDb) -> Ledger {
-    let ledger = test.ledger(LedgerMode::Enforce);
+    let clock = ManualClock::new(time("2026-10-01T00:00:00Z"));
+    let ledger = test.ledger_at(&clock);
     add_package(
         &ledger,
         PackageSpec {
@@ -102,6 +92,7 @@ async fn november_ledger(test: &TestDb) -> Ledger {
     .await;
     send_at(
         &ledger,
+        &clock,
         "sms_code",
         "shop",
         2,
@@ -111,6 +102,7 @@ async fn november_ledger(test: &TestDb) -> Ledger {
     .await;
     send_at(
         &ledger,
+        &clock,
         "sms_code",
         "shop",
         1,
@@ -120,6 +112,7 @@ async fn november_ledger(test: &TestDb) -> Ledger {
     .await;
     send_at(
         &ledger,
+        &clock,
         "sms_code",
         "shop",
         3,
@@ -129,6 +122,7 @@ async fn november_ledger(test: &TestDb) -> Ledger {
     .await;
     send_at(
         &ledger,
+        &clock,
         "sms_code",
         "crm",
         2,
@@ -138,6 +132,7 @@ async fn november_ledger(test: &TestDb) -> Ledger {
     .await;
     send_at(
         &ledger,
+        &clock,
         "sms_code",
         "crm",
         2,
@@ -148,6 +143,7 @@ async fn november_ledger(test: &TestDb) -> Ledger {
     for day in ["03", "09", "17", "17", "28"] {
         send_at(
             &ledger,
+            &clock,
             "voice_notice",
             "crm",
             1,
@@ -157,58 +153,70 @@ async fn november_ledger(test: &TestDb) -> Ledger {
         .await;
     }
     // The vendor says 1 voice unit is left where the ledger has 2: one unit is charged.
+    clock.set(time("2026-11-29T08:00:00Z"));
     ledger
         .reconcile(&channel("voice_notice"), 1, None)
         .await
         .unwrap();
-    sqlx::query("UPDATE ledger_entries SET created_at = $1 WHERE reconciliation_id IS NOT NULL")
-        .bind(to_micros(time("2026-11-29T08:00:00Z")))
-        .execute(test.db.pool())
-        .await
-        .unwrap();
+    clock.set(time("2026-12-10T00:00:00Z"));
     ledger
 }
 
 async fn a_charge_at_2330_on_the_last_day_belongs_to_that_month(backend: Backend) {
-    let test = TestDb::new(backend).await;
-    let ledger = test.ledger(LedgerMode::Enforce);
-    add_package(
-        &ledger,
-        PackageSpec {
-            units: 100,
-            price: "10.00",
-            ..Default::default()
-        },
-    )
-    .await;
-    // 23:30 on 30 November in Shanghai, and midnight that begins 1 December there.
-    send_at(
-        &ledger,
-        "sms_code",
-        "shop",
-        1,
-        Outcome::Sent,
-        "2026-11-30T15:30:00Z",
-    )
-    .await;
-    send_at(
-        &ledger,
-        "sms_code",
-        "shop",
-        2,
-        Outcome::Sent,
-        "2026-11-30T16:00:00Z",
-    )
-    .await;
-
-    let now = time("2027-01-15T00:00:00Z");
-    let november = MonthlyReport::build(&test.db, month("2026-11"), SHANGHAI, now)
-        .await
-        .unwrap();
-    let december = MonthlyReport::build(&test.db, month("2026-12"), SHANGHAI, now)
-        .await
-        .unwrap();
-
+    // The same two sends on a ledger in Asia/Shanghai and on one in UTC.
+    let mut months = Vec::new();
+    for timezone in [SHANGHAI, chrono_tz::UTC] {
+        let test = TestDb::new(backend).await;
+        let clock = ManualClock::new(time("2026-11-01T00:00:00Z"));
+        let ledger = Ledger::with_options(
+            test.db.clone(),
+            LedgerOptions {
+                timezone,
+                clock: clock.clock(),
+                ..LedgerOptions::new(LedgerMode::Enforce)
+            },
+        );
+        add_package(
+            &ledger,
+            PackageSpec {
+                units: 100,
+                price: "10.00",
+                ..Default::default()
+            },
+        )
+        .await;
+        // 23:30 on 30 November in Shanghai, and midnight that begins 1 December there.
+        let (at_2330, at_midnight) = ("2026-11-30T15:30:00Z", "2026-11-30T16:00:00Z");
+        send_at(
+            &ledger,
+            &clock,
+            "sms_code",
+            "shop",
+            1,
+            Outcome::Sent,
+            at_2330,
+        )
+        .await;
+        send_at(
+            &ledger,
+            &clock,
+            "sms_code",
+            "shop",
+            2,
+            Outcome::Sent,
+            at_midnight,
+        )
+        .await;
+        let now = time("2027-01-15T00:00:00Z");
+        let november = MonthlyReport::build(&ledger, month("2026-11"), now)
+            .await
+            .unwrap();
+        let december = MonthlyReport::build(&ledger, month("2026-12"), now)
+            .await
+            .unwrap();
+        months.push((november, december));
+    }
+    let (november, december) = &months[0];
     assert_eq!(
         (
             november.total.figures.sends,
@@ -225,18 +233,17 @@ async fn a_charge_at_2330_on_the_last_day_belongs_to_that_month(backend: Backend
         (1, 2)
     );
     assert_eq!(december.previous_month.total_cost, yuan("0.10"));
-    // In UTC both would fall in November.
-    let in_utc = MonthlyReport::build(&test.db, month("2026-11"), chrono_tz::UTC, now)
-        .await
-        .unwrap();
+    // In UTC both fall in November.
+    let (in_utc, december_in_utc) = &months[1];
     assert_eq!(in_utc.total.figures.billed_units, 3);
+    assert_eq!(december_in_utc.total.figures.sends, 0);
 }
 
 async fn report_totals_equal_the_ledger_to_the_fen_and_the_csv_parses_back(backend: Backend) {
     let test = TestDb::new(backend).await;
-    november_ledger(&test).await;
+    let ledger = november_ledger(&test).await;
     let november = month("2026-11");
-    let report = MonthlyReport::build(&test.db, november, SHANGHAI, time("2026-12-10T00:00:00Z"))
+    let report = MonthlyReport::build(&ledger, november, time("2026-12-10T00:00:00Z"))
         .await
         .unwrap();
 
@@ -304,38 +311,79 @@ async fn report_totals_equal_the_ledger_to_the_fen_and_the_csv_parses_back(backe
     );
 }
 
-async fn a_report_from_rollups_equals_one_from_raw_rows(backend: Backend) {
+/// (channel, client) → (settled sends, billed units, cost) recomputed from the raw
+/// rows, for sends settled in `[from, to)`.
+async fn raw_usage(
+    db: &Db,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> std::collections::BTreeMap<(String, String), (i64, i64, i64)> {
+    let rows = sqlx::query(
+        "SELECT channel, client, COUNT(*) AS sends, CAST(SUM(charged_units) AS BIGINT) AS units, \
+         CAST(SUM(cost_micros) AS BIGINT) AS cost FROM sends WHERE status <> 'reserved' \
+         AND settled_at >= $1 AND settled_at < $2 GROUP BY channel, client",
+    )
+    .bind(to_micros(from))
+    .bind(to_micros(to))
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    rows.iter()
+        .map(|row| {
+            (
+                (
+                    row.try_get("channel").unwrap(),
+                    row.try_get("client").unwrap(),
+                ),
+                (
+                    row.try_get("sends").unwrap(),
+                    row.try_get("units").unwrap(),
+                    row.try_get("cost").unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn a_report_equals_a_recomputation_from_the_raw_rows_and_outlives_them(backend: Backend) {
     let test = TestDb::new(backend).await;
-    november_ledger(&test).await;
+    let ledger = november_ledger(&test).await;
     let november = month("2026-11");
-
-    // Mid-month: the days before the 17th are rolled up, the rest is read raw.
-    let mid = time("2026-11-17T12:00:00Z");
-    let rolled = roll_up(&test.db, SHANGHAI, mid).await.unwrap();
-    assert!(rolled.days_rolled_up >= 20, "{rolled:?}"); // from 20 October
     let later = time("2026-12-20T00:00:00Z");
-    let raw = MonthlyReport::build_from(&test.db, november, SHANGHAI, later, Source::RawOnly)
+    let report = MonthlyReport::build(&ledger, november, later)
         .await
         .unwrap();
-    let mixed = MonthlyReport::build(&test.db, november, SHANGHAI, later)
-        .await
-        .unwrap();
-    assert_eq!(mixed, raw);
+    let raw = raw_usage(&test.db, november.start(SHANGHAI), november.end(SHANGHAI)).await;
+    let from_report: std::collections::BTreeMap<_, _> = report
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                (l.channel.clone(), l.client.clone()),
+                (
+                    l.figures.sends,
+                    l.figures.billed_units,
+                    l.figures.cost.micros(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(from_report, raw);
 
-    // Everything rolled up, then raw rows past retention deleted: the report stands.
-    roll_up(&test.db, SHANGHAI, later).await.unwrap();
+    // Raw rows past retention deleted: the report reads the aggregates and stands.
     let retention = std::time::Duration::from_secs(31 * 86_400);
-    let deleted = apply_retention(&test.db, retention, time("2027-03-01T00:00:00Z"))
+    let deleted = ledger
+        .housekeeping(Some(retention), time("2027-03-01T00:00:00Z"))
         .await
         .unwrap();
     assert!(
         deleted.entries_deleted > 0 && deleted.sends_deleted > 0,
         "{deleted:?}"
     );
-    let after_retention = MonthlyReport::build(&test.db, november, SHANGHAI, later)
+    let after_retention = MonthlyReport::build(&ledger, november, later)
         .await
         .unwrap();
-    assert_eq!(after_retention, raw);
+    assert_eq!(after_retention, report);
     // Reconciliations and their adjustment entries are never deleted.
     let adjustments: i64 =
         sqlx::query("SELECT COUNT(*) AS n FROM ledger_entries WHERE reconciliation_id IS NOT NULL")
@@ -347,22 +395,20 @@ async fn a_report_from_rollups_equals_one_from_raw_rows(backend: Backend) {
     assert_eq!(adjustments, 1);
 }
 
-async fn retention_never_deletes_rows_that_are_not_rolled_up(backend: Backend) {
+async fn retention_keeps_reserved_sends_packages_and_reconciliations(backend: Backend) {
     let test = TestDb::new(backend).await;
-    november_ledger(&test).await;
-    // Rolled up to 10 November only.
-    roll_up(&test.db, SHANGHAI, time("2026-11-10T12:00:00Z"))
-        .await
-        .unwrap();
-    let (_, rolled_until) = tollgate::report::rolled_up_stretch(&test.db)
-        .await
-        .unwrap()
-        .unwrap();
+    let ledger = november_ledger(&test).await;
+    // A send reserved in November and never settled (its instance died).
+    let in_flight = reserved(
+        ledger
+            .reserve(&channel("sms_code"), request(1))
+            .await
+            .unwrap(),
+    );
     let count = |sql: &'static str| {
         let db = test.db.clone();
         async move {
             sqlx::query(sql)
-                .bind(to_micros(rolled_until))
                 .fetch_one(db.pool())
                 .await
                 .unwrap()
@@ -370,42 +416,31 @@ async fn retention_never_deletes_rows_that_are_not_rolled_up(backend: Backend) {
                 .unwrap()
         }
     };
-    let later_sends = count("SELECT COUNT(*) AS n FROM sends WHERE created_at >= $1").await;
-    let later_entries =
-        count("SELECT COUNT(*) AS n FROM ledger_entries WHERE created_at >= $1").await;
-    assert!(later_sends > 0 && later_entries > 0);
-
     let retention = std::time::Duration::from_secs(31 * 86_400);
-    apply_retention(&test.db, retention, time("2027-06-01T00:00:00Z"))
+    ledger
+        .housekeeping(Some(retention), time("2027-06-01T00:00:00Z"))
         .await
         .unwrap();
 
     assert_eq!(
-        count("SELECT COUNT(*) AS n FROM sends WHERE created_at < $1").await,
+        count("SELECT COUNT(*) AS n FROM sends WHERE status <> 'reserved'").await,
         0
     );
+    let kept = ledger.get_send(&in_flight.send_id).await.unwrap().unwrap();
+    assert_eq!(kept.status, tollgate::ledger::SendStatus::Reserved);
+    assert_eq!(count("SELECT COUNT(*) AS n FROM packages").await, 2);
+    assert_eq!(count("SELECT COUNT(*) AS n FROM reconciliations").await, 1);
     assert_eq!(
-        count("SELECT COUNT(*) AS n FROM sends WHERE created_at >= $1").await,
-        later_sends
+        count("SELECT COUNT(*) AS n FROM ledger_entries WHERE send_id IS NOT NULL").await,
+        0
     );
-    assert_eq!(
-        count("SELECT COUNT(*) AS n FROM ledger_entries WHERE created_at >= $1").await,
-        later_entries
-    );
-    let packages: i64 = sqlx::query("SELECT COUNT(*) AS n FROM packages")
-        .fetch_one(test.db.pool())
-        .await
-        .unwrap()
-        .try_get("n")
-        .unwrap();
-    assert_eq!(packages, 2);
 }
 
 on_both_backends!(
     a_charge_at_2330_on_the_last_day_belongs_to_that_month,
     report_totals_equal_the_ledger_to_the_fen_and_the_csv_parses_back,
-    a_report_from_rollups_equals_one_from_raw_rows,
-    retention_never_deletes_rows_that_are_not_rolled_up,
+    a_report_equals_a_recomputation_from_the_raw_rows_and_outlives_them,
+    retention_keeps_reserved_sends_packages_and_reconciliations,
 );
 
 #[tokio::test]

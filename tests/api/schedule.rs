@@ -142,7 +142,7 @@ on_both_backends!(
 );
 
 #[tokio::test]
-async fn the_server_runs_quota_check_and_the_rollup_on_their_schedules() {
+async fn the_server_runs_quota_check_and_the_housekeeping_on_their_schedules() {
     // Every second (6 fields, seconds first), so that the test waits briefly.
     let app = spawn_app_with(
         Backend::Sqlite,
@@ -169,5 +169,5 @@ async fn the_server_runs_quota_check_and_the_rollup_on_their_schedules() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(seen, ["ledger_rollup", "quota_check"]);
+    assert_eq!(seen, ["ledger_housekeeping", "quota_check"]);
 }

@@ -177,7 +177,7 @@ async fn every_vendor_answer_is_classified_charged_and_answered_as_the_spec_says
             }
         };
         let stored = app.ledger.get_send(&id).await.unwrap().unwrap();
-        assert_eq!(stored.status, row.outcome, "{}", row.name);
+        assert_eq!(stored.status.as_str(), row.outcome, "{}", row.name);
         assert_eq!(stored.charged(), row.charged, "{}", row.name);
         assert_eq!(
             stored.needs_reconciliation,

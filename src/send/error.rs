@@ -1,0 +1,60 @@
+//! Why a send was refused, or failed before the vendor answered.
+
+use crate::domain::content::ContentError;
+use crate::ledger::LedgerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("unknown channel {0:?}")]
+    UnknownChannel(String),
+    #[error("{0}")]
+    InvalidMobile(#[from] crate::domain::mobile::MobileError),
+    #[error("channel {channel} has no template {template:?}")]
+    UnknownTemplate { channel: String, template: String },
+    #[error("{kind} channels send registered templates only: give \"template\" and \"params\" instead of \"content\"")]
+    TemplateRequired { kind: &'static str },
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(
+        "no quota left on channel {channel}: {remaining} unit(s) remain, the send needs {needed}"
+    )]
+    QuotaExhausted {
+        channel: String,
+        remaining: i64,
+        needed: u32,
+    },
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyConflict,
+    #[error("a request with this Idempotency-Key is still being sent; retry later")]
+    IdempotencyInProgress,
+    #[error("the ledger is busy; nothing was sent, retry shortly")]
+    Busy,
+    #[error("the ledger is unavailable; nothing was sent")]
+    Unavailable(#[source] LedgerError),
+}
+
+impl SendError {
+    /// The error code of SPEC §5.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SendError::UnknownChannel(_) => "unknown_channel",
+            SendError::InvalidMobile(e) => e.code(),
+            SendError::UnknownTemplate { .. } => "unknown_template",
+            SendError::TemplateRequired { .. } => "invalid_request",
+            SendError::Content(e) => e.code(),
+            SendError::QuotaExhausted { .. } => "quota_exhausted",
+            SendError::IdempotencyConflict => "idempotency_conflict",
+            SendError::IdempotencyInProgress => "idempotency_in_progress",
+            SendError::Busy | SendError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+impl From<LedgerError> for SendError {
+    fn from(err: LedgerError) -> Self {
+        match err {
+            LedgerError::Busy => SendError::Busy,
+            other => SendError::Unavailable(other),
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! What the send path tells the parts of tollgate that watch it (metrics, alerts).
+
+use crate::domain::{ChannelName, Outcome, Yuan};
+
+/// What happened to one send. Observers are called on the send path, so they must not
+/// block.
+#[derive(Debug)]
+pub enum SendEvent<'a> {
+    /// Refused before the vendor was called; `channel` is a configured channel.
+    Refused {
+        channel: &'a ChannelName,
+        code: &'static str,
+    },
+    /// The vendor was called and the send settled.
+    Settled {
+        channel: &'a ChannelName,
+        outcome: Outcome,
+        charged_units: i64,
+        cost: Yuan,
+        latency: std::time::Duration,
+        remaining: i64,
+    },
+}
+
+pub trait SendObserver: Send + Sync + 'static {
+    fn observe(&self, event: &SendEvent<'_>);
+}
