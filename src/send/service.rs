@@ -16,7 +16,7 @@ use crate::ledger::{
     Settlement, UpstreamRecord,
 };
 use crate::secret::Secret;
-use crate::upstream::{VendorCall, VendorClient, VendorReply};
+use crate::upstream::{VendorCall, VendorClient, VendorMessage, VendorReply};
 
 /// A configured channel, ready to send: its settings, content rules and AppCode.
 struct Channel {
@@ -330,11 +330,12 @@ impl SendService {
             .inner
             .vendor
             .call(VendorCall {
+                format: &channel.settings.format,
                 url: &channel.settings.url,
                 method: channel.settings.method,
-                content: &prepared.rated.text,
-                mobile: prepared.mobile.expose_national(),
                 appcode: &channel.appcode,
+                mobile: prepared.mobile.expose_national(),
+                message: VendorMessage::Text(&prepared.rated.text),
             })
             .await;
         let answer = &reply.answer;
