@@ -5,7 +5,8 @@
 //! - [`config`]: the typed settings tree from TOML and the environment.
 //! - [`store`]: the database over PostgreSQL or SQLite, and migrations.
 //! - [`ledger`]: packages, reservations, charges, reconciliation; the only writer of quota.
-//! - [`upstream`]: the vendor's client, its answer classification and the sandbox vendor.
+//! - [`upstream`]: the vendor's client, its vendor formats, answer classification and the
+//!   sandbox vendor.
 //! - [`send`]: one send from request to settled charge; the only caller of the vendor.
 //! - [`http`]: the API, the drop-in proxy, health; [`app`] builds and runs the server.
 //! - [`metrics`], [`alerts`], [`schedule`], [`report`]: what is built on the ledger.

@@ -279,6 +279,9 @@ pub async fn sandbox_upstream(args: SandboxArgs) -> anyhow::Result<ExitCode> {
         args.appcode_env,
         args.quota
     );
+    println!(
+        "  format = \"template\" (gyytz: mobile, templateId, param) on any path ending in /smsSend, e.g. /sms/smsSend; format = \"kapool\" (content, mobile) on every other path"
+    );
     let _ = tokio::signal::ctrl_c().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -377,6 +377,9 @@ impl Checker {
                     SendingWindow::default_marketing()
                 }),
             };
+            let (format, format_problems) =
+                super::vendor_format::check_channel_format(ch, &format!("channels[{i}]"));
+            self.problems.extend(format_problems);
             if let (Some(name), Some(kind), Some(url)) = (name, kind, url) {
                 channels.push(ChannelSettings {
                     name,
@@ -395,6 +398,7 @@ impl Checker {
                         .appcode_env
                         .clone()
                         .unwrap_or_else(|| default_appcode_env.to_owned()),
+                    format,
                 });
             }
         }
@@ -427,6 +431,16 @@ impl Checker {
                             None
                         }
                     });
+            let (vendor_template_id, format_problems) = match channel {
+                Some(channel) => super::vendor_format::check_vendor_template_id(
+                    t,
+                    body.as_ref(),
+                    channel,
+                    &format!("templates[{i}]"),
+                ),
+                None => (None, Vec::new()),
+            };
+            self.problems.extend(format_problems);
             if let (Some(name), Some(channel), Some(body)) = (name, channel, body) {
                 if !seen.insert((channel.name.clone(), name.clone())) {
                     self.problem(
@@ -450,6 +464,7 @@ impl Checker {
                     name,
                     channel: channel.name.clone(),
                     body,
+                    vendor_template_id,
                 });
             }
         }

@@ -5,6 +5,7 @@ mod load;
 mod raw;
 pub mod schedule;
 mod settings;
+mod vendor_format;
 
 pub use load::{
     load, load_str, locate, ConfigProblem, ConfigSource, LoadError, BUILTIN_SANDBOX_CONFIG,

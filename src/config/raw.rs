@@ -75,6 +75,19 @@ pub struct RawChannel {
     pub unsubscribe_suffix: Option<String>,
     pub sending_window: Option<String>,
     pub appcode_env: Option<String>,
+    /// The vendor format (SPEC §13) and the `template` format's keys, checked by
+    /// [`super::vendor_format`]. Flattening them into a struct of their own would not
+    /// work with `deny_unknown_fields`, so they sit here.
+    pub format: Option<String>,
+    pub mobile_param: Option<String>,
+    pub template_id_param: Option<String>,
+    pub params_param: Option<String>,
+    pub params_style: Option<String>,
+    pub params_in: Option<String>,
+    pub static_params: Option<toml::Table>,
+    pub success_field: Option<String>,
+    pub success_values: Option<Vec<toml::Value>>,
+    pub remaining_field: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +96,8 @@ pub struct RawTemplate {
     pub name: Option<String>,
     pub channel: Option<String>,
     pub body: Option<String>,
+    /// The vendor's id of this template, for a `template`-format channel.
+    pub vendor_template_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,6 +11,7 @@ use crate::domain::window::SendingWindow;
 use crate::domain::{ChannelKind, ChannelName};
 use crate::domain::{LedgerMode, VendorMethod};
 use crate::secret::Secret;
+use crate::upstream::VendorFormat;
 
 /// Everything tollgate is configured with. Built only by [`super::load`], which has
 /// checked every value, so code that holds a `Settings` never re-validates it.
@@ -81,13 +82,19 @@ pub struct ChannelSettings {
     /// The environment variable holding this channel's AppCode (the upstream default
     /// unless the channel names its own).
     pub appcode_env: String,
+    /// How the vendor takes a message and says it was accepted (`format`, SPEC §13).
+    pub format: VendorFormat,
 }
 
 #[derive(Debug, Clone)]
 pub struct TemplateSettings {
     pub name: String,
     pub channel: ChannelName,
+    /// What tollgate rates (segments) and shows, also for a template-format channel.
     pub body: TemplateBody,
+    /// The vendor's id of the template; set exactly when the channel's format is
+    /// `template`.
+    pub vendor_template_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]

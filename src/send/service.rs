@@ -24,7 +24,7 @@ use crate::ledger::{
     SendStatus, Settlement, UpstreamRecord,
 };
 use crate::secret::Secret;
-use crate::upstream::{VendorCall, VendorClient, VendorReply};
+use crate::upstream::{VendorCall, VendorClient, VendorMessage, VendorReply};
 
 /// The end of a send that reached the ledger: the record as stored, with what was left.
 #[derive(Debug, Clone)]
@@ -179,11 +179,12 @@ impl SendService {
             .inner
             .vendor
             .call(VendorCall {
+                format: &channel.settings.format,
                 url: &channel.settings.url,
                 method: channel.settings.method,
-                content: &prepared.rated.text,
-                mobile: prepared.mobile.expose_national(),
                 appcode: &channel.appcode,
+                mobile: prepared.mobile.expose_national(),
+                message: VendorMessage::Text(&prepared.rated.text),
             })
             .await;
         let answer = &reply.answer;

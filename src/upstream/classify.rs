@@ -2,8 +2,8 @@
 
 use axum::http::HeaderMap;
 use serde::Serialize;
-use serde_json::{Map, Value};
 
+use super::format::VendorFormat;
 use super::redact::sanitize_message;
 use crate::domain::Outcome;
 
@@ -24,12 +24,14 @@ pub struct VendorAnswer {
     pub http_status: Option<u16>,
     /// `X-Ca-Request-Id`.
     pub request_id: Option<String>,
-    /// The body's `TaskID` (a number or a string; `0` means no task and is dropped).
+    /// The vendor's id for the message (kapool's `TaskID`, a template vendor's `smsid`;
+    /// a number or a string; `0` means no task and is dropped); numbers masked.
     pub task_id: Option<String>,
-    /// The body's `RemainPoint`: the vendor's own count of what is left.
+    /// The vendor's own count of what is left: kapool's `RemainPoint`, a template
+    /// vendor's `remaining_field`.
     pub remain_point: Option<i64>,
-    /// `X-Ca-Error-Message`, else the body's `Message`; mobile numbers masked, at most
-    /// 200 characters.
+    /// `X-Ca-Error-Message`, else the body's message (`Message`, `msg`); mobile numbers
+    /// masked, at most 200 characters.
     pub message: Option<String>,
 }
 
@@ -60,7 +62,8 @@ impl VendorAnswer {
     }
 }
 
-/// Classifies one vendor answer by SPEC §3's table.
+/// Classifies one vendor answer by SPEC §3's table. The gateway's part of the table is
+/// the same for every format; only a 2xx body is read by the channel's `format`.
 ///
 /// Beyond the table:
 /// - Every 2xx is read like a 200: the gateway passed the call to the vendor's backend,
@@ -72,13 +75,20 @@ impl VendorAnswer {
 ///   Authorization`, …) and every other 4xx/5xx, with or without `X-Ca-Error-Message`,
 ///   is `upstream_error`, not charged: the marketplace bills only normal answers.
 /// - Messages are compared ignoring ASCII case and surrounding spaces, since gateways
-///   and wrappers differ in casing. `ReturnStatus` is read the same way (`success`).
-pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> VendorAnswer {
+///   and wrappers differ in casing.
+/// - The task id and message are masked like every recorded vendor text: a vendor that
+///   echoes the number in either must not store it.
+pub fn classify(
+    format: &VendorFormat,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> VendorAnswer {
     let gateway_message = header_text(headers, ERROR_MESSAGE_HEADER);
-    let fields = BodyFields::parse(body);
+    let fields = format.read_body(body);
     let (outcome, charged) = match status {
         200..=299 => {
-            let outcome = if fields.is_success() {
+            let outcome = if fields.success {
                 Outcome::Sent
             } else {
                 Outcome::VendorRejected
@@ -103,8 +113,8 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> VendorAnswer {
         charged,
         http_status: Some(status),
         request_id: header_text(headers, REQUEST_ID_HEADER).filter(|id| !id.is_empty()),
-        task_id: fields.task_id,
-        remain_point: fields.remain_point,
+        task_id: fields.task_id.as_deref().and_then(sanitize_message),
+        remain_point: fields.remaining,
         message,
     }
 }
@@ -136,75 +146,31 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     Some(String::from_utf8_lossy(value.as_bytes()).trim().to_owned())
 }
 
-/// The fields of the vendor's JSON body that tollgate records. Keys are matched
-/// ignoring case: deployments send both `ReturnStatus` and `returnstatus`.
-#[derive(Debug, Default)]
-struct BodyFields {
-    return_status: Option<String>,
-    message: Option<String>,
-    task_id: Option<String>,
-    remain_point: Option<i64>,
-}
-
-impl BodyFields {
-    /// Anything that is not a JSON object yields no fields, which classifies a 200 as a
-    /// rejection: only an explicit `Success` counts as sent.
-    fn parse(body: &[u8]) -> Self {
-        let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) else {
-            return Self::default();
-        };
-        Self {
-            return_status: field(&object, "returnstatus").and_then(text),
-            message: field(&object, "message").and_then(text),
-            task_id: field(&object, "taskid")
-                .and_then(text)
-                .filter(|id| id != "0"),
-            remain_point: field(&object, "remainpoint").and_then(integer),
-        }
-    }
-
-    fn is_success(&self) -> bool {
-        self.return_status
-            .as_deref()
-            .is_some_and(|status| status.trim().eq_ignore_ascii_case("success"))
-    }
-}
-
-/// The value under `lowercase_key`, whatever the key's case in the body.
-fn field<'a>(object: &'a Map<String, Value>, lowercase_key: &str) -> Option<&'a Value> {
-    object
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(lowercase_key))
-        .map(|(_, value)| value)
-}
-
-/// Strings as they are, numbers and booleans as written; empty strings count as absent.
-fn text(value: &Value) -> Option<String> {
-    let text = match value {
-        Value::String(s) => s.trim().to_owned(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        _ => return None,
-    };
-    (!text.is_empty()).then_some(text)
-}
-
-/// An integer given as a JSON number or as a string of digits.
-fn integer(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::format::TemplateFormat;
     use axum::http::HeaderValue;
 
     const SUCCESS: &str = r#"{"ReturnStatus":"Success","Message":"ok","RemainPoint":420842,"TaskID":18424321,"SuccessCounts":1}"#;
     const FAILD: &str = r#"{"ReturnStatus":"Faild","Message":"需要签名","RemainPoint":419,"TaskID":0,"SuccessCounts":0}"#;
+    const GYYTZ_SUCCESS: &str =
+        r#"{"msg":"成功","smsid":"165957496829318315203372267","code":"0","balance":"13"}"#;
+    const GYYTZ_FAILURE: &str = r#"{"code":"1001","msg":"手机号码格式错误"}"#;
+
+    fn kapool() -> VendorFormat {
+        VendorFormat::Kapool
+    }
+
+    fn template() -> VendorFormat {
+        VendorFormat::Template(TemplateFormat::example())
+    }
+
+    /// Each format with a body it reads as success: what the gateway's answers are
+    /// checked against, so that none of them depends on the format.
+    fn every_format() -> [(VendorFormat, &'static str); 2] {
+        [(kapool(), SUCCESS), (template(), GYYTZ_SUCCESS)]
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -214,8 +180,9 @@ mod tests {
         map
     }
 
-    fn gateway_error(status: u16, message: &str) -> VendorAnswer {
+    fn gateway_error(format: &VendorFormat, status: u16, message: &str) -> VendorAnswer {
         classify(
+            format,
             status,
             &headers(&[
                 ("X-Ca-Request-Id", "E5D22290-AAAA-BBBB-CCCC-123456789ABC"),
@@ -228,6 +195,7 @@ mod tests {
     #[test]
     fn a_200_with_return_status_success_is_sent_and_charged() {
         let answer = classify(
+            &kapool(),
             200,
             &headers(&[
                 ("X-Ca-Request-Id", "E5D22290-AAAA-BBBB-CCCC-123456789ABC"),
@@ -251,7 +219,7 @@ mod tests {
 
     #[test]
     fn a_200_with_faild_is_rejected_and_charged() {
-        let answer = classify(200, &HeaderMap::new(), FAILD.as_bytes());
+        let answer = classify(&kapool(), 200, &HeaderMap::new(), FAILD.as_bytes());
         assert_eq!(answer.outcome, Outcome::VendorRejected);
         assert!(answer.charged);
         assert_eq!(answer.message.as_deref(), Some("需要签名"));
@@ -260,42 +228,81 @@ mod tests {
     }
 
     #[test]
+    fn a_template_vendors_success_code_is_sent_with_its_id_and_balance() {
+        let answer = classify(
+            &template(),
+            200,
+            &headers(&[
+                ("X-Ca-Request-Id", "E5D22290-AAAA-BBBB-CCCC-123456789ABC"),
+                ("X-Ca-Market-Billing-Result", "1"),
+            ]),
+            GYYTZ_SUCCESS.as_bytes(),
+        );
+        assert_eq!(
+            answer,
+            VendorAnswer {
+                outcome: Outcome::Sent,
+                charged: true,
+                http_status: Some(200),
+                request_id: Some("E5D22290-AAAA-BBBB-CCCC-123456789ABC".into()),
+                task_id: Some("165957496829318315203372267".into()),
+                remain_point: Some(13),
+                message: Some("成功".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn a_template_vendors_other_code_is_rejected_and_charged() {
+        let answer = classify(
+            &template(),
+            200,
+            &HeaderMap::new(),
+            GYYTZ_FAILURE.as_bytes(),
+        );
+        assert_eq!(
+            (answer.outcome, answer.charged),
+            (Outcome::VendorRejected, true)
+        );
+        assert_eq!(answer.message.as_deref(), Some("手机号码格式错误"));
+        assert_eq!(answer.task_id, None);
+    }
+
+    #[test]
+    fn each_format_reads_only_its_own_success_rule() {
+        let kapool_reads_gyytz =
+            classify(&kapool(), 200, &HeaderMap::new(), GYYTZ_SUCCESS.as_bytes());
+        assert_eq!(kapool_reads_gyytz.outcome, Outcome::VendorRejected);
+        let template_reads_kapool =
+            classify(&template(), 200, &HeaderMap::new(), SUCCESS.as_bytes());
+        assert_eq!(template_reads_kapool.outcome, Outcome::VendorRejected);
+    }
+
+    #[test]
     fn a_200_whose_body_is_not_json_is_rejected_and_charged() {
-        let answer = classify(200, &HeaderMap::new(), b"<html>ok</html>");
-        assert_eq!(answer.outcome, Outcome::VendorRejected);
-        assert!(answer.charged);
-        assert_eq!(answer.message, None);
-        let empty = classify(200, &HeaderMap::new(), b"");
-        assert_eq!(empty.outcome, Outcome::VendorRejected);
-    }
-
-    #[test]
-    fn a_200_without_return_status_is_rejected() {
-        let answer = classify(200, &HeaderMap::new(), br#"{"code":"0","msg":"ok"}"#);
-        assert_eq!(answer.outcome, Outcome::VendorRejected);
-        assert!(answer.charged);
-    }
-
-    #[test]
-    fn body_keys_are_matched_ignoring_case() {
-        let body = r#"{"returnstatus":"Success","message":"ok","remainpoint":"7","taskid":"T-99"}"#;
-        let answer = classify(200, &HeaderMap::new(), body.as_bytes());
-        assert_eq!(answer.outcome, Outcome::Sent);
-        assert_eq!(answer.task_id.as_deref(), Some("T-99"));
-        assert_eq!(answer.remain_point, Some(7));
-        assert_eq!(answer.message.as_deref(), Some("ok"));
-        let shouting = r#"{"RETURNSTATUS":"success","TASKID":5}"#;
-        let answer = classify(200, &HeaderMap::new(), shouting.as_bytes());
-        assert_eq!(answer.outcome, Outcome::Sent);
-        assert_eq!(answer.task_id.as_deref(), Some("5"));
+        for (format, _) in every_format() {
+            let answer = classify(&format, 200, &HeaderMap::new(), b"<html>ok</html>");
+            assert_eq!(answer.outcome, Outcome::VendorRejected);
+            assert!(answer.charged);
+            assert_eq!(answer.message, None);
+            let empty = classify(&format, 200, &HeaderMap::new(), b"");
+            assert_eq!(empty.outcome, Outcome::VendorRejected);
+        }
     }
 
     #[test]
     fn billing_result_zero_keeps_the_outcome_but_is_not_charged() {
         let free = headers(&[("X-Ca-Market-Billing-Result", "0")]);
-        let sent = classify(200, &free, SUCCESS.as_bytes());
-        assert_eq!((sent.outcome, sent.charged), (Outcome::Sent, false));
-        let rejected = classify(200, &free, FAILD.as_bytes());
+        for (format, success) in every_format() {
+            let sent = classify(&format, 200, &free, success.as_bytes());
+            assert_eq!((sent.outcome, sent.charged), (Outcome::Sent, false));
+        }
+        let rejected = classify(&kapool(), 200, &free, FAILD.as_bytes());
+        assert_eq!(
+            (rejected.outcome, rejected.charged),
+            (Outcome::VendorRejected, false)
+        );
+        let rejected = classify(&template(), 200, &free, GYYTZ_FAILURE.as_bytes());
         assert_eq!(
             (rejected.outcome, rejected.charged),
             (Outcome::VendorRejected, false)
@@ -304,132 +311,140 @@ mod tests {
 
     #[test]
     fn quota_exhausted_is_vendor_quota_exhausted_and_free() {
-        let answer = gateway_error(403, "Quota Exhausted");
-        assert_eq!(
-            (answer.outcome, answer.charged),
-            (Outcome::VendorQuotaExhausted, false)
-        );
-        assert_eq!(answer.message.as_deref(), Some("Quota Exhausted"));
-        assert_eq!(
-            answer.request_id.as_deref(),
-            Some("E5D22290-AAAA-BBBB-CCCC-123456789ABC")
-        );
-    }
-
-    #[test]
-    fn the_marketplace_subscription_quota_string_is_also_exhausted() {
-        let answer = gateway_error(403, "Api Market Subscription quota exhausted");
-        assert_eq!(
-            (answer.outcome, answer.charged),
-            (Outcome::VendorQuotaExhausted, false)
-        );
-    }
-
-    #[test]
-    fn quota_expired_is_vendor_quota_exhausted() {
-        let answer = gateway_error(403, "Quota Expired");
-        assert_eq!(
-            (answer.outcome, answer.charged),
-            (Outcome::VendorQuotaExhausted, false)
-        );
-    }
-
-    #[test]
-    fn throttling_is_a_403_not_a_429() {
-        for message in [
-            "Throttled by APP Flow Control",
-            "Throttled by USER Flow Control",
-            "Throttled by API Flow Control",
-        ] {
-            let answer = gateway_error(403, message);
+        for (format, _) in every_format() {
+            let answer = gateway_error(&format, 403, "Quota Exhausted");
             assert_eq!(
                 (answer.outcome, answer.charged),
-                (Outcome::Throttled, false)
+                (Outcome::VendorQuotaExhausted, false)
+            );
+            assert_eq!(answer.message.as_deref(), Some("Quota Exhausted"));
+            assert_eq!(
+                answer.request_id.as_deref(),
+                Some("E5D22290-AAAA-BBBB-CCCC-123456789ABC")
             );
         }
     }
 
     #[test]
-    fn an_invalid_appcode_is_a_400_auth_failure() {
-        let answer = gateway_error(400, "Invalid AppCode `not exists`");
-        assert_eq!(
-            (answer.outcome, answer.charged),
-            (Outcome::AuthFailed, false)
-        );
+    fn the_marketplace_subscription_quota_string_and_expiry_are_also_exhausted() {
+        for (format, _) in every_format() {
+            for message in ["Api Market Subscription quota exhausted", "Quota Expired"] {
+                let answer = gateway_error(&format, 403, message);
+                assert_eq!(
+                    (answer.outcome, answer.charged),
+                    (Outcome::VendorQuotaExhausted, false),
+                    "{message}"
+                );
+            }
+        }
     }
 
     #[test]
-    fn unauthorized_is_an_auth_failure() {
-        let answer = gateway_error(403, "Unauthorized");
-        assert_eq!(
-            (answer.outcome, answer.charged),
-            (Outcome::AuthFailed, false)
-        );
+    fn throttling_is_a_403_not_a_429() {
+        for (format, _) in every_format() {
+            for message in [
+                "Throttled by APP Flow Control",
+                "Throttled by USER Flow Control",
+                "Throttled by API Flow Control",
+            ] {
+                let answer = gateway_error(&format, 403, message);
+                assert_eq!(
+                    (answer.outcome, answer.charged),
+                    (Outcome::Throttled, false)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_invalid_appcode_and_unauthorized_are_auth_failures() {
+        for (format, _) in every_format() {
+            for (status, message) in [(400, "Invalid AppCode `not exists`"), (403, "Unauthorized")]
+            {
+                let answer = gateway_error(&format, status, message);
+                assert_eq!(
+                    (answer.outcome, answer.charged),
+                    (Outcome::AuthFailed, false),
+                    "{status} {message}"
+                );
+            }
+        }
     }
 
     #[test]
     fn other_errors_with_a_gateway_message_are_upstream_errors() {
-        for (status, message) in [
-            (400, "Invalid Url"),
-            (403, "User Arrears"),
-            (404, "API Not Found"),
-            (500, "Internal Error"),
-            (503, "Service Unavailable"),
-            (504, "Async Service"),
-        ] {
-            let answer = gateway_error(status, message);
-            assert_eq!(
-                (answer.outcome, answer.charged),
-                (Outcome::UpstreamError, false),
-                "{status} {message}"
-            );
-            assert_eq!(answer.message.as_deref(), Some(message));
-            assert_eq!(answer.http_status, Some(status));
+        for (format, _) in every_format() {
+            for (status, message) in [
+                (400, "Invalid Url"),
+                (403, "User Arrears"),
+                (404, "API Not Found"),
+                (500, "Internal Error"),
+                (503, "Service Unavailable"),
+                (504, "Async Service"),
+                (500, "Quota Exhausted"),
+            ] {
+                let answer = gateway_error(&format, status, message);
+                assert_eq!(
+                    (answer.outcome, answer.charged),
+                    (Outcome::UpstreamError, false),
+                    "{status} {message}"
+                );
+                assert_eq!(answer.message.as_deref(), Some(message));
+                assert_eq!(answer.http_status, Some(status));
+            }
         }
     }
 
     #[test]
     fn errors_without_a_gateway_message_are_upstream_errors() {
-        for status in [400, 403, 429, 500, 502] {
-            let answer = classify(status, &HeaderMap::new(), b"oops");
-            assert_eq!(
-                (answer.outcome, answer.charged),
-                (Outcome::UpstreamError, false),
-                "{status}"
-            );
+        for (format, success) in every_format() {
+            for status in [400, 403, 429, 500, 502] {
+                let answer = classify(&format, status, &HeaderMap::new(), success.as_bytes());
+                assert_eq!(
+                    (answer.outcome, answer.charged),
+                    (Outcome::UpstreamError, false),
+                    "{status}"
+                );
+            }
         }
     }
 
     #[test]
-    fn a_quota_message_on_a_500_is_not_mistaken_for_exhaustion() {
-        let answer = gateway_error(500, "Quota Exhausted");
-        assert_eq!(answer.outcome, Outcome::UpstreamError);
-    }
-
-    #[test]
     fn redirects_and_informational_answers_are_upstream_errors() {
-        for status in [101, 301, 302, 304] {
-            let answer = classify(status, &HeaderMap::new(), SUCCESS.as_bytes());
-            assert_eq!(
-                (answer.outcome, answer.charged),
-                (Outcome::UpstreamError, false),
-                "{status}"
-            );
+        for (format, success) in every_format() {
+            for status in [101, 301, 302, 304] {
+                let answer = classify(&format, status, &HeaderMap::new(), success.as_bytes());
+                assert_eq!(
+                    (answer.outcome, answer.charged),
+                    (Outcome::UpstreamError, false),
+                    "{status}"
+                );
+            }
         }
     }
 
     #[test]
     fn other_2xx_answers_are_read_like_a_200() {
-        let answer = classify(201, &HeaderMap::new(), SUCCESS.as_bytes());
-        assert_eq!((answer.outcome, answer.charged), (Outcome::Sent, true));
+        for (format, success) in every_format() {
+            let answer = classify(&format, 201, &HeaderMap::new(), success.as_bytes());
+            assert_eq!((answer.outcome, answer.charged), (Outcome::Sent, true));
+        }
     }
 
     #[test]
     fn the_gateway_message_wins_over_the_body_message() {
         let answer = classify(
+            &kapool(),
             500,
             &headers(&[("X-Ca-Error-Message", "Internal Error")]),
             br#"{"Message":"backend said something"}"#,
+        );
+        assert_eq!(answer.message.as_deref(), Some("Internal Error"));
+        let answer = classify(
+            &template(),
+            500,
+            &headers(&[("X-Ca-Error-Message", "Internal Error")]),
+            br#"{"msg":"backend said something"}"#,
         );
         assert_eq!(answer.message.as_deref(), Some("Internal Error"));
     }
@@ -440,10 +455,21 @@ mod tests {
             r#"{{"ReturnStatus":"Faild","Message":"号码13800138000已加入黑名单{}"}}"#,
             "x".repeat(300)
         );
-        let answer = classify(200, &HeaderMap::new(), body.as_bytes());
+        let answer = classify(&kapool(), 200, &HeaderMap::new(), body.as_bytes());
         let message = answer.message.unwrap();
         assert!(message.starts_with("号码138****8000已加入黑名单"));
         assert!(!message.contains("13800138000"));
         assert_eq!(message.chars().count(), 200);
+    }
+
+    #[test]
+    fn a_template_vendor_that_echoes_the_number_has_it_masked() {
+        let body = r#"{"code":"1002","msg":"13800138000 超过日发送上限","smsid":"13800138000"}"#;
+        let answer = classify(&template(), 200, &HeaderMap::new(), body.as_bytes());
+        assert_eq!(
+            answer.message.as_deref(),
+            Some("138****8000 超过日发送上限")
+        );
+        assert_eq!(answer.task_id.as_deref(), Some("138****8000"));
     }
 }

@@ -7,12 +7,14 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::redirect::Policy;
 
 use super::classify::{classify, VendorAnswer};
-use super::redact::{mask_mobile, sanitize_message};
+use super::format::{VendorFormat, VendorMessage};
+use super::redact::{mask_mobile, mask_mobile_numbers, sanitize_message};
 use crate::domain::Outcome;
 use crate::domain::VendorMethod;
 use crate::secret::Secret;
 
-/// The body type the vendor's POST samples declare (the body itself is empty).
+/// The body type the vendor's POST samples declare (the body is empty unless a template
+/// format puts its fields there).
 const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=UTF-8";
 
 /// How long a connection may take before the vendor counts as unreachable. It is kept
@@ -28,26 +30,48 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// worth keeping in memory.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// One call to the vendor: what to send, where, and with which AppCode.
+/// One call to the vendor: what to send, where, in which format and with which AppCode.
 #[derive(Clone, Copy)]
 pub struct VendorCall<'a> {
+    /// The channel's vendor format: which fields carry the message, and how the answer
+    /// says it was accepted.
+    pub format: &'a VendorFormat,
     /// The channel's URL, e.g. `https://yytz.market.alicloudapi.com/chuangxin/yytz`.
     pub url: &'a str,
     pub method: VendorMethod,
-    /// The full text, signature included, as the vendor expects it.
-    pub content: &'a str,
+    pub appcode: &'a Secret,
     /// The 11-digit national number.
     pub mobile: &'a str,
-    pub appcode: &'a Secret,
+    /// The full text (`kapool`) or the vendor's template id and parameters (`template`).
+    /// A message that does not fit the format is not sent (and not charged).
+    pub message: VendorMessage<'a>,
 }
 
 /// By hand, so that printing a call shows neither the mobile number nor the URL's query.
 impl fmt::Debug for VendorCall<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VendorCall")
+        let mut debug = f.debug_struct("VendorCall");
+        debug
+            .field("format", &self.format.name())
             .field("url", &endpoint_for_logs(self.url))
-            .field("method", &self.method)
-            .field("content", &self.content)
+            .field("method", &self.method);
+        match self.message {
+            VendorMessage::Text(content) => debug.field("content", &content),
+            VendorMessage::Template {
+                template_id,
+                params,
+            } => {
+                // A parameter is the client's text and might hold a number.
+                let params: Vec<(&str, String)> = params
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), mask_mobile_numbers(value)))
+                    .collect();
+                debug
+                    .field("template_id", &template_id)
+                    .field("params", &params)
+            }
+        };
+        debug
             .field("mobile", &mask_mobile(self.mobile))
             .field("appcode", &self.appcode)
             .finish()
@@ -109,6 +133,7 @@ impl VendorClient {
         skip_all,
         fields(
             method = call.method.as_str(),
+            format = call.format.name(),
             endpoint = %endpoint_for_logs(call.url),
             mobile = %mask_mobile(call.mobile),
             status = tracing::field::Empty,
@@ -121,7 +146,7 @@ impl VendorClient {
         let started = Instant::now();
         let (answer, raw) = match self.request(&call) {
             Ok(request) => self.send(request, &call).await,
-            Err(reason) => (VendorAnswer::unreachable(reason), None),
+            Err(reason) => (VendorAnswer::unreachable(&reason), None),
         };
         let latency = started.elapsed();
         record_on_span(&answer, latency);
@@ -133,25 +158,34 @@ impl VendorClient {
         }
     }
 
-    /// The request as the vendor's samples send it: `content` and `mobile` in the query
-    /// for both methods, and for POST an empty form body.
-    fn request(&self, call: &VendorCall<'_>) -> Result<reqwest::RequestBuilder, &'static str> {
+    /// The request: the format's fields in the query or the form body, and the AppCode
+    /// header. A POST always declares a form body, empty when the fields are in the
+    /// query, as the vendors' samples send it.
+    fn request(&self, call: &VendorCall<'_>) -> Result<reqwest::RequestBuilder, String> {
         let mut authorization =
-            HeaderValue::from_str(&format!("APPCODE {}", call.appcode.expose()))
-                .map_err(|_| "the AppCode contains characters that cannot be sent in a header")?;
+            HeaderValue::from_str(&format!("APPCODE {}", call.appcode.expose())).map_err(|_| {
+                "the AppCode contains characters that cannot be sent in a header".to_owned()
+            })?;
         // Marks the value so that the HTTP stack never prints it.
         authorization.set_sensitive(true);
+        let fields = call
+            .format
+            .request(call.method, call.mobile, call.message)
+            .map_err(|err| format!("the call was not sent: {err}"))?;
         let builder = match call.method {
             VendorMethod::Get => self.http.get(call.url),
             VendorMethod::Post => self
                 .http
                 .post(call.url)
                 .header(CONTENT_TYPE, FORM_CONTENT_TYPE)
-                .body(Vec::new()),
+                .body(form_body(fields.form.as_deref().unwrap_or_default())),
         };
-        Ok(builder
-            .header(AUTHORIZATION, authorization)
-            .query(&[("content", call.content), ("mobile", call.mobile)]))
+        let builder = builder.header(AUTHORIZATION, authorization);
+        if fields.query.is_empty() {
+            Ok(builder)
+        } else {
+            Ok(builder.query(&fields.query))
+        }
     }
 
     async fn send(
@@ -167,7 +201,7 @@ impl VendorClient {
         let headers = response.headers().clone();
         match read_body(response).await {
             Ok(body) => {
-                let answer = classify(status, &headers, &body);
+                let answer = classify(call.format, status, &headers, &body);
                 let raw = RawResponse {
                     status,
                     headers: mirrored_headers(&headers),
@@ -177,7 +211,7 @@ impl VendorClient {
             }
             Err(err) => {
                 let detail = describe(err, call);
-                let headers_only = classify(status, &headers, b"");
+                let headers_only = classify(call.format, status, &headers, b"");
                 if (200..300).contains(&status) {
                     // The vendor took the call and its verdict was in the lost body: the
                     // message may have gone out, so it is charged and reconciled later.
@@ -203,6 +237,17 @@ impl VendorClient {
             }
         }
     }
+}
+
+/// `application/x-www-form-urlencoded` text of `fields` (empty for none).
+fn form_body(fields: &[(String, String)]) -> Vec<u8> {
+    if fields.is_empty() {
+        return Vec::new();
+    }
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+        .into_bytes()
 }
 
 /// A call that produced no answer. Whether the request was written decides the charge:
@@ -324,7 +369,9 @@ fn log_answer(answer: &VendorAnswer) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::format::{ParamsIn, TemplateFormat};
     use crate::upstream::sandbox::{self, SandboxConfig, SandboxHandle};
+    use std::collections::BTreeMap;
     use tokio::net::TcpListener;
 
     const APPCODE: &str = "83359fd73fe94948385f570e3c139105";
@@ -353,11 +400,12 @@ mod tests {
     ) -> VendorReply {
         client
             .call(VendorCall {
+                format: &VendorFormat::Kapool,
                 url,
                 method,
-                content,
-                mobile: MOBILE,
                 appcode,
+                mobile: MOBILE,
+                message: VendorMessage::Text(content),
             })
             .await
     }
@@ -386,11 +434,12 @@ mod tests {
     fn a_printed_call_shows_no_mobile_number_or_appcode() {
         let appcode = Secret::new(APPCODE);
         let call = VendorCall {
+            format: &VendorFormat::Kapool,
             url: "https://dxyzm.market.alicloudapi.com/chuangxin/dxjk?mobile=13800138000",
             method: VendorMethod::Post,
-            content: SMS,
-            mobile: MOBILE,
             appcode: &appcode,
+            mobile: MOBILE,
+            message: VendorMessage::Text(SMS),
         };
         let printed = format!("{call:?}");
         assert!(
@@ -398,6 +447,30 @@ mod tests {
             "{printed}"
         );
         assert!(printed.contains("138****8000"));
+    }
+
+    #[test]
+    fn a_printed_template_call_shows_no_mobile_number_or_appcode() {
+        let appcode = Secret::new(APPCODE);
+        let format = VendorFormat::Template(TemplateFormat::example());
+        let params = BTreeMap::from([("phone".to_owned(), MOBILE.to_owned())]);
+        let call = VendorCall {
+            format: &format,
+            url: "https://gyytz.market.alicloudapi.com/sms/smsSend",
+            method: VendorMethod::Post,
+            appcode: &appcode,
+            mobile: MOBILE,
+            message: VendorMessage::Template {
+                template_id: "T-1",
+                params: &params,
+            },
+        };
+        let printed = format!("{call:?}");
+        assert!(
+            !printed.contains(MOBILE) && !printed.contains(APPCODE),
+            "{printed}"
+        );
+        assert!(printed.contains("template") && printed.contains("T-1"));
     }
 
     #[test]
@@ -777,5 +850,99 @@ mod tests {
             (Outcome::VendorRejected, true)
         );
         assert_eq!(sandbox.stats().rejections, 1);
+    }
+
+    fn template_call<'a>(
+        format: &'a VendorFormat,
+        url: &'a str,
+        appcode: &'a Secret,
+        params: &'a BTreeMap<String, String>,
+    ) -> VendorCall<'a> {
+        VendorCall {
+            format,
+            url,
+            method: VendorMethod::Post,
+            appcode,
+            mobile: MOBILE,
+            message: VendorMessage::Template {
+                template_id: "908e94ccf08b4476ba6c876d13f084ad",
+                params,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_form_template_call_carries_its_fields_in_the_body_only() {
+        let sandbox = sandbox(config(5)).await;
+        let appcode = Secret::new(APPCODE);
+        let format = VendorFormat::Template(TemplateFormat {
+            params_in: ParamsIn::Form,
+            ..TemplateFormat::example()
+        });
+        let params = BTreeMap::from([("code".to_owned(), "1234".to_owned())]);
+        let url = sandbox.url("/sms/smsSend");
+
+        let reply = client()
+            .call(template_call(&format, &url, &appcode, &params))
+            .await;
+
+        assert_eq!(
+            (reply.answer.outcome, reply.answer.charged),
+            (Outcome::Sent, true)
+        );
+        assert_eq!(reply.answer.remain_point, Some(4));
+        let request = &sandbox.received()[0];
+        assert!(request.query.is_empty(), "{request:?}");
+        assert_eq!(request.content_type.as_deref(), Some(FORM_CONTENT_TYPE));
+        assert_eq!(request.form_value("mobile"), Some(MOBILE));
+        assert_eq!(request.form_value("param"), Some("**code**:1234"));
+    }
+
+    #[tokio::test]
+    async fn a_message_that_does_not_fit_the_format_is_never_sent_or_charged() {
+        let sandbox = sandbox(config(5)).await;
+        let appcode = Secret::new(APPCODE);
+        let format = VendorFormat::Template(TemplateFormat::example());
+        let url = sandbox.url("/sms/smsSend");
+
+        let reply = client()
+            .call(VendorCall {
+                format: &format,
+                url: &url,
+                method: VendorMethod::Post,
+                appcode: &appcode,
+                mobile: MOBILE,
+                message: VendorMessage::Text(SMS),
+            })
+            .await;
+
+        assert_eq!(
+            (reply.answer.outcome, reply.answer.charged),
+            (Outcome::UpstreamError, false)
+        );
+        let message = reply.answer.message.unwrap();
+        assert!(message.contains("template id"), "{message}");
+        assert!(sandbox.received().is_empty());
+        assert_eq!(sandbox.remaining(APPCODE), Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_pairs_value_the_vendor_cannot_read_is_never_sent_or_charged() {
+        let sandbox = sandbox(config(5)).await;
+        let appcode = Secret::new(APPCODE);
+        let format = VendorFormat::Template(TemplateFormat::example());
+        let params = BTreeMap::from([("time".to_owned(), "10:30".to_owned())]);
+        let url = sandbox.url("/sms/smsSend");
+
+        let reply = client()
+            .call(template_call(&format, &url, &appcode, &params))
+            .await;
+
+        assert_eq!(
+            (reply.answer.outcome, reply.answer.charged),
+            (Outcome::UpstreamError, false)
+        );
+        assert!(reply.answer.message.unwrap().contains("\"time\""));
+        assert!(sandbox.received().is_empty());
     }
 }

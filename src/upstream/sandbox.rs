@@ -1,11 +1,17 @@
 //! `tollgate sandbox-upstream`: a simulation of the vendor behind the marketplace gateway.
 //!
-//! It answers the way the real gateway and the 创信/卡池 backend do (see
+//! It answers the way the real gateway and the vendors' backends do (see
 //! `notes/vendor-facts.md`): gateway refusals as a status with `X-Ca-Error-Message` and
-//! an empty body, backend answers as a 200 with the `ReturnStatus` JSON body. Each
-//! AppCode has its own quota, spent by every call that reaches the backend, including
-//! business failures (`Faild`), as the vendor bills them. Latency, throttling, gateway
-//! failures, rejections and calls that never answer can be injected.
+//! an empty body, backend answers as a 200 with the backend's JSON body. Two backends,
+//! one per vendor format: a path ending in `/smsSend` (e.g. `/sms/smsSend`) is a
+//! template-format vendor shaped like gyytz ([`template`]), every other path the
+//! 创信/卡池 kapool backend ([`kapool`]). The gateway in front of them is one: each
+//! AppCode has its own quota, spent by every call that reaches a backend, including
+//! business failures, as the vendors bill them. Latency, throttling, gateway failures,
+//! rejections and calls that never answer can be injected, on either backend.
+
+mod kapool;
+mod template;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -24,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::redact::{is_mainland_mobile, mask_mobile};
+use super::redact::{mask_mobile, mask_mobile_numbers};
 use crate::secret::Secret;
 
 /// The AppCode of [`SandboxConfig::default`]'s one account.
@@ -58,7 +64,8 @@ pub struct SandboxConfig {
     pub jitter: Duration,
     /// Share of calls answered `500` with `X-Ca-Error-Message: Internal Error` (not billed).
     pub failure_rate: f64,
-    /// Share of calls answered `200` with `"ReturnStatus":"Faild"` (billed).
+    /// Share of calls answered `200` with the backend's business failure (billed):
+    /// `"ReturnStatus":"Faild"`, or a non-zero `code` on the template backend.
     pub reject_rate: f64,
     /// Share of calls accepted and then not answered for 60 seconds. They are billed:
     /// the backend sent the message and only the answer was lost.
@@ -111,9 +118,10 @@ impl Default for SandboxConfig {
 pub struct SandboxStats {
     /// Every vendor call received, whatever its answer.
     pub requests: u64,
-    /// `200` with `ReturnStatus: Success`.
+    /// `200` with the backend's success (`ReturnStatus: Success`, `code: 0`).
     pub successes: u64,
-    /// `200` with `ReturnStatus: Faild` (business failures and injected rejections).
+    /// `200` with the backend's business failure (`ReturnStatus: Faild`, a non-zero
+    /// `code`), whether the request was refused or the rejection injected.
     pub rejections: u64,
     /// `400 Invalid AppCode`.
     pub auth_failures: u64,
@@ -150,6 +158,10 @@ pub struct ReceivedRequest {
     pub authorization: Option<Secret>,
     pub content_type: Option<String>,
     pub body_len: usize,
+    /// Every query field, decoded, in order.
+    pub query: Vec<(String, String)>,
+    /// Every field of an `application/x-www-form-urlencoded` body, decoded, in order.
+    pub form: Vec<(String, String)>,
     /// `content` and `mobile` as found in the query string.
     pub query_content: Option<String>,
     pub query_mobile: Option<String>,
@@ -158,15 +170,48 @@ pub struct ReceivedRequest {
     pub mobile: Option<String>,
 }
 
+impl ReceivedRequest {
+    /// The first query field named `name`.
+    pub fn query_value(&self, name: &str) -> Option<&str> {
+        find(&self.query, name)
+    }
+
+    /// The first form-body field named `name`.
+    pub fn form_value(&self, name: &str) -> Option<&str> {
+        find(&self.form, name)
+    }
+
+    /// What a backend reads for `name`: the query's value, else the form body's (the
+    /// vendors' samples send both ways).
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.query_value(name).or_else(|| self.form_value(name))
+    }
+}
+
+fn find<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
 impl std::fmt::Debug for ReceivedRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let masked = |mobile: &Option<String>| mobile.as_deref().map(mask_mobile);
+        let masked_pairs = |pairs: &[(String, String)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(name, value)| (name.clone(), mask_mobile_numbers(value)))
+                .collect()
+        };
         f.debug_struct("ReceivedRequest")
             .field("method", &self.method)
             .field("path", &self.path)
             .field("authorization", &self.authorization)
             .field("content_type", &self.content_type)
             .field("body_len", &self.body_len)
+            .field("query", &masked_pairs(&self.query))
+            .field("form", &masked_pairs(&self.form))
             .field("query_content", &self.query_content)
             .field("query_mobile", &masked(&self.query_mobile))
             .field("content", &self.content)
@@ -346,15 +391,14 @@ impl SandboxState {
     }
 
     /// Decides the answer to one call and does its bookkeeping, in one critical section.
+    /// The gateway's part (AppCode, flow control, quota, injected failures) is the same
+    /// for both backends; only what a backend refuses and how it words its answer differ.
     fn decide(&self, request: ReceivedRequest, appcode: Option<&str>, fate: Fate) -> Answer {
         let throttle = self.shared.throttle_per_second;
+        let backend = Backend::for_path(&request.path);
         let mut book = self.book();
         book.stats.requests += 1;
-        let failure = business_failure(
-            &request.path,
-            request.content.as_deref(),
-            request.mobile.as_deref(),
-        );
+        let failure = backend.refusal(&request);
         if book.received.len() == RECEIVED_KEPT {
             book.received.pop_front();
         }
@@ -398,26 +442,14 @@ impl SandboxState {
             Some(message) => {
                 stats.rejections += 1;
                 account.rejections += 1;
-                Answer::Backend(VendorBody {
-                    return_status: "Faild",
-                    message,
-                    remain_point: account.remaining,
-                    task_id: 0,
-                    success_counts: 0,
-                })
+                Answer::Backend(backend.refused(message, account.remaining))
             }
             None => {
                 stats.successes += 1;
                 account.successes += 1;
                 let task_id = *next_task_id;
                 *next_task_id += 1;
-                Answer::Backend(VendorBody {
-                    return_status: "Success",
-                    message: "ok",
-                    remain_point: account.remaining,
-                    task_id,
-                    success_counts: 1,
-                })
+                Answer::Backend(backend.accepted(account.remaining, task_id))
             }
         }
     }
@@ -453,7 +485,7 @@ enum Answer {
     /// Accepted, then held until the gateway gives up.
     Hang,
     /// The backend's JSON answer, always a 200.
-    Backend(VendorBody),
+    Backend(BackendBody),
 }
 
 impl Answer {
@@ -462,19 +494,52 @@ impl Answer {
     }
 }
 
-/// The backend's body, fields in the vendor's order and spelling.
-#[derive(Debug, Serialize)]
-struct VendorBody {
-    #[serde(rename = "ReturnStatus")]
-    return_status: &'static str,
-    #[serde(rename = "Message")]
+/// The simulated backend behind a path, one per vendor format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Kapool,
+    Template,
+}
+
+impl Backend {
+    fn for_path(path: &str) -> Self {
+        if template::serves(path) {
+            Backend::Template
+        } else {
+            Backend::Kapool
+        }
+    }
+
+    /// What the backend refuses (and still bills), in its own words.
+    fn refusal(self, request: &ReceivedRequest) -> Option<&'static str> {
+        match self {
+            Backend::Kapool => kapool::refusal(request),
+            Backend::Template => template::refusal(request),
+        }
+    }
+
+    fn accepted(self, remaining: u64, task_id: u64) -> BackendBody {
+        match self {
+            Backend::Kapool => kapool::accepted(remaining, task_id),
+            Backend::Template => template::accepted(remaining, task_id),
+        }
+    }
+
+    fn refused(self, message: &'static str, remaining: u64) -> BackendBody {
+        match self {
+            Backend::Kapool => kapool::refused(message, remaining),
+            Backend::Template => template::refused(message, remaining),
+        }
+    }
+}
+
+/// A backend's JSON answer, with what the sandbox logs of it.
+#[derive(Debug)]
+struct BackendBody {
+    json: Vec<u8>,
+    /// The body's verdict as the backend writes it (`Success`, `Faild`, `0`, `1001`).
+    verdict: &'static str,
     message: &'static str,
-    #[serde(rename = "RemainPoint")]
-    remain_point: u64,
-    #[serde(rename = "TaskID")]
-    task_id: u64,
-    #[serde(rename = "SuccessCounts")]
-    success_counts: u32,
 }
 
 /// The sandbox's HTTP interface: [`STATS_PATH`], and the vendor on every other path.
@@ -614,11 +679,11 @@ async fn vendor_call(
         Answer::Backend(body) => {
             tracing::debug!(
                 mobile,
-                status = body.return_status,
+                verdict = body.verdict,
                 message = body.message,
                 "sandbox answered"
             );
-            backend_response(&body)
+            backend_response(body)
         }
     };
     with_request_id(response, &request_id)
@@ -628,15 +693,14 @@ fn gateway_response(status: StatusCode, message: &'static str) -> Response {
     (status, [("X-Ca-Error-Message", message)]).into_response()
 }
 
-fn backend_response(body: &VendorBody) -> Response {
-    let json = serde_json::to_vec(body).expect("the vendor body serializes");
+fn backend_response(body: BackendBody) -> Response {
     (
         StatusCode::OK,
         [
             ("Content-Type", "application/json; charset=UTF-8"),
             ("X-Ca-Market-Billing-Result", "1"),
         ],
-        Body::from(json),
+        Body::from(body.json),
     )
         .into_response()
 }
@@ -669,24 +733,21 @@ fn received_request(
         }
         _ => Vec::new(),
     };
-    let find = |pairs: &[(String, String)], key: &str| {
-        pairs
-            .iter()
-            .find(|(name, _)| name == key)
-            .map(|(_, value)| value.clone())
-    };
-    let query_content = find(&query, "content");
-    let query_mobile = find(&query, "mobile");
+    let owned = |pairs: &[(String, String)], key: &str| find(pairs, key).map(str::to_owned);
+    let query_content = owned(&query, "content");
+    let query_mobile = owned(&query, "mobile");
     ReceivedRequest {
         method: method.as_str().to_owned(),
         path: uri.path().to_owned(),
         authorization: header("authorization").map(Secret::new),
         content_type,
         body_len: body.len(),
-        content: query_content.clone().or_else(|| find(&form, "content")),
-        mobile: query_mobile.clone().or_else(|| find(&form, "mobile")),
+        content: query_content.clone().or_else(|| owned(&form, "content")),
+        mobile: query_mobile.clone().or_else(|| owned(&form, "mobile")),
         query_content,
         query_mobile,
+        query,
+        form,
     }
 }
 
@@ -699,47 +760,6 @@ fn form_pairs(text: &str) -> Vec<(String, String)> {
     let mut url = reqwest::Url::parse("http://sandbox.invalid/").expect("a valid base URL");
     url.set_query(Some(text));
     url.query_pairs().into_owned().collect()
-}
-
-/// What the backend refuses (and still bills), with the vendor's Chinese messages.
-fn business_failure(
-    path: &str,
-    content: Option<&str>,
-    mobile: Option<&str>,
-) -> Option<&'static str> {
-    let mobile = mobile.map(str::trim).unwrap_or("");
-    if mobile.is_empty() {
-        return Some("手机号码为空");
-    }
-    if !is_mainland_mobile(mobile) {
-        return Some("手机号码格式错误");
-    }
-    let content = content.unwrap_or("");
-    if content.trim().is_empty() {
-        return Some("发送内容为空");
-    }
-    if content.encode_utf16().count() > 500 {
-        return Some("发送内容超长");
-    }
-    let path = path.to_ascii_lowercase();
-    if path.contains("yyyzm") {
-        // The voice verification code API reads out 4 to 6 digits.
-        let digits = content.len();
-        if !(4..=6).contains(&digits) || !content.bytes().all(|b| b.is_ascii_digit()) {
-            return Some("验证码格式错误");
-        }
-    } else if (path.contains("dx") || path.contains("sms")) && !has_signature(content) {
-        return Some("需要签名");
-    }
-    None
-}
-
-/// Whether the text carries a `【…】` signature with something inside.
-fn has_signature(content: &str) -> bool {
-    content
-        .split_once('【')
-        .and_then(|(_, rest)| rest.split_once('】'))
-        .is_some_and(|(signature, _)| !signature.trim().is_empty())
 }
 
 #[cfg(test)]
@@ -779,15 +799,6 @@ mod tests {
     }
 
     #[test]
-    fn signatures_need_brackets_with_something_inside() {
-        assert!(has_signature("【卡池】你好"));
-        assert!(has_signature("你好【卡池】"));
-        assert!(!has_signature("你好"));
-        assert!(!has_signature("【】你好"));
-        assert!(!has_signature("【卡池 你好"));
-    }
-
-    #[test]
     fn form_text_decodes_plus_and_percent() {
         assert_eq!(
             form_pairs("content=%E3%80%90a%E3%80%91b+c&mobile=13800138000"),
@@ -797,39 +808,6 @@ mod tests {
             ]
         );
         assert!(form_pairs("").is_empty());
-    }
-
-    #[test]
-    fn business_failures_carry_the_vendor_messages() {
-        let sms = "/chuangxin/dxjk";
-        assert_eq!(
-            business_failure(sms, Some("【卡池】hi"), None),
-            Some("手机号码为空")
-        );
-        assert_eq!(
-            business_failure(sms, Some("【卡池】hi"), Some("12345")),
-            Some("手机号码格式错误")
-        );
-        assert_eq!(
-            business_failure(sms, Some("hi"), Some("13800138000")),
-            Some("需要签名")
-        );
-        assert_eq!(
-            business_failure(sms, Some("【卡池】hi"), Some("13800138000")),
-            None
-        );
-        assert_eq!(
-            business_failure("/chuangxin/yytz", Some("hi"), Some("13800138000")),
-            None
-        );
-        assert_eq!(
-            business_failure("/chuangxin/yyyzm", Some("12a4"), Some("13800138000")),
-            Some("验证码格式错误")
-        );
-        assert_eq!(
-            business_failure("/chuangxin/yyyzm", Some("1234"), Some("13800138000")),
-            None
-        );
     }
 
     #[tokio::test]

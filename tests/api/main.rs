@@ -13,3 +13,4 @@ mod reports;
 mod schedule;
 mod sends;
 mod vendor;
+mod vendor_formats;
