@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_notify::{
-    parse_timeout, BoxFuture, BuildNotifier, ConfigError, DeliveryError, Env, Event, Notifier,
-    NotifierConfig,
+    BoxFuture, BuildNotifier, ConfigProblem, DeliveryError, Env, Event, Notifier, NotifierConfig,
+    Problems,
 };
 
 /// At most this much of the program's stderr is kept in the attempt's error.
@@ -45,38 +45,37 @@ impl NotifierConfig for ExecConfig {
     const TYPE: &'static str = "exec";
     type Checked = CheckedExec;
 
-    fn validate(&self) -> Result<CheckedExec, ConfigError> {
+    fn validate(&self, problems: &mut Problems) -> Option<CheckedExec> {
+        let before = problems.len();
         let command = self.command.trim();
         if command.is_empty() {
-            return Err(ConfigError::new("command", "is required"));
-        }
-        if command.contains('/') && !command.starts_with('/') {
-            return Err(ConfigError::new(
+            problems.add("command", "is required");
+        } else if command.contains('/') && !command.starts_with('/') {
+            problems.add(
                 "command",
                 "must be an absolute path or a program name found in PATH",
-            ));
+            );
         }
         for name in self.env.keys() {
             if name.is_empty() || name.contains('=') || name.contains('\0') {
-                return Err(ConfigError::new(
-                    format!("env.{name}"),
-                    "is not a valid variable name",
-                ));
+                problems.add(&format!("env.{name}"), "is not a valid variable name");
             }
         }
-        Ok(CheckedExec {
+        let timeout =
+            problems.duration("timeout", self.timeout.as_deref(), Duration::from_secs(30));
+        (problems.len() == before).then(|| CheckedExec {
             command: PathBuf::from(command),
             args: self.args.clone(),
             env: self.env.clone(),
-            timeout: parse_timeout("timeout", self.timeout.as_deref(), Duration::from_secs(30))?,
+            timeout,
         })
     }
 }
 
 impl BuildNotifier for CheckedExec {
-    fn build(&self, _env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigError> {
+    fn build(&self, _env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigProblem> {
         if self.command.is_absolute() && !self.command.is_file() {
-            return Err(ConfigError::new(
+            return Err(ConfigProblem::new(
                 "command",
                 format!("{} does not exist", self.command.display()),
             ));
@@ -167,31 +166,32 @@ mod tests {
         }
     }
 
+    /// The checked configuration, or the keys of every problem found.
+    fn validate(config: &ExecConfig) -> Result<CheckedExec, Vec<String>> {
+        config
+            .validate_alone()
+            .map_err(|problems| problems.into_iter().map(|p| p.key).collect())
+    }
+
     #[test]
     fn bad_values_are_named() {
-        assert_eq!(config("", &[], None).validate().unwrap_err().key, "command");
+        assert_eq!(validate(&config("", &[], None)).unwrap_err(), ["command"]);
+        let mut bad = config("bin/notify", &[], Some("later"));
+        bad.env.insert("A=B".into(), "x".into());
         assert_eq!(
-            config("bin/notify", &[], None).validate().unwrap_err().key,
-            "command"
+            validate(&bad).unwrap_err(),
+            ["command", "env.A=B", "timeout"]
         );
-        assert_eq!(
-            config("sh", &[], Some("later")).validate().unwrap_err().key,
-            "timeout"
-        );
-        let missing = config("/no/such/program", &[], None).validate().unwrap();
+        let missing = validate(&config("/no/such/program", &[], None)).unwrap();
         assert_eq!(missing.build(&|_| None).err().unwrap().key, "command");
     }
 
     #[tokio::test]
     async fn the_exit_status_decides_and_stderr_is_reported() {
         let event = Event::test("evt_1".into(), chrono::Utc::now());
-        let ok = config("sh", &["-c", "cat >/dev/null"], None)
-            .validate()
-            .unwrap();
+        let ok = validate(&config("sh", &["-c", "cat >/dev/null"], None)).unwrap();
         ok.build(&|_| None).unwrap().deliver(&event).await.unwrap();
-        let failing = config("sh", &["-c", "echo no route >&2; exit 3"], None)
-            .validate()
-            .unwrap();
+        let failing = validate(&config("sh", &["-c", "echo no route >&2; exit 3"], None)).unwrap();
         let err = failing
             .build(&|_| None)
             .unwrap()
@@ -204,9 +204,7 @@ mod tests {
     #[tokio::test]
     async fn a_program_past_its_timeout_is_killed_and_fails() {
         let event = Event::test("evt_1".into(), chrono::Utc::now());
-        let slow = config("sh", &["-c", "sleep 30"], Some("200ms"))
-            .validate()
-            .unwrap();
+        let slow = validate(&config("sh", &["-c", "sleep 30"], Some("200ms"))).unwrap();
         let err = slow
             .build(&|_| None)
             .unwrap()

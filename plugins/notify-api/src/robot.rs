@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use crate::{url_origin, ConfigError, DeliveryError};
+use crate::{url_origin, ConfigProblem, DeliveryError};
 
 /// An HTTP client with the notifier's timeout.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ConfigProblem> {
     reqwest::Client::builder()
         .timeout(timeout)
         .build()
-        .map_err(|e| ConfigError::new("url", format!("cannot build the HTTP client: {e}")))
+        .map_err(|e| ConfigProblem::new("url", format!("cannot build the HTTP client: {e}")))
 }
 
 /// Where a robot's answer says whether it took the message.
