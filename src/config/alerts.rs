@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tollgate_notify::{BuildNotifier, Problems, Severity};
+use tollgate_notify::{BuildNotifier, Problems, Severity, DELIVERY_LEASE};
 
 use super::notifier_plugins::{type_list, Plugin};
 use super::settings::ChannelSettings;
@@ -21,12 +21,17 @@ use crate::domain::ChannelName;
 pub const BUILTIN_RULES: [&str; 2] = ["quota.exhausted", "provider.auth_failed"];
 
 /// Everything the alert engine and the outbox are configured with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AlertSettings {
     pub rules: Vec<AlertRule>,
     pub notifiers: Vec<NotifierSettings>,
     pub delivery: DeliverySettings,
+    /// `[alerts] suggest_days`: the days of use a reminder's purchase suggestion covers.
+    pub suggest_days: u32,
 }
+
+/// The default of `[alerts] suggest_days`.
+pub const DEFAULT_SUGGEST_DAYS: u32 = 30;
 
 /// One `[[alert_rules]]` entry.
 #[derive(Debug, Clone)]
@@ -132,6 +137,7 @@ pub struct RawAlerts {
     pub retry_initial: Option<String>,
     pub retry_max: Option<String>,
     pub max_attempts: Option<u32>,
+    pub suggest_days: Option<u32>,
 }
 
 /// Checks the alert sections against the configured `channels`, recording every
@@ -144,6 +150,14 @@ pub fn check(
     p: &mut Problems,
 ) -> AlertSettings {
     let delivery = p.scoped("alerts", |p| delivery(raw_alerts, p));
+    let suggest_days = match raw_alerts.suggest_days {
+        None => DEFAULT_SUGGEST_DAYS,
+        Some(days @ 1..=366) => days,
+        Some(_) => {
+            p.add("alerts.suggest_days", "must be from 1 to 366 days");
+            DEFAULT_SUGGEST_DAYS
+        }
+    };
     let mut notifiers = Vec::new();
     let mut notifier_names = BTreeSet::new();
     for (i, table) in raw_notifiers.iter().enumerate() {
@@ -164,6 +178,7 @@ pub fn check(
         rules,
         notifiers,
         delivery,
+        suggest_days,
     }
 }
 
@@ -241,6 +256,16 @@ fn notifier(
         }
     }?;
     let checked = plugin.check(table, p)?;
+    if checked.timeout() >= DELIVERY_LEASE {
+        p.add(
+            "timeout",
+            format!(
+                "must be below {}: the outbox hands a delivery that takes longer to another worker, which would deliver it twice",
+                as_config_duration(DELIVERY_LEASE)
+            ),
+        );
+        return None;
+    }
     Some(NotifierSettings {
         name: name?,
         kind: plugin.kind,
@@ -384,6 +409,16 @@ fn rule(
         notify,
         repeat_every,
     })
+}
+
+/// `300s` as `5m`, as the configuration would write it.
+fn as_config_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds % 60 == 0 {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{seconds}s")
+    }
 }
 
 /// Rule and notifier names become metric labels: a short, plain alphabet.

@@ -328,6 +328,7 @@ fn channel(
             p.add("signature", "must look like 【签名】");
         }
     }
+    let package_sizes = package_sizes(ch.package_sizes.as_deref().unwrap_or_default(), p);
     let sending_window = match ch.sending_window.as_deref() {
         None => SendingWindow::default_marketing(),
         Some(raw_window) => p
@@ -351,7 +352,26 @@ fn channel(
             .appcode_env
             .clone()
             .unwrap_or_else(|| default_appcode_env.to_owned()),
+        package_sizes,
     })
+}
+
+/// `package_sizes = [1000, 5000, 10000]`: each above 0, in any order (they are sorted),
+/// each once.
+fn package_sizes(raw: &[i64], p: &mut Problems) -> Vec<i64> {
+    let mut sizes = Vec::new();
+    for (i, &size) in raw.iter().enumerate() {
+        let key = format!("package_sizes[{i}]");
+        if size <= 0 {
+            p.add(&key, "must be a number of units above 0");
+        } else if sizes.contains(&size) {
+            p.add(&key, format!("{size} is listed twice"));
+        } else {
+            sizes.push(size);
+        }
+    }
+    sizes.sort_unstable();
+    sizes
 }
 
 /// `[[templates]]`, each for a configured channel.
@@ -614,36 +634,44 @@ mod tests {
         );
     }
 
-    /// One value in every section that takes a duration, so that the same grammar (and
-    /// the same message for a wrong value) can be shown to hold in each.
-    fn durations(value: &str) -> String {
+    /// A duration in every section that takes one (ledger, alerts, schedule, a notifier),
+    /// so that the same grammar, and the same message for a wrong value, can be shown to
+    /// hold in each. Each key has its own bounds, hence four values.
+    fn durations(reservation: &str, retry: &str, retention: &str, timeout: &str) -> String {
         format!(
             r#"
             [ledger]
-            reservation_timeout = "{value}"
+            reservation_timeout = "{reservation}"
             [alerts]
-            retry_initial = "{value}"
+            retry_initial = "{retry}"
             [schedule]
-            retention = "{value}"
+            retention = "{retention}"
             [[notifiers]]
             name = "hook"
             type = "webhook"
             url = "https://hooks.example.com/t"
-            timeout = "{value}"
+            timeout = "{timeout}"
             "#
         )
     }
 
     #[test]
     fn one_duration_grammar_serves_the_ledger_alerts_schedule_and_notifiers() {
-        let settings = load_str("t", &durations("40d1h30m"), &no_env).unwrap();
-        let expected = Duration::from_secs(40 * 86_400 + 5_400);
-        assert_eq!(settings.ledger.reservation_timeout, expected);
-        assert_eq!(settings.alerts.delivery.retry_initial, expected);
-        assert_eq!(settings.schedule.retention, Some(expected));
-        assert_eq!(settings.alerts.notifiers.len(), 1);
+        let text = durations("1h30m", "1m30s", "40d12h", "2m500ms");
+        let settings = load_str("t", &text, &no_env).unwrap();
+        assert_eq!(settings.ledger.reservation_timeout.as_secs(), 5_400);
+        assert_eq!(settings.alerts.delivery.retry_initial.as_secs(), 90);
+        assert_eq!(
+            settings.schedule.retention.map(|r| r.as_secs()),
+            Some(40 * 86_400 + 12 * 3600)
+        );
+        assert_eq!(
+            settings.alerts.notifiers[0].plugin.timeout().as_millis(),
+            120_500
+        );
 
-        let found = problems(&durations("a fortnight"));
+        let wrong = "a fortnight";
+        let found = problems(&durations(wrong, wrong, wrong, wrong));
         let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -664,8 +692,35 @@ mod tests {
             found[0].problem
         );
 
-        let zero = problems(&durations("0s"));
+        let zero = problems(&durations("0s", "0s", "0s", "0s"));
         assert_eq!(zero.len(), 4, "{zero:?}");
         assert!(zero.iter().all(|p| p.problem == "must be longer than zero"));
+    }
+
+    #[test]
+    fn package_sizes_are_sorted_and_each_bad_one_is_named() {
+        let channel = |sizes: &str| {
+            format!(
+                "[[channels]]\nname = \"v\"\nkind = \"voice_code\"\nurl = \"https://a\"\npackage_sizes = {sizes}\n"
+            )
+        };
+        let settings = load_str("t", &channel("[10000, 1000, 5000]"), &no_env).unwrap();
+        assert_eq!(settings.channels[0].package_sizes, [1000, 5000, 10000]);
+        assert_eq!(settings.alerts.suggest_days, 30, "the default horizon");
+
+        let found = problems(&format!(
+            "{}[alerts]\nsuggest_days = 0\n",
+            channel("[5000, 0, 1000, 1000, -5]")
+        ));
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "channels[0].package_sizes[1]",
+                "channels[0].package_sizes[3]",
+                "channels[0].package_sizes[4]",
+                "alerts.suggest_days"
+            ]
+        );
     }
 }

@@ -75,6 +75,7 @@ pub struct RawChannel {
     pub unsubscribe_suffix: Option<String>,
     pub sending_window: Option<String>,
     pub appcode_env: Option<String>,
+    pub package_sizes: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

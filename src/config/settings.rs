@@ -81,6 +81,9 @@ pub struct ChannelSettings {
     /// The environment variable holding this channel's AppCode (the upstream default
     /// unless the channel names its own).
     pub appcode_env: String,
+    /// The package sizes the vendor sells for this channel, ascending and each above 0;
+    /// reminders round their suggestion up to them. Empty when not configured.
+    pub package_sizes: Vec<i64>,
 }
 
 #[derive(Debug, Clone)]

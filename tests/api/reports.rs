@@ -77,7 +77,7 @@ async fn ledger_cost_between(db: &Db, from: DateTime<Utc>, to: DateTime<Utc>) ->
 /// A ledger with November traffic on two channels and two clients: sends that were sent,
 /// rejected (charged), released and uncertain, two prices (one that does not divide
 /// evenly), a reconciliation, and an October charge.
-async fn november_ledger(test: &TestDb) -> Ledger {
+pub async fn november_ledger(test: &TestDb) -> Ledger {
     let ledger = test.ledger(LedgerMode::Enforce);
     add_package(
         &ledger,
@@ -447,7 +447,7 @@ async fn the_monthly_report_endpoint_is_for_admins_in_json_csv_and_html() {
         .await
         .unwrap();
     assert!(
-        html.contains("<h1>tollgate monthly report 2026-11</h1>"),
+        html.contains("<h1>tollgate 月度费用报告 2026-11</h1>"),
         "{html}"
     );
 

@@ -75,6 +75,10 @@ impl NotifierConfig for DingTalkConfig {
 }
 
 impl BuildNotifier for CheckedDingTalk {
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn build(&self, env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigProblem> {
         let secret = self
             .secret_env

@@ -14,8 +14,8 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 use tollgate_notify::{
-    plain_zh, secret_from_env, title_zh, BoxFuture, BuildNotifier, ConfigProblem, DeliveryError,
-    Env, Event, Notifier, NotifierConfig, Problems,
+    facts, plain_zh, secret_from_env, title_zh, BoxFuture, BuildNotifier, ConfigProblem,
+    DeliveryError, Env, Event, EventKind, Notifier, NotifierConfig, Problems, Severity, Status,
 };
 
 /// `[[notifiers]] type = "email"` as written.
@@ -141,7 +141,7 @@ impl NotifierConfig for EmailConfig {
     }
 }
 
-/// Lettre's timeout applies to each SMTP command, not to the whole delivery.
+/// The limit on one whole delivery (and on each SMTP command within it).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct SmtpServer {
@@ -214,6 +214,10 @@ fn split_host_port(raw: &str) -> Option<(&str, Option<u16>)> {
 }
 
 impl BuildNotifier for CheckedEmail {
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn build(&self, env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigProblem> {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host)
             .port(self.port)
@@ -254,12 +258,11 @@ impl EmailNotifier {
         for to in &self.config.to {
             builder = builder.to(to.clone());
         }
+        // A monthly report brings its own text and HTML: the report is the email.
+        let text = event.report_text.clone().unwrap_or_else(|| plain_zh(event));
+        let html = event.report_html.clone().unwrap_or_else(|| html_zh(event));
         builder
-            .multipart(MultiPart::alternative_plain_html(
-                plain_zh(event),
-                // A monthly report brings its own HTML: the report is the email.
-                event.report_html.clone().unwrap_or_else(|| html_zh(event)),
-            ))
+            .multipart(MultiPart::alternative_plain_html(text, html))
             .map_err(|e| DeliveryError::new(format!("cannot compose the message: {e}")))
     }
 }
@@ -272,41 +275,68 @@ impl Notifier for EmailNotifier {
     fn deliver<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
             let message = self.message(event)?;
-            self.transport.send(message).await.map(|_| ()).map_err(|e| {
-                DeliveryError::new(format!(
-                    "SMTP {}:{}: {e}",
-                    self.config.host, self.config.port
-                ))
-            })
+            let server = format!("SMTP {}:{}", self.config.host, self.config.port);
+            // Lettre's timeout bounds each SMTP command; this bounds the whole delivery,
+            // which must end within the outbox's lease.
+            match tokio::time::timeout(self.config.timeout, self.transport.send(message)).await {
+                Ok(sent) => sent
+                    .map(|_| ())
+                    .map_err(|e| DeliveryError::new(format!("{server}: {e}"))),
+                Err(_) => Err(DeliveryError::new(format!(
+                    "{server}: no answer within {:?}",
+                    self.config.timeout
+                ))),
+            }
         })
     }
 }
 
-/// The HTML body: the plain text's lines, escaped, with the summary emphasised.
+/// The HTML body of a reminder: a banner in the severity's colour with the title, the
+/// summary, then the facts (zh-CN labels with the English beside them), the same facts
+/// as the text part.
 pub fn html_zh(event: &Event) -> String {
+    let (background, border) = banner_colours(event);
     let mut html = String::from(
-        "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"></head><body>",
+        "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"></head><body style=\"font-family:sans-serif\">",
     );
-    html.push_str(&format!("<h2>{}</h2>", escape(&title_zh(event))));
     html.push_str(&format!(
-        "<p><strong>{}</strong></p><table>",
+        "<div style=\"background:{background};border-left:6px solid {border};padding:12px 16px;margin-bottom:16px\"><h2 style=\"margin:0\">{}</h2></div>",
+        escape(&title_zh(event))
+    ));
+    html.push_str(&format!(
+        "<p><strong>{}</strong></p><table cellpadding=\"4\">",
         escape(&event.summary)
     ));
-    for line in plain_zh(event).lines().skip(3) {
-        if let Some((label, value)) = line.split_once('：') {
-            let value = if value.starts_with("https://") || value.starts_with("http://") {
-                format!("<a href=\"{0}\">{0}</a>", escape(value))
-            } else {
-                escape(value)
-            };
-            html.push_str(&format!(
-                "<tr><th align=\"left\">{}</th><td>{value}</td></tr>",
-                escape(label)
-            ));
-        }
+    for fact in facts(event) {
+        let value = if fact.value.starts_with("https://") || fact.value.starts_with("http://") {
+            format!("<a href=\"{0}\">{0}</a>", escape(&fact.value))
+        } else {
+            escape(&fact.value)
+        };
+        html.push_str(&format!(
+            "<tr><th align=\"left\">{} <small style=\"color:#666;font-weight:normal\">{}</small></th><td>{value}</td></tr>",
+            escape(fact.label),
+            escape(fact.label_en)
+        ));
     }
-    html.push_str("</table></body></html>");
+    html.push_str(&format!(
+        "</table><p style=\"color:#666;font-size:small\">事件 ID（event id）：{}</p></body></html>",
+        escape(&event.id)
+    ));
     html
+}
+
+/// The banner's background and edge: red for critical, amber for warning, blue for
+/// information, green once resolved.
+fn banner_colours(event: &Event) -> (&'static str, &'static str) {
+    const BLUE: (&str, &str) = ("#e3f2fd", "#1565c0");
+    match (event.event, event.status, event.severity) {
+        (EventKind::ReportMonthly | EventKind::Test, _, _) => BLUE,
+        (_, Status::Resolved, _) => ("#e8f5e9", "#2e7d32"),
+        (_, Status::Firing, Severity::Critical) => ("#fdecea", "#c62828"),
+        (_, Status::Firing, Severity::Warning) => ("#fff4e5", "#ef6c00"),
+        (_, Status::Firing, Severity::Info) => BLUE,
+    }
 }
 
 fn escape(text: &str) -> String {
@@ -421,11 +451,25 @@ mod tests {
 
     #[test]
     fn the_html_body_escapes_and_links() {
-        let mut event = Event::test("evt_1".into(), chrono::Utc::now());
+        let mut event = Event::test("evt_1".into(), chrono::Utc::now(), "Asia/Shanghai");
         event.summary = "<b>剩余不足</b>".into();
         event.repurchase_url = Some("https://market.aliyun.com/".into());
         let html = html_zh(&event);
         assert!(html.contains("&lt;b&gt;剩余不足"));
         assert!(html.contains("<a href=\"https://market.aliyun.com/\">"));
+    }
+
+    #[test]
+    fn the_banner_is_coloured_by_severity() {
+        let mut event = Event::test("evt_1".into(), chrono::Utc::now(), "Asia/Shanghai");
+        event.event = EventKind::QuotaExhausted;
+        event.severity = Severity::Critical;
+        let html = html_zh(&event);
+        assert!(
+            html.contains("#c62828") && html.contains("【严重】"),
+            "{html}"
+        );
+        event.severity = Severity::Warning;
+        assert!(html_zh(&event).contains("#ef6c00"));
     }
 }

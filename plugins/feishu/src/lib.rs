@@ -61,6 +61,10 @@ impl NotifierConfig for FeishuConfig {
 }
 
 impl BuildNotifier for CheckedFeishu {
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn build(&self, env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigProblem> {
         let secret = self
             .secret_env

@@ -13,12 +13,16 @@ pub mod config;
 pub mod robot;
 
 pub use config::{ConfigProblem, Problems};
-pub use event::{Event, EventKind, Severity, Status, EVENT_VERSION};
-pub use wording::{markdown_zh, plain_zh, title_zh};
+pub use event::{Event, EventKind, RenderedReport, Severity, Status, EVENT_VERSION};
+pub use wording::{
+    event_timezone, facts, local_time, markdown_zh, plain_zh, severity_tag, severity_zh, title_zh,
+    unit_zh, Fact,
+};
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A boxed future, so that notifiers can be held as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -60,8 +64,17 @@ pub trait NotifierConfig {
     }
 }
 
+/// How long one delivery may hold a notification. The outbox leases a notification to the
+/// worker delivering it for this long, and after it another worker may deliver it again;
+/// so every notifier's `timeout` (the limit on a whole delivery) must stay below it, and
+/// tollgate refuses a configuration where it does not.
+pub const DELIVERY_LEASE: Duration = Duration::from_secs(300);
+
 /// A checked configuration, ready to become a notifier.
 pub trait BuildNotifier: std::fmt::Debug + Send + Sync {
+    /// The limit on one whole delivery (`timeout` in the notifier's table).
+    fn timeout(&self) -> Duration;
+
     /// Reads the secrets named in the configuration from `env` and builds the client.
     fn build(&self, env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigProblem>;
 }

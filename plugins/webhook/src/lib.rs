@@ -83,6 +83,10 @@ impl NotifierConfig for WebhookConfig {
 }
 
 impl BuildNotifier for CheckedWebhook {
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn build(&self, env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigProblem> {
         let key = match &self.secret_env {
             Some(variable) => Some(decode_secret(&secret_from_env(
@@ -92,10 +96,7 @@ impl BuildNotifier for CheckedWebhook {
             )?)?),
             None => None,
         };
-        let http = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .build()
-            .map_err(|e| ConfigProblem::new("url", format!("cannot build the HTTP client: {e}")))?;
+        let http = tollgate_notify::robot::http_client(self.timeout)?;
         Ok(Arc::new(WebhookNotifier {
             config: self.clone(),
             key,

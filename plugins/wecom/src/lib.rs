@@ -47,6 +47,10 @@ impl NotifierConfig for WeComConfig {
 }
 
 impl BuildNotifier for CheckedWeCom {
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn build(&self, _env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigProblem> {
         let http = tollgate_notify::robot::http_client(self.timeout)?;
         Ok(Arc::new(WeComNotifier {
