@@ -158,6 +158,7 @@ impl Application {
         // Scheduled jobs (SPEC §8): quota_check is the alert engine's evaluation.
         let engine = self.alerts.engine().clone();
         let reports = engine.clone();
+        let report_context = crate::report::ReportContext::from_channels(&settings.channels);
         let hooks = crate::schedule::JobHooks::default()
             .with_quota_check(move || {
                 let engine = engine.clone();
@@ -165,17 +166,13 @@ impl Application {
             })
             .with_report_delivery(move |report, notifiers| {
                 let reports = reports.clone();
+                let context = report_context.clone();
                 async move {
-                    let summary = format!(
-                        "tollgate {} 月度费用报告：合计 ¥{}",
-                        report.month, report.total.total_cost
-                    );
-                    let html = crate::report::to_html(&report);
+                    let email = crate::report::to_email(&report, &context);
                     reports
                         .enqueue_report(
                             &report.month.to_string(),
-                            summary,
-                            html,
+                            email,
                             &notifiers,
                             chrono::Utc::now(),
                         )

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 use tokio::sync::Notify;
-use tollgate_notify::{Event, Status, EVENT_VERSION};
+use tollgate_notify::{Event, RenderedReport, Status, EVENT_VERSION};
 
-use super::forecast::Forecast;
+use super::forecast::{Forecast, SuggestionPlan};
 use super::rules::{ChannelFacts, RuleSpec};
 use super::state::{decide, Step};
 use super::store::{self, AckOutcome, AlertRecord, TransitionInput};
@@ -37,6 +38,10 @@ struct Inner {
     ledger: Ledger,
     rules: Vec<RuleSpec>,
     channels: Vec<ChannelSettings>,
+    /// `[server] timezone`: the zone of the times in the text people read.
+    timezone: Tz,
+    /// `[alerts] suggest_days`: the days of use a purchase suggestion covers.
+    suggest_days: u32,
     clock: Clock,
     /// Woken after notifications are queued, so that this process's outbox worker
     /// delivers them at once instead of at its next poll.
@@ -50,6 +55,8 @@ impl AlertEngine {
                 ledger,
                 rules: RuleSpec::all(settings),
                 channels: settings.channels.clone(),
+                timezone: settings.server.timezone,
+                suggest_days: settings.alerts.suggest_days,
                 clock,
                 outbox_signal: Arc::new(Notify::new()),
             }),
@@ -91,8 +98,12 @@ impl AlertEngine {
             .list_packages(Some(channel))
             .await
             .context("reading the packages")?;
+        let plan = SuggestionPlan {
+            days: self.inner.suggest_days,
+            package_sizes: settings.package_sizes.clone(),
+        };
         let facts = ChannelFacts {
-            forecast: Forecast::compute(&quota, &packages, now),
+            forecast: Forecast::compute(&quota, &packages, &plan, now),
             has_packages: !packages.is_empty(),
             auth_failing: ledger
                 .auth_failing(channel)
@@ -176,6 +187,7 @@ impl AlertEngine {
             rule: Some(rule.name.clone()),
             severity: rule.severity,
             channel: Some(channel.name.to_string()),
+            channel_kind: Some(channel.kind.as_str().to_owned()),
             remaining_units: Some(quota.remaining),
             purchased_units: Some(quota.purchased),
             remaining_ratio: Some(quota.remaining_ratio),
@@ -184,9 +196,11 @@ impl AlertEngine {
             forecast_exhausted_at: facts.forecast.exhausted_at,
             repurchase_url: channel.repurchase_url.clone(),
             suggested_units: facts.forecast.suggested_units,
-            summary: rule.summary(&channel.name, facts, status),
+            summary: rule.summary(channel, facts, status, self.inner.timezone),
             occurred_at: now,
+            timezone: self.inner.timezone.name().to_owned(),
             report_html: None,
+            report_text: None,
         }
     }
 
@@ -196,12 +210,16 @@ impl AlertEngine {
     pub async fn enqueue_report(
         &self,
         key: &str,
-        summary: String,
-        html: String,
+        report: RenderedReport,
         notifiers: &[String],
         occurred_at: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        let event = Event::monthly_report(format!("report-{key}"), summary, html, occurred_at);
+        let event = Event::monthly_report(
+            format!("report-{key}"),
+            report,
+            occurred_at,
+            self.inner.timezone.name(),
+        );
         store::enqueue(self.inner.ledger.db(), &event, notifiers).await?;
         self.outbox_signal().notify_one();
         Ok(())

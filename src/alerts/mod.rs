@@ -17,7 +17,7 @@ mod store;
 
 pub use engine::{AlertEngine, Evaluation};
 pub use evaluator::AlertObserver;
-pub use forecast::Forecast;
+pub use forecast::{Forecast, Suggestion, SuggestionPlan};
 pub use notifiers::{build_notifiers, Notifiers};
 pub use outbox::{DeliveryOutcome, OutboxWorker};
 pub use rules::{RuleSpec, Trigger};

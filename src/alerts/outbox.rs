@@ -21,8 +21,9 @@ use super::notifiers::Notifiers;
 use crate::config::alerts::DeliverySettings;
 use crate::store::{to_micros, Backend, Db};
 
-/// How long a claimed row is kept from other workers; longer than any delivery takes.
-const LEASE: Duration = Duration::from_secs(300);
+/// How long a claimed row is kept from other workers; longer than any delivery takes,
+/// since every notifier's timeout is checked to be below it at start.
+const LEASE: Duration = tollgate_notify::DELIVERY_LEASE;
 /// How often the worker looks for rows queued by other instances or due for a retry.
 const POLL: Duration = Duration::from_secs(1);
 /// Errors are kept this long in the attempt rows.

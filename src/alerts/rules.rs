@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tollgate_notify::{EventKind, Severity, Status};
+use chrono_tz::Tz;
+use tollgate_notify::{local_time, unit_zh, EventKind, Severity, Status};
 
 use super::forecast::Forecast;
 use crate::config::alerts::{AlertRule, ChannelSelector, Condition};
-use crate::config::Settings;
+use crate::config::{ChannelSettings, Settings};
 use crate::domain::ChannelName;
 use crate::ledger::QuotaView;
 
@@ -130,51 +131,214 @@ impl RuleSpec {
         }
     }
 
-    /// One sentence in zh-CN for the event's `summary`.
-    pub fn summary(&self, channel: &ChannelName, facts: &ChannelFacts, status: Status) -> String {
+    /// The event's `summary` in zh-CN: what happened, the figures, and for quota
+    /// reminders how much to buy and why. Times are local to `timezone`; units are the
+    /// channel's (条 or 次).
+    pub fn summary(
+        &self,
+        channel: &ChannelSettings,
+        facts: &ChannelFacts,
+        status: Status,
+        timezone: Tz,
+    ) -> String {
+        let name = &channel.name;
+        let unit = unit_zh(Some(channel.kind.as_str()));
         let quota = &facts.quota;
         let left = format!(
-            "剩余 {} / {} 条（{:.1}%）",
+            "剩余 {} / {} {unit}（{:.1}%）",
             quota.remaining,
             quota.purchased,
             quota.remaining_ratio * 100.0
         );
         let forecast = match quota.days_left {
-            Some(days) => format!(
-                "，按近 7 天日均 {:.1} 条约 {days:.1} 天后用完",
-                quota.burn_rate_per_day
-            ),
+            Some(days) => format!("，预计约 {days:.1} 天后用完"),
             None => String::new(),
         };
         let suggestion = facts
             .forecast
-            .suggested_units
-            .map(|units| format!("，建议续购约 {units} 条"))
+            .suggestion
+            .as_ref()
+            .map(|s| format!("{}。", s.explain_zh(unit)))
             .unwrap_or_default();
         match (self.trigger, status) {
             (Trigger::AuthFailed, Status::Firing) => format!(
-                "渠道 {channel} 调用供应商时 AppCode 认证失败，发送全部失败；请检查 AppCode 是否正确、服务是否已授权。"
+                "渠道 {name} 调用供应商时 AppCode 认证失败，发送全部失败；请检查 AppCode 是否正确、服务是否已授权。"
             ),
             (Trigger::AuthFailed, Status::Resolved) => {
-                format!("渠道 {channel} 的 AppCode 认证已恢复正常。")
+                format!("渠道 {name} 的 AppCode 认证已恢复正常。")
             }
-            (Trigger::Exhausted, Status::Firing) => format!(
-                "渠道 {channel} 的套餐已用完，发送将被拒绝{suggestion}。"
-            ),
+            (Trigger::Exhausted, Status::Firing) => {
+                format!("渠道 {name} 的套餐已用完，发送将被拒绝。{suggestion}")
+            }
             (Trigger::Condition(Condition::ExpiresWithin(_)), Status::Firing) => {
                 let expiry = quota
                     .next_expiry
-                    .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .map(|at| local_time(at, timezone))
                     .unwrap_or_default();
-                format!("渠道 {channel} 有套餐将于 {expiry} 过期，未用完的条数将作废；{left}。")
+                format!(
+                    "渠道 {name} 有套餐将于 {expiry} 过期，未用完的{unit}数将作废；{left}。"
+                )
             }
             (Trigger::Condition(Condition::ExpiresWithin(_)), Status::Resolved) => {
-                format!("渠道 {channel} 已无即将过期的套餐；{left}。")
+                format!("渠道 {name} 已无即将过期的套餐；{left}。")
             }
             (Trigger::Condition(_), Status::Firing) => {
-                format!("渠道 {channel} 套餐余量不足：{left}{forecast}{suggestion}。")
+                format!("渠道 {name} 套餐余量不足：{left}{forecast}。{suggestion}")
             }
-            (_, Status::Resolved) => format!("渠道 {channel} 套餐余量已恢复：{left}。"),
+            (_, Status::Resolved) => format!("渠道 {name} 套餐余量已恢复：{left}。"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::forecast::{Suggestion, SuggestionPlan};
+    use crate::config::load_str;
+
+    fn voice_channel() -> ChannelSettings {
+        let settings = load_str(
+            "t",
+            "[[channels]]\nname = \"voice_notice\"\nkind = \"voice_notice\"\nurl = \"https://a\"\n",
+            &|_| None,
+        )
+        .unwrap();
+        settings.channels[0].clone()
+    }
+
+    fn facts(remaining: i64, per_day: f64, next_expiry: Option<DateTime<Utc>>) -> ChannelFacts {
+        let plan = SuggestionPlan {
+            days: 30,
+            package_sizes: vec![1000, 5000],
+        };
+        let suggestion = Suggestion::compute(per_day, Some(1000), &plan);
+        // Only the figures a summary reads are set.
+        let mut quota = QuotaView::compute(
+            "voice_notice",
+            &crate::ledger::TotalsRow::default(),
+            &[],
+            None,
+            0,
+            Utc::now(),
+        );
+        quota.purchased = 1000;
+        quota.remaining = remaining;
+        quota.remaining_ratio = remaining as f64 / 1000.0;
+        quota.burn_rate_per_day = per_day;
+        quota.days_left = (per_day > 0.0).then(|| remaining as f64 / per_day);
+        quota.next_expiry = next_expiry;
+        ChannelFacts {
+            quota,
+            forecast: Forecast {
+                exhausted_at: None,
+                suggested_units: suggestion.as_ref().map(|s| s.units),
+                suggestion,
+            },
+            has_packages: true,
+            auth_failing: false,
+        }
+    }
+
+    fn rule(condition: Condition) -> RuleSpec {
+        RuleSpec {
+            name: "r".into(),
+            channels: ChannelSelector::All,
+            trigger: Trigger::Condition(condition),
+            severity: Severity::Warning,
+            notify: vec![],
+            repeat_every: DEFAULT_REPEAT,
+        }
+    }
+
+    #[test]
+    fn a_low_quota_reminder_counts_calls_and_says_how_much_to_buy_and_why() {
+        let summary = rule(Condition::RemainingRatioBelow(0.2)).summary(
+            &voice_channel(),
+            &facts(100, 60.0, None),
+            Status::Firing,
+            chrono_tz::Asia::Shanghai,
+        );
+        assert_eq!(
+            summary,
+            "渠道 voice_notice 套餐余量不足：剩余 100 / 1000 次（10.0%），预计约 1.7 天后用完。\
+             按近 7 天日均 60 次 × 30 天 = 1800 次，建议购买 5000 次套餐（能覆盖用量的最小套餐）。"
+        );
+    }
+
+    #[test]
+    fn an_expiry_reminder_gives_the_local_date() {
+        let expiry = DateTime::parse_from_rfc3339("2026-12-31T16:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let summary = rule(Condition::ExpiresWithin(Duration::from_secs(86_400))).summary(
+            &voice_channel(),
+            &facts(500, 0.0, Some(expiry)),
+            Status::Firing,
+            chrono_tz::Asia::Shanghai,
+        );
+        assert!(
+            summary.contains("将于 2027-01-01 00:30 (UTC+8) 过期，未用完的次数将作废"),
+            "{summary}"
+        );
+    }
+
+    /// README.md's example email, rendered by the code that writes reminders: the
+    /// README cannot drift from what people receive.
+    #[test]
+    fn the_readme_example_email_is_what_a_reminder_reads() {
+        let at = |raw: &str| {
+            DateTime::parse_from_rfc3339(raw)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let settings = load_str(
+            "t",
+            "[[channels]]\nname = \"sms_code\"\nkind = \"sms_code\"\nurl = \"https://a\"\n\
+             signature = \"【卡池】\"\npackage_sizes = [1000, 5000, 10000]\n\
+             repurchase_url = \"https://market.aliyun.com/\"\n",
+            &|_| None,
+        )
+        .unwrap();
+        let channel = &settings.channels[0];
+        let plan = SuggestionPlan {
+            days: settings.alerts.suggest_days,
+            package_sizes: channel.package_sizes.clone(),
+        };
+        let mut facts = facts(180, 60.0, None);
+        facts.forecast.suggestion = Suggestion::compute(60.0, Some(1000), &plan);
+        facts.forecast.suggested_units = facts.forecast.suggestion.as_ref().map(|s| s.units);
+        let rule = rule(Condition::RemainingRatioBelow(0.2));
+        let event = tollgate_notify::Event {
+            event: EventKind::QuotaLow,
+            rule: Some("quota-low".into()),
+            severity: Severity::Warning,
+            channel: Some("sms_code".into()),
+            channel_kind: Some("sms_code".into()),
+            remaining_units: Some(180),
+            purchased_units: Some(1000),
+            remaining_ratio: Some(0.18),
+            burn_rate_per_day: Some(60.0),
+            days_left: facts.quota.days_left,
+            forecast_exhausted_at: Some(at("2026-12-04T08:00:00Z")),
+            repurchase_url: channel.repurchase_url.clone(),
+            suggested_units: facts.forecast.suggested_units,
+            summary: rule.summary(channel, &facts, Status::Firing, chrono_tz::Asia::Shanghai),
+            ..tollgate_notify::Event::test(
+                "evt_01938c5e".into(),
+                at("2026-12-01T08:00:00Z"),
+                "Asia/Shanghai",
+            )
+        };
+        let written = format!(
+            "Subject: {}\n\n{}",
+            tollgate_notify::title_zh(&event),
+            tollgate_notify::plain_zh(&event)
+        );
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("Subject: 【")
+            .expect("README shows an example email");
+        let example = &readme[start..start + readme[start..].find("```").unwrap()];
+        assert_eq!(example, written);
     }
 }

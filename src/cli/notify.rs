@@ -66,6 +66,7 @@ pub async fn run(
     let event = Event::test(
         format!("evt_{}", uuid::Uuid::now_v7().simple()),
         chrono::Utc::now(),
+        settings.server.timezone.name(),
     );
     let mut results = Vec::new();
     for notifier in chosen {

@@ -6,7 +6,7 @@ use chrono::Utc;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::Context;
-use crate::report::{to_csv, to_html, to_table, Month, MonthlyReport};
+use crate::report::{to_csv, to_html, to_table, Month, MonthlyReport, ReportContext};
 
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
@@ -44,11 +44,12 @@ pub async fn run(command: ReportCommand, context: &Context) -> anyhow::Result<Ex
         .month
         .unwrap_or_else(|| Month::containing(now, timezone).previous());
     let report = MonthlyReport::build(&context.ledger, month, now).await?;
+    let people = ReportContext::from_channels(&context.settings.channels);
     match args.format {
-        ReportFormat::Table => print!("{}", to_table(&report)),
+        ReportFormat::Table => print!("{}", to_table(&report, &people)),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         ReportFormat::Csv => print!("{}", to_csv(&report)),
-        ReportFormat::Html => print!("{}", to_html(&report)),
+        ReportFormat::Html => print!("{}", to_html(&report, &people)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -252,8 +252,8 @@ pub async fn sandbox_upstream(args: SandboxArgs) -> anyhow::Result<ExitCode> {
             appcode: Secret::new(appcode),
             quota: args.quota,
         }],
-        latency: args.latency.into(),
-        jitter: args.jitter.into(),
+        latency: args.latency,
+        jitter: args.jitter,
         failure_rate: args.failure_rate,
         reject_rate: args.reject_rate,
         timeout_rate: args.timeout_rate,
@@ -296,10 +296,11 @@ pub struct SandboxArgs {
     /// Calls the AppCode's package holds.
     #[arg(long, default_value_t = 1_000_000)]
     pub quota: u64,
-    #[arg(long, default_value = "20ms")]
-    pub latency: humantime::Duration,
-    #[arg(long, default_value = "0ms")]
-    pub jitter: humantime::Duration,
+    /// A duration in the configuration's grammar (`20ms`, `1s`).
+    #[arg(long, default_value = "20ms", value_parser = crate::config::parse_duration)]
+    pub latency: std::time::Duration,
+    #[arg(long, default_value = "0ms", value_parser = crate::config::parse_duration)]
+    pub jitter: std::time::Duration,
     /// Share of calls answered 500 Internal Error.
     #[arg(long, default_value_t = 0.0)]
     pub failure_rate: f64,

@@ -1,18 +1,19 @@
 //! `[[alert_rules]]`, `[[notifiers]]` and `[alerts]`: parsed and checked into
 //! [`AlertSettings`], every problem named by its key.
 //!
-//! A notifier's table is handed, without its `name`, to the plugin that its `type`
-//! selects (a serde-tagged enum); the plugin refuses unknown keys and checks its values
-//! in a pure `validate`. Secrets are read later, when the server builds the notifiers.
+//! A notifier's table is handed, without its `name` and `type`, to the plugin that its
+//! `type` selects in [`super::notifier_plugins::PLUGINS`]; the plugin refuses unknown
+//! keys and checks its values in a pure `validate`, recording every problem. Secrets
+//! are read later, when the server builds the notifiers.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tollgate_notify::{BuildNotifier, ConfigError, NotifierConfig, Severity};
+use tollgate_notify::{BuildNotifier, Problems, Severity, DELIVERY_LEASE};
 
-use super::load::ConfigProblem;
+use super::notifier_plugins::{type_list, Plugin};
 use super::settings::ChannelSettings;
 use crate::domain::ChannelName;
 
@@ -20,12 +21,17 @@ use crate::domain::ChannelName;
 pub const BUILTIN_RULES: [&str; 2] = ["quota.exhausted", "provider.auth_failed"];
 
 /// Everything the alert engine and the outbox are configured with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AlertSettings {
     pub rules: Vec<AlertRule>,
     pub notifiers: Vec<NotifierSettings>,
     pub delivery: DeliverySettings,
+    /// `[alerts] suggest_days`: the days of use a reminder's purchase suggestion covers.
+    pub suggest_days: u32,
 }
+
+/// The default of `[alerts] suggest_days`.
+pub const DEFAULT_SUGGEST_DAYS: u32 = 30;
 
 /// One `[[alert_rules]]` entry.
 #[derive(Debug, Clone)]
@@ -131,293 +137,287 @@ pub struct RawAlerts {
     pub retry_initial: Option<String>,
     pub retry_max: Option<String>,
     pub max_attempts: Option<u32>,
+    pub suggest_days: Option<u32>,
 }
 
-/// A notifier table's plugin part, selected by `type`.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum RawPlugin {
-    Email(tollgate_notify_email::EmailConfig),
-    Webhook(tollgate_notify_webhook::WebhookConfig),
-    Dingtalk(tollgate_notify_dingtalk::DingTalkConfig),
-    Wecom(tollgate_notify_wecom::WeComConfig),
-    Feishu(tollgate_notify_feishu::FeishuConfig),
-    Exec(tollgate_notify_exec::ExecConfig),
-}
-
-impl RawPlugin {
-    fn validate(&self) -> Result<(&'static str, Arc<dyn BuildNotifier>), ConfigError> {
-        fn checked<C: NotifierConfig>(
-            config: &C,
-        ) -> Result<(&'static str, Arc<dyn BuildNotifier>), ConfigError>
-        where
-            C::Checked: 'static,
-        {
-            Ok((C::TYPE, Arc::new(config.validate()?)))
-        }
-        match self {
-            RawPlugin::Email(c) => checked(c),
-            RawPlugin::Webhook(c) => checked(c),
-            RawPlugin::Dingtalk(c) => checked(c),
-            RawPlugin::Wecom(c) => checked(c),
-            RawPlugin::Feishu(c) => checked(c),
-            RawPlugin::Exec(c) => checked(c),
-        }
-    }
-}
-
-/// Checks the alert sections against the configured `channels`; returns the settings
-/// and every problem found.
+/// Checks the alert sections against the configured `channels`, recording every
+/// problem (`alerts.…`, `notifiers[i].…`, `alert_rules[i].…`).
 pub fn check(
     raw_alerts: &RawAlerts,
     raw_rules: &[RawAlertRule],
     raw_notifiers: &[toml::Table],
     channels: &[ChannelSettings],
-) -> (AlertSettings, Vec<ConfigProblem>) {
-    let mut p = Problems::default();
-    let defaults = DeliverySettings::default();
-    let mut delivery = DeliverySettings {
-        retry_initial: p.duration(
-            "alerts.retry_initial",
-            raw_alerts.retry_initial.as_deref(),
-            defaults.retry_initial,
-        ),
-        retry_max: p.duration(
-            "alerts.retry_max",
-            raw_alerts.retry_max.as_deref(),
-            defaults.retry_max,
-        ),
-        max_attempts: raw_alerts.max_attempts.unwrap_or(defaults.max_attempts),
+    p: &mut Problems,
+) -> AlertSettings {
+    let delivery = p.scoped("alerts", |p| delivery(raw_alerts, p));
+    let suggest_days = match raw_alerts.suggest_days {
+        None => DEFAULT_SUGGEST_DAYS,
+        Some(days @ 1..=366) => days,
+        Some(_) => {
+            p.add("alerts.suggest_days", "must be from 1 to 366 days");
+            DEFAULT_SUGGEST_DAYS
+        }
     };
-    if delivery.max_attempts == 0 {
-        p.add(
-            "alerts.max_attempts".into(),
-            "must be at least 1".to_owned(),
-        );
-        delivery.max_attempts = 1;
-    }
-
     let mut notifiers = Vec::new();
     let mut notifier_names = BTreeSet::new();
     for (i, table) in raw_notifiers.iter().enumerate() {
-        let at = |field: &str| format!("notifiers[{i}].{field}");
-        let mut table = table.clone();
-        let name = match table.remove("name") {
-            Some(toml::Value::String(name)) if is_label_safe(&name) => Some(name),
-            Some(toml::Value::String(_)) => {
-                p.add(
-                    at("name"),
-                    "must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'".into(),
-                );
-                None
-            }
-            Some(_) => {
-                p.add(at("name"), "must be a string".into());
-                None
-            }
-            None => {
-                p.add(at("name"), "is required".into());
-                None
-            }
-        };
-        if let Some(name) = &name {
-            if !notifier_names.insert(name.clone()) {
-                p.add(at("name"), format!("notifier {name} is defined twice"));
-            }
-        }
-        let plugin = match RawPlugin::deserialize(toml::Value::Table(table)) {
-            Ok(plugin) => plugin,
-            Err(err) => {
-                p.add(
-                    format!("notifiers[{i}]"),
-                    format!(
-                        "{} (type is one of email, webhook, dingtalk, wecom, feishu, exec)",
-                        err.message()
-                    ),
-                );
-                continue;
-            }
-        };
-        match plugin.validate() {
-            Ok((kind, plugin)) => {
-                if let Some(name) = name {
-                    notifiers.push(NotifierSettings { name, kind, plugin });
-                }
-            }
-            Err(err) => p.add(at(&err.key), err.problem),
-        }
+        let notifier = p.scoped(&format!("notifiers[{i}]"), |p| {
+            notifier(table, &mut notifier_names, p)
+        });
+        notifiers.extend(notifier);
     }
-
     let mut rules = Vec::new();
     let mut rule_names = BTreeSet::new();
     for (i, raw) in raw_rules.iter().enumerate() {
-        let at = |field: &str| format!("alert_rules[{i}].{field}");
-        let name = match raw.name.as_deref().map(str::trim) {
-            Some(name) if BUILTIN_RULES.contains(&name) => {
-                p.add(at("name"), format!("{name} is a built-in rule"));
-                None
-            }
-            Some(name) if is_label_safe(name) => Some(name.to_owned()),
-            Some(_) => {
-                p.add(
-                    at("name"),
-                    "must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'".into(),
-                );
-                None
-            }
-            None => {
-                p.add(at("name"), "is required".into());
-                None
-            }
-        };
-        if let Some(name) = &name {
-            if !rule_names.insert(name.clone()) {
-                p.add(at("name"), format!("rule {name} is defined twice"));
-            }
-        }
-        let selector = match raw.channels.clone().map(OneOrMany::into_vec) {
-            None => ChannelSelector::All,
-            Some(names) if names.iter().any(|n| n == "*") => {
-                if names.len() > 1 {
-                    p.add(at("channels"), "\"*\" already means every channel".into());
-                }
-                ChannelSelector::All
-            }
-            Some(names) if names.is_empty() => {
-                p.add(
-                    at("channels"),
-                    "names no channel (use [\"*\"] for every channel)".into(),
-                );
-                ChannelSelector::All
-            }
-            Some(names) => {
-                let mut found = Vec::new();
-                for name in names {
-                    match channels.iter().find(|c| c.name.as_str() == name) {
-                        Some(channel) => found.push(channel.name.clone()),
-                        None => p.add(at("channels"), format!("no channel is named {name:?}")),
-                    }
-                }
-                ChannelSelector::Named(found)
-            }
-        };
-        let mut conditions = Vec::new();
-        if let Some(ratio) = raw.remaining_ratio_below {
-            if !(ratio > 0.0 && ratio <= 1.0) {
-                p.add(
-                    at("remaining_ratio_below"),
-                    "must be a fraction above 0 and at most 1, such as 0.2".into(),
-                );
-            }
-            conditions.push(Condition::RemainingRatioBelow(ratio));
-        }
-        if let Some(units) = raw.remaining_units_below {
-            if units <= 0 {
-                p.add(at("remaining_units_below"), "must be above 0".into());
-            }
-            conditions.push(Condition::RemainingUnitsBelow(units));
-        }
-        if let Some(days) = raw.days_left_below {
-            if !(days > 0.0 && days.is_finite()) {
-                p.add(at("days_left_below"), "must be above 0".into());
-            }
-            conditions.push(Condition::DaysLeftBelow(days));
-        }
-        if let Some(within) = &raw.expires_within {
-            let within = p.duration(&at("expires_within"), Some(within), Duration::ZERO);
-            conditions.push(Condition::ExpiresWithin(within));
-        }
-        let condition = match conditions.as_slice() {
-            [one] => Some(*one),
-            [] => {
-                p.add(
-                    at("remaining_ratio_below"),
-                    "a rule needs one condition: remaining_ratio_below, remaining_units_below, days_left_below or expires_within".into(),
-                );
-                None
-            }
-            _ => {
-                p.add(
-                    format!("alert_rules[{i}]"),
-                    "has more than one condition; write one rule per condition".into(),
-                );
-                None
-            }
-        };
-        let severity = match raw.severity.as_deref() {
-            None => Severity::Warning,
-            Some(raw) => Severity::parse(raw).unwrap_or_else(|| {
-                p.add(
-                    at("severity"),
-                    format!("{raw:?} is not \"info\", \"warning\" or \"critical\""),
-                );
-                Severity::Warning
-            }),
-        };
-        let notify = raw
-            .notify
-            .clone()
-            .map(OneOrMany::into_vec)
-            .unwrap_or_default();
-        for (j, notifier) in notify.iter().enumerate() {
-            if !notifier_names.contains(notifier) {
-                p.add(
-                    format!("alert_rules[{i}].notify[{j}]"),
-                    format!("no notifier is named {notifier:?}"),
-                );
-            }
-        }
-        let repeat_every = p.duration(
-            &at("repeat_every"),
-            raw.repeat_every.as_deref(),
-            Duration::from_secs(24 * 3600),
-        );
-        if let (Some(name), Some(condition)) = (name, condition) {
-            rules.push(AlertRule {
-                name,
-                channels: selector,
-                condition,
-                severity,
-                notify,
-                repeat_every,
-            });
-        }
+        let rule = p.scoped(&format!("alert_rules[{i}]"), |p| {
+            rule(raw, channels, &notifier_names, &mut rule_names, p)
+        });
+        rules.extend(rule);
     }
-    (
-        AlertSettings {
-            rules,
-            notifiers,
-            delivery,
-        },
-        p.0,
-    )
+    AlertSettings {
+        rules,
+        notifiers,
+        delivery,
+        suggest_days,
+    }
 }
 
-/// Every problem found, each naming its key.
-#[derive(Default)]
-struct Problems(Vec<ConfigProblem>);
-
-impl Problems {
-    fn add(&mut self, key: String, problem: String) {
-        self.0.push(ConfigProblem { key, problem });
+/// `[alerts]`.
+fn delivery(raw: &RawAlerts, p: &mut Problems) -> DeliverySettings {
+    let defaults = DeliverySettings::default();
+    let mut delivery = DeliverySettings {
+        retry_initial: p.duration(
+            "retry_initial",
+            raw.retry_initial.as_deref(),
+            defaults.retry_initial,
+        ),
+        retry_max: p.duration("retry_max", raw.retry_max.as_deref(), defaults.retry_max),
+        max_attempts: raw.max_attempts.unwrap_or(defaults.max_attempts),
+    };
+    if delivery.max_attempts == 0 {
+        p.add("max_attempts", "must be at least 1");
+        delivery.max_attempts = 1;
     }
+    delivery
+}
 
-    fn duration(&mut self, key: &str, raw: Option<&str>, default: Duration) -> Duration {
-        let Some(raw) = raw else { return default };
-        match humantime::parse_duration(raw) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
-                self.add(key.to_owned(), "must be longer than zero".to_owned());
-                default
-            }
-            Err(_) => {
-                self.add(
-                    key.to_owned(),
-                    format!("{raw:?} is not a duration like \"30s\", \"24h\" or \"14d\""),
-                );
-                default
-            }
+/// One `[[notifiers]]` table: `name` and `type` are tollgate's, the rest goes to the
+/// plugin that `type` selects.
+fn notifier(
+    table: &toml::Table,
+    names: &mut BTreeSet<String>,
+    p: &mut Problems,
+) -> Option<NotifierSettings> {
+    let mut table = table.clone();
+    let name = match table.remove("name") {
+        Some(toml::Value::String(name)) if is_label_safe(&name) => Some(name),
+        Some(toml::Value::String(_)) => {
+            p.add(
+                "name",
+                "must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'",
+            );
+            None
         }
+        Some(_) => {
+            p.add("name", "must be a string");
+            None
+        }
+        None => {
+            p.add("name", "is required");
+            None
+        }
+    };
+    if let Some(name) = &name {
+        if !names.insert(name.clone()) {
+            p.add("name", format!("notifier {name} is defined twice"));
+        }
+    }
+    let plugin = match table.remove("type") {
+        Some(toml::Value::String(kind)) => match Plugin::find(&kind) {
+            Some(plugin) => Some(plugin),
+            None => {
+                p.add(
+                    "type",
+                    format!(
+                        "{kind:?} is not a notifier type; the types are {}",
+                        type_list()
+                    ),
+                );
+                None
+            }
+        },
+        Some(_) => {
+            p.add("type", format!("must be a string: one of {}", type_list()));
+            None
+        }
+        None => {
+            p.add("type", format!("is required: one of {}", type_list()));
+            None
+        }
+    }?;
+    let checked = plugin.check(table, p)?;
+    if checked.timeout() >= DELIVERY_LEASE {
+        p.add(
+            "timeout",
+            format!(
+                "must be below {}: the outbox hands a delivery that takes longer to another worker, which would deliver it twice",
+                as_config_duration(DELIVERY_LEASE)
+            ),
+        );
+        return None;
+    }
+    Some(NotifierSettings {
+        name: name?,
+        kind: plugin.kind,
+        plugin: checked,
+    })
+}
+
+/// One `[[alert_rules]]` entry.
+fn rule(
+    raw: &RawAlertRule,
+    channels: &[ChannelSettings],
+    notifier_names: &BTreeSet<String>,
+    rule_names: &mut BTreeSet<String>,
+    p: &mut Problems,
+) -> Option<AlertRule> {
+    let name = match raw.name.as_deref().map(str::trim) {
+        Some(name) if BUILTIN_RULES.contains(&name) => {
+            p.add("name", format!("{name} is a built-in rule"));
+            None
+        }
+        Some(name) if is_label_safe(name) => Some(name.to_owned()),
+        Some(_) => {
+            p.add(
+                "name",
+                "must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'",
+            );
+            None
+        }
+        None => {
+            p.add("name", "is required");
+            None
+        }
+    };
+    if let Some(name) = &name {
+        if !rule_names.insert(name.clone()) {
+            p.add("name", format!("rule {name} is defined twice"));
+        }
+    }
+    let selector = match raw.channels.clone().map(OneOrMany::into_vec) {
+        None => ChannelSelector::All,
+        Some(names) if names.iter().any(|n| n == "*") => {
+            if names.len() > 1 {
+                p.add("channels", "\"*\" already means every channel");
+            }
+            ChannelSelector::All
+        }
+        Some(names) if names.is_empty() => {
+            p.add(
+                "channels",
+                "names no channel (use [\"*\"] for every channel)",
+            );
+            ChannelSelector::All
+        }
+        Some(names) => {
+            let mut found = Vec::new();
+            for name in names {
+                match channels.iter().find(|c| c.name.as_str() == name) {
+                    Some(channel) => found.push(channel.name.clone()),
+                    None => p.add("channels", format!("no channel is named {name:?}")),
+                }
+            }
+            ChannelSelector::Named(found)
+        }
+    };
+    let mut conditions = Vec::new();
+    if let Some(ratio) = raw.remaining_ratio_below {
+        if !(ratio > 0.0 && ratio <= 1.0) {
+            p.add(
+                "remaining_ratio_below",
+                "must be a fraction above 0 and at most 1, such as 0.2",
+            );
+        }
+        conditions.push(Condition::RemainingRatioBelow(ratio));
+    }
+    if let Some(units) = raw.remaining_units_below {
+        if units <= 0 {
+            p.add("remaining_units_below", "must be above 0");
+        }
+        conditions.push(Condition::RemainingUnitsBelow(units));
+    }
+    if let Some(days) = raw.days_left_below {
+        if !(days > 0.0 && days.is_finite()) {
+            p.add("days_left_below", "must be above 0");
+        }
+        conditions.push(Condition::DaysLeftBelow(days));
+    }
+    if let Some(within) = &raw.expires_within {
+        let within = p.duration("expires_within", Some(within), Duration::ZERO);
+        conditions.push(Condition::ExpiresWithin(within));
+    }
+    let condition = match conditions.as_slice() {
+        [one] => Some(*one),
+        [] => {
+            p.add(
+                "remaining_ratio_below",
+                "a rule needs one condition: remaining_ratio_below, remaining_units_below, days_left_below or expires_within",
+            );
+            None
+        }
+        _ => {
+            p.add(
+                "",
+                "has more than one condition; write one rule per condition",
+            );
+            None
+        }
+    };
+    let severity = match raw.severity.as_deref() {
+        None => Severity::Warning,
+        Some(raw) => Severity::parse(raw).unwrap_or_else(|| {
+            p.add(
+                "severity",
+                format!("{raw:?} is not \"info\", \"warning\" or \"critical\""),
+            );
+            Severity::Warning
+        }),
+    };
+    let notify = raw
+        .notify
+        .clone()
+        .map(OneOrMany::into_vec)
+        .unwrap_or_default();
+    for (j, notifier) in notify.iter().enumerate() {
+        if !notifier_names.contains(notifier) {
+            p.add(
+                &format!("notify[{j}]"),
+                format!("no notifier is named {notifier:?}"),
+            );
+        }
+    }
+    let repeat_every = p.duration(
+        "repeat_every",
+        raw.repeat_every.as_deref(),
+        Duration::from_secs(24 * 3600),
+    );
+    Some(AlertRule {
+        name: name?,
+        channels: selector,
+        condition: condition?,
+        severity,
+        notify,
+        repeat_every,
+    })
+}
+
+/// `300s` as `5m`, as the configuration would write it.
+fn as_config_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds % 60 == 0 {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{seconds}s")
     }
 }
 
@@ -516,7 +516,7 @@ mod tests {
             "alert_rules[2].name",
             "notifiers[0].smtp_url",
             "notifiers[1]",
-            "notifiers[2]",
+            "notifiers[2].type",
         ] {
             assert!(keys.contains(&key), "{key} missing from {found:?}");
         }

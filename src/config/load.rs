@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::raw::RawConfig;
+use tollgate_notify::config::{ConfigProblem, Problems};
+
+use super::raw::{RawChannel, RawClient, RawConfig, RawLedger, RawServer, RawTemplate};
 use super::settings::*;
 use crate::domain::template::TemplateBody;
 use crate::domain::window::SendingWindow;
@@ -35,19 +37,6 @@ impl ConfigSource {
             ConfigSource::File(path) => path.display().to_string(),
             ConfigSource::BuiltinSandbox => "built-in sandbox defaults".to_owned(),
         }
-    }
-}
-
-/// One thing wrong with the configuration, naming the key it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    pub key: String,
-    pub problem: String,
-}
-
-impl std::fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.key, self.problem)
     }
 }
 
@@ -116,369 +105,350 @@ pub fn load_str(
         origin: origin.to_owned(),
         message: err.to_string(),
     })?;
-    let mut check = Checker::default();
-    let settings = check.settings(raw, env);
-    if check.problems.is_empty() {
+    let mut problems = Problems::new();
+    let settings = settings(raw, env, &mut problems);
+    if problems.is_empty() {
         Ok(settings)
     } else {
         Err(LoadError::Invalid {
             origin: origin.to_owned(),
-            problems: check.problems,
+            problems: problems.into_vec(),
         })
     }
 }
 
-/// Collects every problem instead of stopping at the first, so that one run of
-/// `tollgate config check` shows all of them.
-#[derive(Default)]
-struct Checker {
-    problems: Vec<ConfigProblem>,
+/// Every section checked, every problem recorded in `p` with its full key.
+fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Problems) -> Settings {
+    let server = p.scoped("server", |p| server(&raw.server, p));
+
+    let url = env("DATABASE_URL")
+        .filter(|u| !u.is_empty())
+        .or(raw.database.url)
+        .unwrap_or_else(|| "sqlite://tollgate.db".to_owned());
+    if !["postgres://", "postgresql://", "sqlite:"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+    {
+        p.add(
+            "database.url",
+            "must start with postgres://, postgresql:// or sqlite: (DATABASE_URL overrides it)",
+        );
+    }
+    let max_connections = raw.database.max_connections.unwrap_or(10);
+    if max_connections == 0 {
+        p.add("database.max_connections", "must be at least 1");
+    }
+    let database = DatabaseSettings {
+        url: Secret::new(url),
+        max_connections: max_connections.max(1),
+    };
+
+    let upstream = UpstreamSettings {
+        appcode_env: raw
+            .upstream
+            .appcode_env
+            .unwrap_or_else(|| "ALIYUN_APPCODE".to_owned()),
+        timeout: p.duration(
+            "upstream.timeout",
+            raw.upstream.timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+    };
+    let ledger = p.scoped("ledger", |p| ledger(&raw.ledger, &upstream, p));
+
+    let channels = channels(&raw.channels, &upstream.appcode_env, p);
+    let templates = templates(&raw.templates, &channels, p);
+    let clients = clients(&raw.clients, p);
+
+    let alerts = super::alerts::check(&raw.alerts, &raw.alert_rules, &raw.notifiers, &channels, p);
+    let schedule = p.scoped("schedule", |p| {
+        super::schedule::check_schedule(&raw.schedule, p)
+    });
+    for name in &schedule.report_notify {
+        if !alerts.notifiers.iter().any(|n| &n.name == name) {
+            p.add(
+                "schedule.report_notify",
+                format!("no [[notifiers]] entry is named {name:?}"),
+            );
+        }
+    }
+
+    let unsupported_sections = Vec::new();
+
+    Settings {
+        server,
+        database,
+        ledger,
+        privacy: PrivacySettings {
+            store_full_numbers: raw.privacy.store_full_numbers.unwrap_or(false),
+        },
+        upstream,
+        channels,
+        templates,
+        clients,
+        alerts,
+        schedule,
+        unsupported_sections,
+    }
 }
 
-impl Checker {
-    fn problem(&mut self, key: impl Into<String>, problem: impl Into<String>) {
-        self.problems.push(ConfigProblem {
-            key: key.into(),
-            problem: problem.into(),
+/// `[server]`.
+fn server(raw: &RawServer, p: &mut Problems) -> ServerSettings {
+    let listen = raw
+        .listen
+        .as_deref()
+        .unwrap_or("127.0.0.1:8080")
+        .parse()
+        .unwrap_or_else(|_| {
+            p.add(
+                "listen",
+                "must be an address and port such as \"127.0.0.1:8080\"",
+            );
+            ([127, 0, 0, 1], 8080).into()
         });
+    let timezone_name = raw.timezone.as_deref().unwrap_or("Asia/Shanghai");
+    let timezone = timezone_name.parse().unwrap_or_else(|_| {
+        p.add(
+            "timezone",
+            format!("{timezone_name:?} is not an IANA time zone such as \"Asia/Shanghai\""),
+        );
+        chrono_tz::Asia::Shanghai
+    });
+    ServerSettings {
+        listen,
+        timezone,
+        shutdown_grace: p.duration(
+            "shutdown_grace",
+            raw.shutdown_grace.as_deref(),
+            Duration::from_secs(30),
+        ),
     }
+}
 
-    fn duration(&mut self, key: &str, raw: Option<&str>, default: Duration) -> Duration {
-        let Some(raw) = raw else { return default };
-        match humantime::parse_duration(raw) {
-            Ok(duration) if !duration.is_zero() => duration,
-            Ok(_) => {
-                self.problem(key, "must be longer than zero");
-                default
-            }
-            Err(err) => {
-                self.problem(
-                    key,
-                    format!("{raw:?} is not a duration like \"30s\", \"24h\" or \"14d\" ({err})"),
-                );
-                default
-            }
-        }
-    }
-
-    fn required<'a>(&mut self, key: String, value: &'a Option<String>) -> Option<&'a str> {
-        match value.as_deref().map(str::trim) {
-            Some(v) if !v.is_empty() => Some(v),
-            _ => {
-                self.problem(key, "is required");
-                None
-            }
-        }
-    }
-
-    fn settings(&mut self, raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Settings {
-        let listen = raw
-            .server
-            .listen
-            .as_deref()
-            .unwrap_or("127.0.0.1:8080")
-            .parse()
-            .unwrap_or_else(|_| {
-                self.problem(
-                    "server.listen",
-                    "must be an address and port such as \"127.0.0.1:8080\"",
-                );
-                ([127, 0, 0, 1], 8080).into()
-            });
-        let timezone_name = raw.server.timezone.as_deref().unwrap_or("Asia/Shanghai");
-        let timezone = timezone_name.parse().unwrap_or_else(|_| {
-            self.problem(
-                "server.timezone",
-                format!("{timezone_name:?} is not an IANA time zone such as \"Asia/Shanghai\""),
+/// `[ledger]`, which must leave sends under way time to finish (`upstream` is checked).
+fn ledger(raw: &RawLedger, upstream: &UpstreamSettings, p: &mut Problems) -> LedgerSettings {
+    let mode = match raw.mode.as_deref().unwrap_or("enforce") {
+        "enforce" => LedgerMode::Enforce,
+        "observe" => LedgerMode::Observe,
+        other => {
+            p.add(
+                "mode",
+                format!("{other:?} is neither \"enforce\" nor \"observe\""),
             );
-            chrono_tz::Asia::Shanghai
+            LedgerMode::Enforce
+        }
+    };
+    let ledger = LedgerSettings {
+        mode,
+        reservation_timeout: p.duration(
+            "reservation_timeout",
+            raw.reservation_timeout.as_deref(),
+            Duration::from_secs(300),
+        ),
+        sweep_every: p.duration(
+            "sweep_every",
+            raw.sweep_every.as_deref(),
+            Duration::from_secs(30),
+        ),
+    };
+    // A send may wait the vendor timeout and then retry its settlement for a while
+    // (about a minute at most); the sweeper must not race it.
+    if ledger.reservation_timeout < upstream.timeout + Duration::from_secs(120) {
+        p.add(
+            "reservation_timeout",
+            "must be at least upstream.timeout plus 2 minutes, or sends still under way could be swept",
+        );
+    }
+    ledger
+}
+
+/// `[[channels]]`.
+fn channels(
+    raw: &[RawChannel],
+    default_appcode_env: &str,
+    p: &mut Problems,
+) -> Vec<ChannelSettings> {
+    let mut seen_names = BTreeSet::new();
+    let mut seen_paths = BTreeSet::new();
+    let mut channels = Vec::new();
+    for (i, ch) in raw.iter().enumerate() {
+        let channel = p.scoped(&format!("channels[{i}]"), |p| {
+            channel(ch, default_appcode_env, &mut seen_names, &mut seen_paths, p)
         });
-        let server = ServerSettings {
-            listen,
-            timezone,
-            shutdown_grace: self.duration(
-                "server.shutdown_grace",
-                raw.server.shutdown_grace.as_deref(),
-                Duration::from_secs(30),
-            ),
-        };
+        channels.extend(channel);
+    }
+    channels
+}
 
-        let url = env("DATABASE_URL")
-            .filter(|u| !u.is_empty())
-            .or(raw.database.url)
-            .unwrap_or_else(|| "sqlite://tollgate.db".to_owned());
-        if !["postgres://", "postgresql://", "sqlite:"]
-            .iter()
-            .any(|scheme| url.starts_with(scheme))
-        {
-            self.problem(
-                "database.url",
-                "must start with postgres://, postgresql:// or sqlite: (DATABASE_URL overrides it)",
-            );
-        }
-        let max_connections = raw.database.max_connections.unwrap_or(10);
-        if max_connections == 0 {
-            self.problem("database.max_connections", "must be at least 1");
-        }
-        let database = DatabaseSettings {
-            url: Secret::new(url),
-            max_connections: max_connections.max(1),
-        };
-
-        let mode = match raw.ledger.mode.as_deref().unwrap_or("enforce") {
-            "enforce" => LedgerMode::Enforce,
-            "observe" => LedgerMode::Observe,
-            other => {
-                self.problem(
-                    "ledger.mode",
-                    format!("{other:?} is neither \"enforce\" nor \"observe\""),
-                );
-                LedgerMode::Enforce
-            }
-        };
-        let upstream = UpstreamSettings {
-            appcode_env: raw
-                .upstream
-                .appcode_env
-                .unwrap_or_else(|| "ALIYUN_APPCODE".to_owned()),
-            timeout: self.duration(
-                "upstream.timeout",
-                raw.upstream.timeout.as_deref(),
-                Duration::from_secs(10),
-            ),
-        };
-        let ledger = LedgerSettings {
-            mode,
-            reservation_timeout: self.duration(
-                "ledger.reservation_timeout",
-                raw.ledger.reservation_timeout.as_deref(),
-                Duration::from_secs(300),
-            ),
-            sweep_every: self.duration(
-                "ledger.sweep_every",
-                raw.ledger.sweep_every.as_deref(),
-                Duration::from_secs(30),
-            ),
-        };
-        // A send may wait the vendor timeout and then retry its settlement for a while
-        // (about a minute at most); the sweeper must not race it.
-        if ledger.reservation_timeout < upstream.timeout + Duration::from_secs(120) {
-            self.problem(
-                "ledger.reservation_timeout",
-                "must be at least upstream.timeout plus 2 minutes, or sends still under way could be swept",
-            );
-        }
-
-        let channels = self.channels(&raw.channels, &upstream.appcode_env);
-        let templates = self.templates(&raw.templates, &channels);
-        let clients = self.clients(&raw.clients);
-
-        let (alerts, alert_problems) =
-            super::alerts::check(&raw.alerts, &raw.alert_rules, &raw.notifiers, &channels);
-        self.problems.extend(alert_problems);
-
-        let (schedule, schedule_problems) = super::schedule::check_schedule(&raw.schedule);
-        self.problems.extend(schedule_problems);
-        for name in &schedule.report_notify {
-            if !alerts.notifiers.iter().any(|n| &n.name == name) {
-                self.problem(
-                    "schedule.report_notify",
-                    format!("no [[notifiers]] entry is named {name:?}"),
-                );
-            }
-        }
-
-        let unsupported_sections = Vec::new();
-
-        Settings {
-            server,
-            database,
-            ledger,
-            privacy: PrivacySettings {
-                store_full_numbers: raw.privacy.store_full_numbers.unwrap_or(false),
-            },
-            upstream,
-            channels,
-            templates,
-            clients,
-            alerts,
-            schedule,
-            unsupported_sections,
+fn channel(
+    ch: &RawChannel,
+    default_appcode_env: &str,
+    seen_names: &mut BTreeSet<ChannelName>,
+    seen_paths: &mut BTreeSet<String>,
+    p: &mut Problems,
+) -> Option<ChannelSettings> {
+    let name = p
+        .required("name", ch.name.as_deref())
+        .and_then(|n| p.check("name", ChannelName::parse(n)));
+    if let Some(name) = &name {
+        if !seen_names.insert(name.clone()) {
+            p.add("name", format!("channel {name} is defined twice"));
         }
     }
-
-    fn channels(
-        &mut self,
-        raw: &[super::raw::RawChannel],
-        default_appcode_env: &str,
-    ) -> Vec<ChannelSettings> {
-        let mut seen_names = BTreeSet::new();
-        let mut seen_paths = BTreeSet::new();
-        let mut channels = Vec::new();
-        for (i, ch) in raw.iter().enumerate() {
-            let at = |field: &str| format!("channels[{i}].{field}");
-            let name =
-                self.required(at("name"), &ch.name)
-                    .and_then(|n| match ChannelName::parse(n) {
-                        Ok(name) => Some(name),
-                        Err(err) => {
-                            self.problem(at("name"), err.to_string());
-                            None
-                        }
-                    });
-            if let Some(name) = &name {
-                if !seen_names.insert(name.clone()) {
-                    self.problem(at("name"), format!("channel {name} is defined twice"));
-                }
-            }
-            let kind =
-                self.required(at("kind"), &ch.kind)
-                    .and_then(|k| match k.parse::<ChannelKind>() {
-                        Ok(kind) => Some(kind),
-                        Err(err) => {
-                            self.problem(at("kind"), err.to_string());
-                            None
-                        }
-                    });
-            let url = self.required(at("url"), &ch.url).map(str::to_owned);
-            if let Some(url) = &url {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    self.problem(at("url"), "must be an http:// or https:// URL");
-                }
-            }
-            let method = match ch.method.as_deref().unwrap_or("GET") {
-                m if m.eq_ignore_ascii_case("get") => VendorMethod::Get,
-                m if m.eq_ignore_ascii_case("post") => VendorMethod::Post,
-                other => {
-                    self.problem(at("method"), format!("{other:?} is neither GET nor POST"));
-                    VendorMethod::Get
-                }
-            };
-            if let Some(path) = &ch.proxy_path {
-                let reserved = ["/v1/", "/metrics", "/healthz", "/readyz"];
-                if !path.starts_with('/') || path.len() < 2 {
-                    self.problem(at("proxy_path"), "must be a path starting with '/'");
-                } else if reserved.iter().any(|r| path.starts_with(r)) {
-                    self.problem(at("proxy_path"), "collides with tollgate's own API paths");
-                } else if !seen_paths.insert(path.clone()) {
-                    self.problem(at("proxy_path"), format!("{path} is used by two channels"));
-                }
-            }
-            if let Some(signature) = &ch.signature {
-                let chars = signature.chars().count();
-                if !(signature.starts_with('【') && signature.ends_with('】') && chars > 2) {
-                    self.problem(at("signature"), "must look like 【签名】");
-                }
-            }
-            let sending_window = match ch.sending_window.as_deref() {
-                None => SendingWindow::default_marketing(),
-                Some(raw_window) => SendingWindow::parse(raw_window).unwrap_or_else(|err| {
-                    self.problem(at("sending_window"), err.to_string());
-                    SendingWindow::default_marketing()
-                }),
-            };
-            let (format, format_problems) =
-                super::vendor_format::check_channel_format(ch, &format!("channels[{i}]"));
-            self.problems.extend(format_problems);
-            if let (Some(name), Some(kind), Some(url)) = (name, kind, url) {
-                channels.push(ChannelSettings {
-                    name,
-                    kind,
-                    url,
-                    method,
-                    proxy_path: ch.proxy_path.clone(),
-                    repurchase_url: ch.repurchase_url.clone(),
-                    signature: ch.signature.clone(),
-                    unsubscribe_suffix: ch
-                        .unsubscribe_suffix
-                        .clone()
-                        .unwrap_or_else(|| "退订回N".to_owned()),
-                    sending_window,
-                    appcode_env: ch
-                        .appcode_env
-                        .clone()
-                        .unwrap_or_else(|| default_appcode_env.to_owned()),
-                    format,
-                });
-            }
+    let kind = p
+        .required("kind", ch.kind.as_deref())
+        .and_then(|k| p.check("kind", k.parse::<ChannelKind>()));
+    let url = p.required("url", ch.url.as_deref()).map(str::to_owned);
+    if let Some(url) = &url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            p.add("url", "must be an http:// or https:// URL");
         }
-        channels
     }
-
-    fn templates(
-        &mut self,
-        raw: &[super::raw::RawTemplate],
-        channels: &[ChannelSettings],
-    ) -> Vec<TemplateSettings> {
-        let mut seen = BTreeSet::new();
-        let mut templates = Vec::new();
-        for (i, t) in raw.iter().enumerate() {
-            let at = |field: &str| format!("templates[{i}].{field}");
-            let name = self.required(at("name"), &t.name).map(str::to_owned);
-            let channel = self.required(at("channel"), &t.channel).and_then(|c| {
-                let found = channels.iter().find(|ch| ch.name.as_str() == c);
-                if found.is_none() {
-                    self.problem(at("channel"), format!("no channel is named {c:?}"));
-                }
-                found
-            });
-            let body =
-                self.required(at("body"), &t.body)
-                    .and_then(|b| match TemplateBody::parse(b) {
-                        Ok(body) => Some(body),
-                        Err(err) => {
-                            self.problem(at("body"), err.to_string());
-                            None
-                        }
-                    });
-            let (vendor_template_id, format_problems) = match channel {
-                Some(channel) => super::vendor_format::check_vendor_template_id(
-                    t,
-                    body.as_ref(),
-                    channel,
-                    &format!("templates[{i}]"),
-                ),
-                None => (None, Vec::new()),
-            };
-            self.problems.extend(format_problems);
-            if let (Some(name), Some(channel), Some(body)) = (name, channel, body) {
-                if !seen.insert((channel.name.clone(), name.clone())) {
-                    self.problem(
-                        at("name"),
-                        format!("template {name} is defined twice for {}", channel.name),
-                    );
-                }
-                if channel.kind.is_sms()
-                    && channel.signature.is_none()
-                    && crate::domain::sms::signature_of(body.as_str()).is_none()
-                {
-                    self.problem(
-                        at("body"),
-                        format!(
-                            "has no 【signature】 and channel {} sets none; SMS must carry one",
-                            channel.name
-                        ),
-                    );
-                }
-                templates.push(TemplateSettings {
-                    name,
-                    channel: channel.name.clone(),
-                    body,
-                    vendor_template_id,
-                });
-            }
+    let method = match ch.method.as_deref().unwrap_or("GET") {
+        m if m.eq_ignore_ascii_case("get") => VendorMethod::Get,
+        m if m.eq_ignore_ascii_case("post") => VendorMethod::Post,
+        other => {
+            p.add("method", format!("{other:?} is neither GET nor POST"));
+            VendorMethod::Get
         }
-        templates
+    };
+    if let Some(path) = &ch.proxy_path {
+        let reserved = ["/v1/", "/metrics", "/healthz", "/readyz"];
+        if !path.starts_with('/') || path.len() < 2 {
+            p.add("proxy_path", "must be a path starting with '/'");
+        } else if reserved.iter().any(|r| path.starts_with(r)) {
+            p.add("proxy_path", "collides with tollgate's own API paths");
+        } else if !seen_paths.insert(path.clone()) {
+            p.add("proxy_path", format!("{path} is used by two channels"));
+        }
     }
+    if let Some(signature) = &ch.signature {
+        let chars = signature.chars().count();
+        if !(signature.starts_with('【') && signature.ends_with('】') && chars > 2) {
+            p.add("signature", "must look like 【签名】");
+        }
+    }
+    let package_sizes = package_sizes(ch.package_sizes.as_deref().unwrap_or_default(), p);
+    let format = super::vendor_format::check_channel_format(ch, p);
+    let sending_window = match ch.sending_window.as_deref() {
+        None => SendingWindow::default_marketing(),
+        Some(raw_window) => p
+            .check("sending_window", SendingWindow::parse(raw_window))
+            .unwrap_or_else(SendingWindow::default_marketing),
+    };
+    Some(ChannelSettings {
+        name: name?,
+        kind: kind?,
+        url: url?,
+        method,
+        proxy_path: ch.proxy_path.clone(),
+        repurchase_url: ch.repurchase_url.clone(),
+        signature: ch.signature.clone(),
+        unsubscribe_suffix: ch
+            .unsubscribe_suffix
+            .clone()
+            .unwrap_or_else(|| "退订回N".to_owned()),
+        sending_window,
+        appcode_env: ch
+            .appcode_env
+            .clone()
+            .unwrap_or_else(|| default_appcode_env.to_owned()),
+        package_sizes,
+        format,
+    })
+}
 
-    fn clients(&mut self, raw: &[super::raw::RawClient]) -> Vec<ClientSettings> {
-        let mut seen = BTreeSet::new();
-        let mut clients = Vec::new();
-        for (i, c) in raw.iter().enumerate() {
-            let at = |field: &str| format!("clients[{i}].{field}");
-            let name = self.required(at("name"), &c.name).map(str::to_owned);
-            let token_env = self
-                .required(at("token_env"), &c.token_env)
+/// `package_sizes = [1000, 5000, 10000]`: each above 0, in any order (they are sorted),
+/// each once.
+fn package_sizes(raw: &[i64], p: &mut Problems) -> Vec<i64> {
+    let mut sizes = Vec::new();
+    for (i, &size) in raw.iter().enumerate() {
+        let key = format!("package_sizes[{i}]");
+        if size <= 0 {
+            p.add(&key, "must be a number of units above 0");
+        } else if sizes.contains(&size) {
+            p.add(&key, format!("{size} is listed twice"));
+        } else {
+            sizes.push(size);
+        }
+    }
+    sizes.sort_unstable();
+    sizes
+}
+
+/// `[[templates]]`, each for a configured channel.
+fn templates(
+    raw: &[RawTemplate],
+    channels: &[ChannelSettings],
+    p: &mut Problems,
+) -> Vec<TemplateSettings> {
+    let mut seen = BTreeSet::new();
+    let mut templates = Vec::new();
+    for (i, t) in raw.iter().enumerate() {
+        let template = p.scoped(&format!("templates[{i}]"), |p| {
+            template(t, channels, &mut seen, p)
+        });
+        templates.extend(template);
+    }
+    templates
+}
+
+fn template(
+    t: &RawTemplate,
+    channels: &[ChannelSettings],
+    seen: &mut BTreeSet<(ChannelName, String)>,
+    p: &mut Problems,
+) -> Option<TemplateSettings> {
+    let name = p.required("name", t.name.as_deref()).map(str::to_owned);
+    let channel = p.required("channel", t.channel.as_deref()).and_then(|c| {
+        let found = channels.iter().find(|ch| ch.name.as_str() == c);
+        if found.is_none() {
+            p.add("channel", format!("no channel is named {c:?}"));
+        }
+        found
+    });
+    let body = p
+        .required("body", t.body.as_deref())
+        .and_then(|b| p.check("body", TemplateBody::parse(b)));
+    let vendor_template_id = channel.and_then(|channel| {
+        super::vendor_format::check_vendor_template_id(t, body.as_ref(), channel, p)
+    });
+    let (name, channel, body) = (name?, channel?, body?);
+    if !seen.insert((channel.name.clone(), name.clone())) {
+        p.add(
+            "name",
+            format!("template {name} is defined twice for {}", channel.name),
+        );
+    }
+    if channel.kind.is_sms()
+        && channel.signature.is_none()
+        && crate::domain::sms::signature_of(body.as_str()).is_none()
+    {
+        p.add(
+            "body",
+            format!(
+                "has no 【signature】 and channel {} sets none; SMS must carry one",
+                channel.name
+            ),
+        );
+    }
+    Some(TemplateSettings {
+        name,
+        channel: channel.name.clone(),
+        body,
+        vendor_template_id,
+    })
+}
+
+/// `[[clients]]`.
+fn clients(raw: &[RawClient], p: &mut Problems) -> Vec<ClientSettings> {
+    let mut seen = BTreeSet::new();
+    let mut clients = Vec::new();
+    for (i, c) in raw.iter().enumerate() {
+        let client = p.scoped(&format!("clients[{i}]"), |p| {
+            let name = p.required("name", c.name.as_deref()).map(str::to_owned);
+            let token_env = p
+                .required("token_env", c.token_env.as_deref())
                 .map(str::to_owned);
             if let Some(name) = &name {
                 let label_safe = name.len() <= 64
@@ -486,25 +456,24 @@ impl Checker {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
                 if !label_safe {
-                    self.problem(
-                        at("name"),
+                    p.add(
+                        "name",
                         "must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'",
                     );
                 }
                 if !seen.insert(name.clone()) {
-                    self.problem(at("name"), format!("client {name} is defined twice"));
+                    p.add("name", format!("client {name} is defined twice"));
                 }
             }
-            if let (Some(name), Some(token_env)) = (name, token_env) {
-                clients.push(ClientSettings {
-                    name,
-                    token_env,
-                    admin: c.admin.unwrap_or(false),
-                });
-            }
-        }
-        clients
+            Some(ClientSettings {
+                name: name?,
+                token_env: token_env?,
+                admin: c.admin.unwrap_or(false),
+            })
+        });
+        clients.extend(client);
     }
+    clients
 }
 
 #[cfg(test)]
@@ -642,5 +611,122 @@ mod tests {
         );
         let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["channels[1].name", "clients[1].name"]);
+    }
+
+    #[test]
+    fn every_problem_in_one_notifier_table_is_reported_with_its_full_key() {
+        let found = problems(
+            r#"
+            [[notifiers]]
+            name = "ops-mail"
+            type = "email"
+            smtp_url = "mail.example.com"
+            from = "not an address"
+            to = ["ops@example.com", "nobody"]
+            username_env = "SMTP_USER"
+            timeout = "soon"
+            "#,
+        );
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "notifiers[0].smtp_url",
+                "notifiers[0].password_env",
+                "notifiers[0].from",
+                "notifiers[0].to[1]",
+                "notifiers[0].timeout"
+            ]
+        );
+    }
+
+    /// A duration in every section that takes one (ledger, alerts, schedule, a notifier),
+    /// so that the same grammar, and the same message for a wrong value, can be shown to
+    /// hold in each. Each key has its own bounds, hence four values.
+    fn durations(reservation: &str, retry: &str, retention: &str, timeout: &str) -> String {
+        format!(
+            r#"
+            [ledger]
+            reservation_timeout = "{reservation}"
+            [alerts]
+            retry_initial = "{retry}"
+            [schedule]
+            retention = "{retention}"
+            [[notifiers]]
+            name = "hook"
+            type = "webhook"
+            url = "https://hooks.example.com/t"
+            timeout = "{timeout}"
+            "#
+        )
+    }
+
+    #[test]
+    fn one_duration_grammar_serves_the_ledger_alerts_schedule_and_notifiers() {
+        let text = durations("1h30m", "1m30s", "40d12h", "2m500ms");
+        let settings = load_str("t", &text, &no_env).unwrap();
+        assert_eq!(settings.ledger.reservation_timeout.as_secs(), 5_400);
+        assert_eq!(settings.alerts.delivery.retry_initial.as_secs(), 90);
+        assert_eq!(
+            settings.schedule.retention.map(|r| r.as_secs()),
+            Some(40 * 86_400 + 12 * 3600)
+        );
+        assert_eq!(
+            settings.alerts.notifiers[0].plugin.timeout().as_millis(),
+            120_500
+        );
+
+        let wrong = "a fortnight";
+        let found = problems(&durations(wrong, wrong, wrong, wrong));
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "ledger.reservation_timeout",
+                "alerts.retry_initial",
+                "notifiers[0].timeout",
+                "schedule.retention"
+            ]
+        );
+        assert!(
+            found.iter().all(|p| p.problem == found[0].problem),
+            "one message for one mistake: {found:?}"
+        );
+        assert!(
+            found[0].problem.contains("\"1h30m\""),
+            "{}",
+            found[0].problem
+        );
+
+        let zero = problems(&durations("0s", "0s", "0s", "0s"));
+        assert_eq!(zero.len(), 4, "{zero:?}");
+        assert!(zero.iter().all(|p| p.problem == "must be longer than zero"));
+    }
+
+    #[test]
+    fn package_sizes_are_sorted_and_each_bad_one_is_named() {
+        let channel = |sizes: &str| {
+            format!(
+                "[[channels]]\nname = \"v\"\nkind = \"voice_code\"\nurl = \"https://a\"\npackage_sizes = {sizes}\n"
+            )
+        };
+        let settings = load_str("t", &channel("[10000, 1000, 5000]"), &no_env).unwrap();
+        assert_eq!(settings.channels[0].package_sizes, [1000, 5000, 10000]);
+        assert_eq!(settings.alerts.suggest_days, 30, "the default horizon");
+
+        let found = problems(&format!(
+            "{}[alerts]\nsuggest_days = 0\n",
+            channel("[5000, 0, 1000, 1000, -5]")
+        ));
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "channels[0].package_sizes[1]",
+                "channels[0].package_sizes[3]",
+                "channels[0].package_sizes[4]",
+                "alerts.suggest_days"
+            ]
+        );
     }
 }

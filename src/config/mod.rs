@@ -2,15 +2,20 @@
 
 pub mod alerts;
 mod load;
+pub mod notifier_plugins;
 mod raw;
 pub mod schedule;
 mod settings;
 mod vendor_format;
 
-pub use load::{
-    load, load_str, locate, ConfigProblem, ConfigSource, LoadError, BUILTIN_SANDBOX_CONFIG,
-};
+pub use load::{load, load_str, locate, ConfigSource, LoadError, BUILTIN_SANDBOX_CONFIG};
 pub use settings::{
     ChannelSettings, ClientSettings, DatabaseSettings, LedgerSettings, PrivacySettings,
     ServerSettings, Settings, TemplateSettings, UpstreamSettings,
+};
+/// The one problem type, collector and duration grammar of the whole configuration,
+/// notifier plugins included (they live in the plugin interface crate, which plugins and
+/// tollgate both depend on).
+pub use tollgate_notify::config::{
+    parse_duration, parse_positive_duration, ConfigProblem, Problems,
 };

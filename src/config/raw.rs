@@ -88,6 +88,7 @@ pub struct RawChannel {
     pub success_field: Option<String>,
     pub success_values: Option<Vec<toml::Value>>,
     pub remaining_field: Option<String>,
+    pub package_sizes: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use tollgate_notify::Problems;
 
-use super::load::ConfigProblem;
 use crate::domain::CronExpr;
 
 /// Raw rows younger than this are always kept: the quota views' 7-day burn rate and
@@ -54,22 +54,17 @@ pub const DEFAULT_QUOTA_CHECK: &str = "*/5 * * * *";
 pub const DEFAULT_MONTHLY_REPORT: &str = "0 9 1 * *";
 pub const DEFAULT_ROLLUP: &str = "7 * * * *";
 
-/// Validates `[schedule]`, returning the settings and every problem found (each naming
-/// its key, such as `schedule.quota_check`).
-pub fn check_schedule(raw: &RawSchedule) -> (ScheduleSettings, Vec<ConfigProblem>) {
-    let mut problems = Vec::new();
+/// Validates `[schedule]`, recording every problem with its key inside the table
+/// (`quota_check`; the caller scopes it to `schedule`).
+pub fn check_schedule(raw: &RawSchedule, p: &mut Problems) -> ScheduleSettings {
     let mut cron = |key: &str, value: &Option<String>, default: &str| -> CronExpr {
         let fallback = || CronExpr::parse(default).expect("valid default");
-        let Some(value) = value else {
-            return fallback();
-        };
-        CronExpr::parse(value).unwrap_or_else(|err| {
-            problems.push(ConfigProblem {
-                key: format!("schedule.{key}"),
-                problem: err.to_string(),
-            });
-            fallback()
-        })
+        match value {
+            None => fallback(),
+            Some(value) => p
+                .check(key, CronExpr::parse(value))
+                .unwrap_or_else(fallback),
+        }
     };
     let quota_check = cron("quota_check", &raw.quota_check, DEFAULT_QUOTA_CHECK);
     let monthly_report = cron(
@@ -79,50 +74,47 @@ pub fn check_schedule(raw: &RawSchedule) -> (ScheduleSettings, Vec<ConfigProblem
     );
     let rollup = cron("rollup", &raw.rollup, DEFAULT_ROLLUP);
 
-    let retention = raw.retention.as_deref().and_then(|value| {
-        match humantime::parse_duration(value) {
-            Ok(duration) if duration >= MINIMUM_RETENTION => Some(duration),
-            Ok(_) => {
-                problems.push(ConfigProblem {
-                    key: "schedule.retention".into(),
-                    problem: "must be at least 31d: the quota views and message look-ups read the last month's rows".into(),
-                });
-                None
+    let retention = p
+        .optional_duration("retention", raw.retention.as_deref())
+        .filter(|retention| {
+            let long_enough = *retention >= MINIMUM_RETENTION;
+            if !long_enough {
+                p.add(
+                    "retention",
+                    "must be at least 31d: the quota views and message look-ups read the last month's rows",
+                );
             }
-            Err(err) => {
-                problems.push(ConfigProblem {
-                    key: "schedule.retention".into(),
-                    problem: format!("{value:?} is not a duration like \"90d\" ({err})"),
-                });
-                None
-            }
-        }
-    });
+            long_enough
+        });
     for (i, name) in raw.report_notify.iter().enumerate() {
         if name.trim().is_empty() {
-            problems.push(ConfigProblem {
-                key: format!("schedule.report_notify[{i}]"),
-                problem: "must name a notifier".into(),
-            });
+            p.add(&format!("report_notify[{i}]"), "must name a notifier");
         }
     }
-    let settings = ScheduleSettings {
+    ScheduleSettings {
         quota_check,
         monthly_report,
         report_notify: raw.report_notify.clone(),
         rollup,
         retention,
-    };
-    (settings, problems)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Checks `raw` as the `[schedule]` table: the settings, and the keys of the problems.
+    fn check(raw: &RawSchedule) -> (ScheduleSettings, Vec<String>) {
+        let mut problems = Problems::new();
+        let settings = problems.scoped("schedule", |p| check_schedule(raw, p));
+        let keys = problems.into_vec().into_iter().map(|p| p.key).collect();
+        (settings, keys)
+    }
+
     #[test]
     fn an_empty_table_gives_the_defaults() {
-        let (settings, problems) = check_schedule(&RawSchedule::default());
+        let (settings, problems) = check(&RawSchedule::default());
         assert!(problems.is_empty());
         assert_eq!(settings.quota_check.as_str(), "*/5 * * * *");
         assert_eq!(settings.monthly_report.as_str(), "0 9 1 * *");
@@ -138,8 +130,7 @@ mod tests {
             rollup: Some("* *".into()),
             retention: Some("1d".into()),
         };
-        let (_, problems) = check_schedule(&raw);
-        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        let (_, keys) = check(&raw);
         assert_eq!(
             keys,
             [

@@ -84,6 +84,9 @@ pub struct ChannelSettings {
     pub appcode_env: String,
     /// How the vendor takes a message and says it was accepted (`format`, SPEC §13).
     pub format: VendorFormat,
+    /// The package sizes the vendor sells for this channel, ascending and each above 0;
+    /// reminders round their suggestion up to them. Empty when not configured.
+    pub package_sizes: Vec<i64>,
 }
 
 #[derive(Debug, Clone)]

@@ -1,14 +1,14 @@
 //! A channel's vendor format (SPEC §13): `format` and the `template` format's keys, and
 //! the `vendor_template_id` its templates need.
 //!
-//! Each check takes the raw table and its key prefix (`channels[3]`, `templates[0]`) and
-//! returns what it parsed with every problem it found, so that it stands on its own.
+//! Each check takes the raw table and the problem collector scoped to it
+//! (`channels[3]`, `templates[0]`), and returns what it parsed.
 
 use std::collections::BTreeMap;
 
 use super::raw::{RawChannel, RawTemplate};
 use super::settings::ChannelSettings;
-use super::ConfigProblem;
+use super::Problems;
 use crate::domain::template::TemplateBody;
 use crate::domain::VendorMethod;
 use crate::upstream::format::{ParamsIn, ParamsStyle, TemplateFormat, VendorFormat};
@@ -23,11 +23,8 @@ const TEMPLATE: &str = "template";
 /// kapool channel. A template format with problems is still returned, filled in as far
 /// as it could be (the configuration is refused anyway), so that the checks of its
 /// templates see the channel the file meant.
-pub fn check_channel_format(raw: &RawChannel, at: &str) -> (VendorFormat, Vec<ConfigProblem>) {
-    let mut check = Check {
-        at,
-        problems: Vec::new(),
-    };
+pub fn check_channel_format(raw: &RawChannel, problems: &mut Problems) -> VendorFormat {
+    let mut check = Check { problems };
     let format = match raw.format.as_deref().map(str::trim) {
         None | Some(KAPOOL) => {
             for key in template_keys_present(raw) {
@@ -47,7 +44,7 @@ pub fn check_channel_format(raw: &RawChannel, at: &str) -> (VendorFormat, Vec<Co
             VendorFormat::Kapool
         }
     };
-    (format, check.problems)
+    format
 }
 
 /// A template's `vendor_template_id`: required when its channel has the template
@@ -57,12 +54,9 @@ pub fn check_vendor_template_id(
     raw: &RawTemplate,
     body: Option<&TemplateBody>,
     channel: &ChannelSettings,
-    at: &str,
-) -> (Option<String>, Vec<ConfigProblem>) {
-    let mut check = Check {
-        at,
-        problems: Vec::new(),
-    };
+    problems: &mut Problems,
+) -> Option<String> {
+    let mut check = Check { problems };
     let id = raw
         .vendor_template_id
         .as_deref()
@@ -79,7 +73,7 @@ pub fn check_vendor_template_id(
                 ),
             );
         }
-        return (None, check.problems);
+        return None;
     };
     if id.is_none() {
         check.problem(
@@ -101,7 +95,7 @@ pub fn check_vendor_template_id(
             );
         }
     }
-    (id, check.problems)
+    id
 }
 
 /// The template format's keys that `raw` sets.
@@ -123,16 +117,12 @@ fn template_keys_present(raw: &RawChannel) -> Vec<&'static str> {
 }
 
 struct Check<'a> {
-    at: &'a str,
-    problems: Vec<ConfigProblem>,
+    problems: &'a mut Problems,
 }
 
 impl Check<'_> {
     fn problem(&mut self, field: &str, problem: impl Into<String>) {
-        self.problems.push(ConfigProblem {
-            key: format!("{}.{field}", self.at),
-            problem: problem.into(),
-        });
+        self.problems.add(field, problem);
     }
 
     /// A field name that must be given and not be blank.
@@ -294,6 +284,7 @@ fn scalar_text(value: &toml::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigProblem;
 
     fn channel(text: &str) -> RawChannel {
         toml::from_str(text).unwrap()
@@ -301,6 +292,13 @@ mod tests {
 
     fn keys(problems: &[ConfigProblem]) -> Vec<&str> {
         problems.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    /// The channel's format and the problems found, with keys under `at`.
+    fn checked_format(raw: &RawChannel, at: &str) -> (VendorFormat, Vec<ConfigProblem>) {
+        let mut problems = Problems::new();
+        let format = problems.scoped(at, |p| check_channel_format(raw, p));
+        (format, problems.into_vec())
     }
 
     const SPEC_EXAMPLE: &str = r#"
@@ -321,7 +319,7 @@ mod tests {
 
     #[test]
     fn the_spec_example_is_a_template_format() {
-        let (format, problems) = check_channel_format(&channel(SPEC_EXAMPLE), "channels[0]");
+        let (format, problems) = checked_format(&channel(SPEC_EXAMPLE), "channels[0]");
         assert!(problems.is_empty(), "{problems:?}");
         let VendorFormat::Template(format) = format else {
             panic!("{format:?}")
@@ -343,7 +341,7 @@ mod tests {
     #[test]
     fn no_format_is_kapool() {
         let (format, problems) =
-            check_channel_format(&channel("name = \"a\"\nkind = \"sms_code\""), "channels[0]");
+            checked_format(&channel("name = \"a\"\nkind = \"sms_code\""), "channels[0]");
         assert_eq!(format, VendorFormat::Kapool);
         assert!(problems.is_empty());
     }
@@ -359,7 +357,7 @@ mod tests {
                 )
                 .replace("success_values = [\"0\"]", "success_values = [0, \"OK\"]")
         );
-        let (format, problems) = check_channel_format(&channel(&text), "channels[0]");
+        let (format, problems) = checked_format(&channel(&text), "channels[0]");
         assert!(problems.is_empty(), "{problems:?}");
         let VendorFormat::Template(format) = format else {
             panic!()
@@ -380,7 +378,7 @@ mod tests {
             success_values = []
             "#,
         );
-        let (format, problems) = check_channel_format(&raw, "channels[2]");
+        let (format, problems) = checked_format(&raw, "channels[2]");
         assert!(
             format.needs_vendor_template(),
             "still the format the file meant"
@@ -407,7 +405,7 @@ mod tests {
                 "template_id_param = \"mobile\"",
             )
             .replace("smsSignId =", "param =");
-        let (_, problems) = check_channel_format(&channel(&text), "channels[0]");
+        let (_, problems) = checked_format(&channel(&text), "channels[0]");
         assert_eq!(
             keys(&problems),
             [
@@ -420,8 +418,7 @@ mod tests {
 
     #[test]
     fn an_unknown_format_is_named() {
-        let (format, problems) =
-            check_channel_format(&channel("format = \"dysms\""), "channels[1]");
+        let (format, problems) = checked_format(&channel("format = \"dysms\""), "channels[1]");
         assert_eq!(format, VendorFormat::Kapool);
         assert_eq!(keys(&problems), ["channels[1].format"]);
         assert!(problems[0].problem.contains("dysms"));
@@ -430,7 +427,7 @@ mod tests {
     #[test]
     fn template_keys_on_a_kapool_channel_are_named() {
         let raw = channel("format = \"kapool\"\nsuccess_field = \"code\"\nparams_style = \"json\"");
-        let (_, problems) = check_channel_format(&raw, "channels[0]");
+        let (_, problems) = checked_format(&raw, "channels[0]");
         assert_eq!(
             keys(&problems),
             ["channels[0].params_style", "channels[0].success_field"]

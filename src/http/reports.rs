@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::auth::Admin;
 use super::error::ApiError;
 use super::AppState;
-use crate::report::{to_csv, to_html, Month, MonthlyReport};
+use crate::report::{to_csv, to_html, Month, MonthlyReport, ReportContext};
 
 #[derive(Debug, Deserialize)]
 pub struct MonthlyQuery {
@@ -54,7 +54,10 @@ pub async fn monthly(
             .into_response(),
         "html" => (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            to_html(&report),
+            to_html(
+                &report,
+                &ReportContext::from_channels(&state.settings.channels),
+            ),
         )
             .into_response(),
         _ => Json(report).into_response(),

@@ -10,4 +10,6 @@ pub use monthly::{
     AdjustmentLine, ChannelForecast, ChannelSummary, ClientSummary, Expired, Figures, Forecast,
     MonthlyReport, PreviousMonth, Purchase, Total, UsageLine, FORECAST_METHOD,
 };
-pub use render::{escape as escape_html, to_csv, to_html, to_table, CSV_HEADER};
+pub use render::{
+    escape as escape_html, to_csv, to_email, to_html, to_table, ReportContext, CSV_HEADER,
+};

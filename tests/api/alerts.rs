@@ -532,3 +532,45 @@ async fn the_monthly_report_is_delivered_once_through_report_notify() {
     .await;
     assert_eq!(queued, 1);
 }
+
+/// Right after buying 10 units and sending 3, the reminder must not suggest "about 3":
+/// it covers `suggest_days` at the burn rate, rounded up to a package the vendor sells,
+/// and says how.
+#[tokio::test]
+async fn a_reminder_suggests_a_package_covering_the_horizon_and_says_how() {
+    let receiver = Receiver::start().await;
+    let extra = format!(
+        "{rule}{hook}\n[alerts]\nsuggest_days = 30\n",
+        rule = low_quota_rule(r#""buyer-hook""#, 0.8),
+        hook = webhook("buyer-hook", &receiver.url("/hook")),
+    );
+    let mut app = spawn_app_with(
+        Backend::Sqlite,
+        AppOptions {
+            extra_toml: extra,
+            sms_code_keys: "package_sizes = [5000, 1000, 10000]".into(),
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    app.add_package("sms_code", 10, "1.00").await;
+    for _ in 0..3 {
+        assert_eq!(app.send_login_code().await.status(), 200);
+    }
+
+    let event = verify_webhook(&receiver.wait_for(1).await[0]);
+
+    // 3 a day (the burn rate's window is at least a day) × 30 days = 90: the smallest
+    // package that covers it is 1000.
+    assert_eq!(event.suggested_units, Some(1000));
+    assert!(
+        event
+            .summary
+            .contains("按近 7 天日均 3 条 × 30 天 = 90 条，建议购买 1000 条套餐"),
+        "{}",
+        event.summary
+    );
+    assert_eq!(event.timezone, "Asia/Shanghai");
+    assert_eq!(event.channel_kind.as_deref(), Some("sms_code"));
+    app.stop().await;
+}

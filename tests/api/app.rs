@@ -38,6 +38,8 @@ pub struct AppOptions {
     pub vendor_timeout: Option<&'static str>,
     /// Another app's database (a restart, or a second instance), instead of a new one.
     pub database_url: Option<String>,
+    /// Extra keys of the `sms_code` channel's table (such as `package_sizes = [1000]`).
+    pub sms_code_keys: String,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -70,6 +72,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         url = "{sms_url}"
         method = "POST"
         signature = "【卡池】"
+        {sms_code_keys}
 
         [[channels]]
         name = "voice_notice"
@@ -107,6 +110,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         voice_url = vendor.url("/chuangxin/yytz"),
         voice_code_url = vendor.url("/chuangxin/yyyzm"),
         extra = options.extra_toml,
+        sms_code_keys = options.sms_code_keys,
     );
     let env: HashMap<&str, &str> = HashMap::from([
         ("TEST_APPCODE", APPCODE),

@@ -19,7 +19,12 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use tollgate::alerts::build_notifiers;
 use tollgate::config::load_str;
+use tollgate::domain::ChannelKind;
+use tollgate::report::{to_email, Month, MonthlyReport, ReportContext};
 use tollgate_notify::{Event, EventKind, Notifier, Severity, Status};
+
+use crate::helpers::{Backend, TestDb};
+use crate::reports::november_ledger;
 
 /// One request the HTTP receiver got.
 #[derive(Debug, Clone)]
@@ -39,7 +44,8 @@ impl Received {
 #[derive(Clone)]
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
-    answer: Arc<Mutex<(u16, String)>>,
+    /// Status, body, and a `Location` header if any.
+    answer: Arc<Mutex<(u16, String, Option<String>)>>,
 }
 
 /// An HTTP receiver on loopback that records every request and answers as told.
@@ -62,7 +68,11 @@ impl Receiver {
     fn serve(listener: tokio::net::TcpListener) -> Receiver {
         let shared = Shared {
             received: Arc::default(),
-            answer: Arc::new(Mutex::new((200, r#"{"errcode":0,"errmsg":"ok"}"#.into()))),
+            answer: Arc::new(Mutex::new((
+                200,
+                r#"{"errcode":0,"errmsg":"ok"}"#.into(),
+                None,
+            ))),
         };
         let addr = listener.local_addr().unwrap();
         let app = Router::new().fallback(record).with_state(shared.clone());
@@ -75,7 +85,12 @@ impl Receiver {
     }
 
     pub fn answer_with(&self, status: u16, body: &str) {
-        *self.shared.answer.lock().unwrap() = (status, body.into());
+        *self.shared.answer.lock().unwrap() = (status, body.into(), None);
+    }
+
+    /// Answers `302 Found` pointing at `location`.
+    pub fn redirect_to(&self, location: &str) {
+        *self.shared.answer.lock().unwrap() = (302, String::new(), Some(location.into()));
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -122,8 +137,14 @@ async fn record(State(shared): State<Shared>, request: Request) -> Response {
             .collect(),
         body: String::from_utf8(body.to_vec()).unwrap(),
     });
-    let (status, body) = shared.answer.lock().unwrap().clone();
-    (StatusCode::from_u16(status).unwrap(), body).into_response()
+    let (status, body, location) = shared.answer.lock().unwrap().clone();
+    let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
+    if let Some(location) = location {
+        response
+            .headers_mut()
+            .insert("location", location.parse().unwrap());
+    }
+    response
 }
 
 /// The secret a Standard Webhooks receiver is configured with.
@@ -165,10 +186,14 @@ pub fn verify_webhook(received: &Received) -> Event {
     event
 }
 
-/// An event with every figure filled in.
+/// When the sample events happened: 08:30 UTC, 16:30 in Asia/Shanghai.
+const OCCURRED_AT: &str = "2026-12-01T08:30:00Z";
+
+/// An event with every figure filled in, on an SMS channel, in Asia/Shanghai.
 fn sample_event() -> Event {
-    // Events carry whole seconds (RFC 3339 without fractions).
-    let now = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339(OCCURRED_AT)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
     Event {
         version: "1".into(),
         id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
@@ -177,6 +202,7 @@ fn sample_event() -> Event {
         rule: Some("quota-low".into()),
         severity: Severity::Warning,
         channel: Some("sms_code".into()),
+        channel_kind: Some("sms_code".into()),
         remaining_units: Some(150),
         purchased_units: Some(1000),
         remaining_ratio: Some(0.15),
@@ -187,8 +213,41 @@ fn sample_event() -> Event {
         suggested_units: Some(1500),
         summary: "渠道 sms_code 套餐余量不足：剩余 150 / 1000 条（15.0%）。".into(),
         occurred_at: now,
+        timezone: "Asia/Shanghai".into(),
         report_html: None,
+        report_text: None,
     }
+}
+
+/// The same reminder for a voice channel, whose units are calls (次), and critical.
+fn voice_event() -> Event {
+    Event {
+        severity: Severity::Critical,
+        channel: Some("voice_notice".into()),
+        channel_kind: Some("voice_notice".into()),
+        summary: "渠道 voice_notice 套餐余量不足：剩余 150 / 1000 次（15.0%）。".into(),
+        ..sample_event()
+    }
+}
+
+/// What every text for people says about [`sample_event`] (or [`voice_event`] with
+/// `unit` 次): zh-CN labels, local times, the channel's unit.
+fn assert_reads_locally(text: &str, unit: &str) {
+    for expected in [
+        format!("剩余**：150 / 1000 {unit}（15.0%）"),
+        format!("建议续购**：1500 {unit}"),
+        format!("近 7 天日均用量**：50 {unit}/天"),
+        "预计用完时间**：2026-12-04 16:30 (UTC+8)".to_owned(),
+        "时间**：2026-12-01 16:30 (UTC+8)".to_owned(),
+    ] {
+        // Markdown bolds the labels; plain text does not.
+        let plain = expected.replace("**", "");
+        assert!(
+            text.contains(&expected) || text.contains(&plain),
+            "{plain} missing from {text}"
+        );
+    }
+    assert!(!text.contains("08:30"), "no UTC time: {text}");
 }
 
 /// Builds the one notifier configured by `toml` through the real configuration path.
@@ -289,14 +348,13 @@ async fn the_dingtalk_robot_gets_a_signed_markdown_message() {
             assert_eq!(received.query["sign"], expected, "DingTalk signature");
             let body = received.json();
             assert_eq!(body["msgtype"], "markdown");
-            assert!(body["markdown"]["title"]
-                .as_str()
-                .unwrap()
-                .contains("sms_code"));
-            assert!(body["markdown"]["text"]
-                .as_str()
-                .unwrap()
-                .contains(&event.summary));
+            assert_eq!(
+                body["markdown"]["title"],
+                "【警告】tollgate：sms_code 套餐余量不足"
+            );
+            let text = body["markdown"]["text"].as_str().unwrap();
+            assert!(text.contains(&event.summary), "{text}");
+            assert_reads_locally(text, "条");
         },
         || receiver.answer_with(200, r#"{"errcode":310000,"errmsg":"sign not match"}"#),
         &event,
@@ -321,7 +379,7 @@ async fn the_feishu_bot_gets_its_own_signature_in_the_body() {
         ),
         &[("FEISHU_SECRET", FEISHU_SECRET)],
     );
-    let event = sample_event();
+    let event = voice_event();
     complies(
         notifier,
         async {
@@ -336,10 +394,9 @@ async fn the_feishu_bot_gets_its_own_signature_in_the_body() {
             let expected = hmac(format!("{timestamp}\n{FEISHU_SECRET}").as_bytes(), b"");
             assert_eq!(body["sign"], expected, "Feishu signature");
             assert_eq!(body["msg_type"], "text");
-            assert!(body["content"]["text"]
-                .as_str()
-                .unwrap()
-                .contains(&event.summary));
+            let text = body["content"]["text"].as_str().unwrap();
+            assert!(text.contains(&event.summary), "{text}");
+            assert_reads_locally(text, "次");
         },
         || receiver.answer_with(200, r#"{"code":19021,"msg":"sign match fail"}"#),
         &event,
@@ -362,7 +419,7 @@ async fn the_wecom_robot_gets_a_markdown_message() {
         ),
         &[],
     );
-    let event = sample_event();
+    let event = voice_event();
     complies(
         notifier,
         async {
@@ -371,7 +428,12 @@ async fn the_wecom_robot_gets_a_markdown_message() {
             let body = received.json();
             assert_eq!(body["msgtype"], "markdown");
             let content = body["markdown"]["content"].as_str().unwrap();
-            assert!(content.contains(&event.summary) && content.contains("建议续购"));
+            assert!(
+                content.starts_with("### 【严重】tollgate：voice_notice 套餐余量不足"),
+                "{content}"
+            );
+            assert!(content.contains(&event.summary), "{content}");
+            assert_reads_locally(content, "次");
             assert!(content.len() <= 4096);
         },
         || receiver.answer_with(200, r#"{"errcode":93000,"errmsg":"invalid webhook url"}"#),
@@ -515,6 +577,15 @@ impl SmtpServer {
     }
 }
 
+/// The contents of every `<td>` of an HTML page.
+fn html_cells(html: &str) -> Vec<String> {
+    html.split("<td>")
+        .skip(1)
+        .map(|cell| cell.split("</td>").next().unwrap().to_owned())
+        .filter(|cell| !cell.is_empty())
+        .collect()
+}
+
 fn read_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -551,21 +622,50 @@ async fn the_email_reaches_a_real_smtp_server_with_text_and_html() {
     let event = sample_event();
     let port = smtp.port;
     notifier.deliver(&event).await.expect("delivered");
-    let received = smtp.messages(1).await;
+    notifier.deliver(&voice_event()).await.expect("delivered");
+    let received = smtp.messages(2).await;
     let mail = &received[0];
     assert_eq!(mail["from"], "tollgate@example.com");
     assert_eq!(mail["to"], json!(["ops@example.com", "buyer@example.com"]));
-    assert_eq!(mail["subject"], "【tollgate】[告警] sms_code 套餐余量不足");
+    assert_eq!(mail["subject"], "【警告】tollgate：sms_code 套餐余量不足");
     let text = mail["text"].as_str().unwrap();
-    assert!(
-        text.contains(&event.summary) && text.contains("建议续购：1500 条"),
-        "{text}"
-    );
+    assert!(text.contains(&event.summary), "{text}");
+    assert_reads_locally(text, "条");
     let html = mail["html"].as_str().unwrap();
     assert!(
         html.contains("<a href=\"https://market.aliyun.com/\">"),
         "{html}"
     );
+    // The severity shows at a glance: an amber banner for a warning, with the title.
+    assert!(
+        html.contains("border-left:6px solid #ef6c00")
+            && html.contains("【警告】tollgate：sms_code 套餐余量不足"),
+        "{html}"
+    );
+    // The text part carries every figure of the HTML part: each value of the HTML's
+    // table is in the text.
+    for value in html_cells(html) {
+        assert!(
+            text.contains(&value.replace("&amp;", "&")) || value.starts_with("<a href"),
+            "{value} is in the HTML but not in the text:\n{text}"
+        );
+    }
+    assert!(
+        html.contains("剩余 <small") && html.contains("Remaining"),
+        "{html}"
+    );
+
+    let voice = &received[1];
+    assert_eq!(
+        voice["subject"],
+        "【严重】tollgate：voice_notice 套餐余量不足"
+    );
+    assert_reads_locally(voice["text"].as_str().unwrap(), "次");
+    assert!(voice["html"]
+        .as_str()
+        .unwrap()
+        .contains("border-left:6px solid #c62828"));
+
     // A server that is gone makes the delivery fail.
     let _ = smtp.child.kill();
     let _ = smtp.child.wait();
@@ -612,4 +712,189 @@ async fn bad_notifier_configurations_are_named_at_start() {
         err.contains("hook") && err.contains("NOT_SET_ANYWHERE"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn the_monthly_report_email_has_its_figures_in_both_parts_in_chinese_and_local_dates() {
+    // A November with SMS and voice traffic, a purchase, and a reconciliation.
+    let test = TestDb::new(Backend::Sqlite).await;
+    let ledger = november_ledger(&test).await;
+    let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T01:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let month = Month::parse("2026-11").unwrap();
+    let report = MonthlyReport::build(&ledger, month, now).await.unwrap();
+    let context = ReportContext::new([
+        ("sms_code", ChannelKind::SmsCode),
+        ("voice_notice", ChannelKind::VoiceNotice),
+    ]);
+    let event = Event::monthly_report(
+        "report-2026-11".into(),
+        to_email(&report, &context),
+        now,
+        "Asia/Shanghai",
+    );
+    let smtp = SmtpServer::start().await;
+    let notifier = notifier(
+        &format!(
+            r#"
+            [[notifiers]]
+            name = "finance"
+            type = "email"
+            smtp_url = "smtp://127.0.0.1:{}"
+            from = "tollgate@example.com"
+            to = ["finance@example.com"]
+            "#,
+            smtp.port
+        ),
+        &[],
+    );
+
+    notifier.deliver(&event).await.expect("delivered");
+
+    let mail = &smtp.messages(1).await[0];
+    let subject = mail["subject"].as_str().unwrap();
+    assert!(
+        subject.starts_with("【月报】tollgate 2026-11 月度费用报告：合计 ¥"),
+        "{subject}"
+    );
+    let text = mail["text"].as_str().unwrap();
+    let html = mail["html"].as_str().unwrap();
+    // (in the text, in the HTML): labels are laid out differently, values the same.
+    for (in_text, in_html) in [
+        (
+            "统计周期 Period：2026-11-01 至 2026-11-30",
+            "2026-11-01 至 2026-11-30",
+        ),
+        (
+            "按渠道与客户 Usage by channel and client",
+            "按渠道与客户 <small",
+        ),
+        ("合计费用 Total cost：¥", "合计费用 <small"),
+        // The 1000-unit package bought at 01:00 UTC on 2 November, in Shanghai time.
+        ("2026-11-02 09:00 (UTC+8)", "2026-11-02 09:00 (UTC+8)"),
+        // Five voice calls, counted as calls; SMS as messages.
+        ("5 次", "<td>5 次</td>"),
+        ("1000 条", "<td>1000 条</td>"),
+    ] {
+        assert!(text.contains(in_text), "{in_text} missing from {text}");
+        assert!(html.contains(in_html), "{in_html} missing from {html}");
+    }
+    assert!(
+        !html.contains("Total cost: ") && !html.contains("None."),
+        "{html}"
+    );
+    // Every figure of the HTML tables is in the text part too.
+    let cells = html_cells(html);
+    assert!(cells.len() > 20, "{cells:?}");
+    for value in cells {
+        assert!(
+            text.contains(&value),
+            "{value} is in the HTML but not in the text:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_and_the_robots_do_not_follow_redirects() {
+    let elsewhere = Receiver::start().await;
+    let redirecting = Receiver::start().await;
+    redirecting.redirect_to(&elsewhere.url("/collect"));
+    let webhook = notifier(
+        &format!(
+            r#"
+            [[notifiers]]
+            name = "hook"
+            type = "webhook"
+            url = "{}"
+            secret_env = "HOOK_SECRET"
+            "#,
+            redirecting.url("/hook")
+        ),
+        &[("HOOK_SECRET", WEBHOOK_SECRET)],
+    );
+    let robot = notifier(
+        &format!(
+            r#"
+            [[notifiers]]
+            name = "ding"
+            type = "dingtalk"
+            url = "{}"
+            "#,
+            redirecting.url("/robot/send?access_token=t0ken")
+        ),
+        &[],
+    );
+    for notifier in [webhook, robot] {
+        let err = notifier.deliver(&sample_event()).await.unwrap_err();
+        assert!(err.0.contains("302"), "{err}");
+    }
+    assert_eq!(redirecting.received().len(), 2);
+    assert!(
+        elsewhere.received().is_empty(),
+        "nothing reaches the redirect's target"
+    );
+}
+
+#[tokio::test]
+async fn the_exec_program_gets_only_the_variables_its_configuration_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("env.txt");
+    let notifier = notifier(
+        &format!(
+            r#"
+            [[notifiers]]
+            name = "automation"
+            type = "exec"
+            command = "sh"
+            # dash exports PWD itself: everything else must come from the notifier.
+            args = ["-c", "cat >/dev/null; env | grep -v '^PWD=' | sort > {}"]
+            env = {{ TICKET_QUEUE = "ops" }}
+            "#,
+            out.display()
+        ),
+        // tollgate's own environment: secrets the program must not see, and PATH.
+        &[
+            ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            ("TEST_APPCODE", "appcode-s3cret"),
+            ("TEST_SHOP_TOKEN", "token-s3cret"),
+            ("DATABASE_URL", "postgres://tollgate:pw@db/tollgate"),
+        ],
+    );
+    notifier.deliver(&sample_event()).await.expect("delivered");
+    let seen = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        seen,
+        "PATH=/usr/local/bin:/usr/bin:/bin\nTICKET_QUEUE=ops\n"
+    );
+}
+
+#[tokio::test]
+async fn a_notifier_timeout_at_or_above_the_outbox_lease_is_refused() {
+    for (timeout, refused) in [("4m59s", false), ("5m", true), ("1h", true)] {
+        let result = load_str(
+            "t",
+            &format!(
+                r#"
+                [[notifiers]]
+                name = "hook"
+                type = "webhook"
+                url = "https://hooks.example.com/t"
+                timeout = "{timeout}"
+                "#
+            ),
+            &|_| None,
+        );
+        match result {
+            Err(err) => {
+                assert!(refused, "{timeout}: {err}");
+                let err = err.to_string();
+                assert!(
+                    err.contains("notifiers[0].timeout: must be below 5m"),
+                    "{err}"
+                );
+            }
+            Ok(_) => assert!(!refused, "{timeout} was accepted"),
+        }
+    }
 }

@@ -66,7 +66,7 @@ async fn ledger_cost_between(db: &Db, from: DateTime<Utc>, to: DateTime<Utc>) ->
 /// A ledger with November traffic on two channels and two clients: sends that were sent,
 /// rejected (charged), released and uncertain, two prices (one that does not divide
 /// evenly), a reconciliation, and an October charge.
-async fn november_ledger(test: &TestDb) -> Ledger {
+pub async fn november_ledger(test: &TestDb) -> Ledger {
     let clock = ManualClock::new(time("2026-10-01T00:00:00Z"));
     let ledger = test.ledger_at(&clock);
     add_package(
@@ -482,7 +482,7 @@ async fn the_monthly_report_endpoint_is_for_admins_in_json_csv_and_html() {
         .await
         .unwrap();
     assert!(
-        html.contains("<h1>tollgate monthly report 2026-11</h1>"),
+        html.contains("<h1>tollgate 月度费用报告 2026-11</h1>"),
         "{html}"
     );
 

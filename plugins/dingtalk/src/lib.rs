@@ -14,8 +14,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 use tollgate_notify::robot::{post_to_robot, RobotAnswer};
 use tollgate_notify::{
-    check_http_url, markdown_zh, parse_timeout, secret_from_env, title_zh, BoxFuture,
-    BuildNotifier, ConfigError, DeliveryError, Env, Event, Notifier, NotifierConfig,
+    markdown_zh, secret_from_env, title_zh, BoxFuture, BuildNotifier, ConfigProblem, DeliveryError,
+    Env, Event, Notifier, NotifierConfig, Problems,
 };
 
 /// `[[notifiers]] type = "dingtalk"` as written.
@@ -47,38 +47,39 @@ impl NotifierConfig for DingTalkConfig {
     const TYPE: &'static str = "dingtalk";
     type Checked = CheckedDingTalk;
 
-    fn validate(&self) -> Result<CheckedDingTalk, ConfigError> {
-        check_http_url("url", &self.url)?;
+    fn validate(&self, problems: &mut Problems) -> Option<CheckedDingTalk> {
+        let before = problems.len();
+        problems.http_url("url", &self.url);
         if self
             .secret_env
             .as_deref()
             .is_some_and(|v| v.trim().is_empty())
         {
-            return Err(ConfigError::new(
-                "secret_env",
-                "must name an environment variable",
-            ));
+            problems.add("secret_env", "must name an environment variable");
         }
         for (i, mobile) in self.at_mobiles.iter().enumerate() {
             if mobile.is_empty() || !mobile.bytes().all(|b| b.is_ascii_digit() || b == b'+') {
-                return Err(ConfigError::new(
-                    format!("at_mobiles[{i}]"),
-                    "must be a mobile number",
-                ));
+                problems.add(&format!("at_mobiles[{i}]"), "must be a mobile number");
             }
         }
-        Ok(CheckedDingTalk {
+        let timeout =
+            problems.duration("timeout", self.timeout.as_deref(), Duration::from_secs(10));
+        (problems.len() == before).then(|| CheckedDingTalk {
             url: self.url.clone(),
             secret_env: self.secret_env.clone(),
             at_mobiles: self.at_mobiles.clone(),
             at_all: self.at_all,
-            timeout: parse_timeout("timeout", self.timeout.as_deref(), Duration::from_secs(10))?,
+            timeout,
         })
     }
 }
 
 impl BuildNotifier for CheckedDingTalk {
-    fn build(&self, env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigError> {
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn build(&self, env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigProblem> {
         let secret = self
             .secret_env
             .as_deref()
@@ -160,22 +161,28 @@ mod tests {
         }
     }
 
+    /// The checked configuration, or the keys of every problem found.
+    fn validate(config: &DingTalkConfig) -> Result<CheckedDingTalk, Vec<String>> {
+        config
+            .validate_alone()
+            .map_err(|problems| problems.into_iter().map(|p| p.key).collect())
+    }
+
     #[test]
-    fn bad_values_are_named() {
+    fn bad_values_are_named_all_at_once() {
         let mut bad = config();
         bad.url = "oapi.dingtalk.com".into();
-        assert_eq!(bad.validate().unwrap_err().key, "url");
-        let mut bad = config();
-        bad.at_mobiles = vec!["ops".into()];
-        assert_eq!(bad.validate().unwrap_err().key, "at_mobiles[0]");
-        let mut bad = config();
+        bad.at_mobiles = vec!["ops".into(), "13800000000".into(), "".into()];
         bad.secret_env = Some(" ".into());
-        assert_eq!(bad.validate().unwrap_err().key, "secret_env");
+        assert_eq!(
+            validate(&bad).unwrap_err(),
+            ["url", "secret_env", "at_mobiles[0]", "at_mobiles[2]"]
+        );
     }
 
     #[test]
     fn a_missing_secret_is_named_at_build() {
-        let err = config().validate().unwrap().build(&|_| None).err().unwrap();
+        let err = validate(&config()).unwrap().build(&|_| None).err().unwrap();
         assert_eq!(err.key, "secret_env");
         assert!(err.problem.contains("DING_SECRET"));
     }

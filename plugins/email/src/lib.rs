@@ -14,8 +14,8 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 use tollgate_notify::{
-    parse_timeout, plain_zh, secret_from_env, title_zh, BoxFuture, BuildNotifier, ConfigError,
-    DeliveryError, Env, Event, Notifier, NotifierConfig,
+    facts, plain_zh, secret_from_env, title_zh, BoxFuture, BuildNotifier, ConfigProblem,
+    DeliveryError, Env, Event, EventKind, Notifier, NotifierConfig, Problems, Severity, Status,
 };
 
 /// `[[notifiers]] type = "email"` as written.
@@ -67,95 +67,126 @@ impl NotifierConfig for EmailConfig {
     const TYPE: &'static str = "email";
     type Checked = CheckedEmail;
 
-    fn validate(&self) -> Result<CheckedEmail, ConfigError> {
-        let (implicit_tls, rest) = if let Some(rest) = self.smtp_url.strip_prefix("smtps://") {
-            (true, rest)
-        } else if let Some(rest) = self.smtp_url.strip_prefix("smtp://") {
-            (false, rest)
-        } else {
-            return Err(ConfigError::new(
-                "smtp_url",
-                "must be smtp://host[:port] or smtps://host[:port]",
-            ));
-        };
-        let rest = rest.trim_end_matches('/');
-        if rest.is_empty() || rest.contains(['/', '@', '?']) {
-            return Err(ConfigError::new(
-                "smtp_url",
-                "must be only a host and port (credentials come from username_env and password_env)",
-            ));
-        }
-        let (host, port) = split_host_port(rest).ok_or_else(|| {
-            ConfigError::new("smtp_url", "the port must be a number from 1 to 65535")
-        })?;
-        let port = port.unwrap_or(if implicit_tls { 465 } else { 25 });
-
+    fn validate(&self, problems: &mut Problems) -> Option<CheckedEmail> {
+        let before = problems.len();
+        let server = smtp_server(&self.smtp_url, problems);
         let credentials = match (&self.username_env, &self.password_env) {
             (None, None) => None,
             (Some(user), Some(password)) => Some((user.clone(), password.clone())),
             (Some(_), None) => {
-                return Err(ConfigError::new(
-                    "password_env",
-                    "is required with username_env",
-                ))
+                problems.add("password_env", "is required with username_env");
+                None
             }
             (None, Some(_)) => {
-                return Err(ConfigError::new(
-                    "username_env",
-                    "is required with password_env",
-                ))
+                problems.add("username_env", "is required with password_env");
+                None
             }
         };
+        let authenticating = self.username_env.is_some() || self.password_env.is_some();
+        // Without a usable smtp_url, STARTTLS is still checked as if it were smtp://.
+        let implicit_tls = server.as_ref().is_some_and(|s| s.implicit_tls);
         let security = match (implicit_tls, self.starttls.as_deref()) {
-            (true, None) => Security::Tls,
+            (true, None) => Some(Security::Tls),
             (true, Some(_)) => {
-                return Err(ConfigError::new(
+                problems.add(
                     "starttls",
                     "applies to smtp:// only; smtps:// is TLS from the start",
-                ))
+                );
+                None
             }
-            (false, None) if credentials.is_some() => Security::StartTlsRequired,
-            (false, None) | (false, Some("opportunistic")) => Security::StartTlsOpportunistic,
-            (false, Some("required")) => Security::StartTlsRequired,
-            (false, Some("off")) => Security::None,
+            (false, None) if authenticating => Some(Security::StartTlsRequired),
+            (false, None) | (false, Some("opportunistic")) => Some(Security::StartTlsOpportunistic),
+            (false, Some("required")) => Some(Security::StartTlsRequired),
+            (false, Some("off")) if authenticating => {
+                problems.add(
+                    "starttls",
+                    "\"off\" would send the SMTP password in clear text; use \"required\" or smtps://",
+                );
+                None
+            }
+            (false, Some("off")) => Some(Security::None),
             (false, Some(other)) => {
-                return Err(ConfigError::new(
+                problems.add(
                     "starttls",
                     format!("{other:?} is not \"opportunistic\", \"required\" or \"off\""),
-                ))
+                );
+                None
             }
         };
-        if security == Security::None && credentials.is_some() {
-            return Err(ConfigError::new(
-                "starttls",
-                "\"off\" would send the SMTP password in clear text; use \"required\" or smtps://",
-            ));
-        }
-        let from: Mailbox = self.from.parse().map_err(|_| {
-            ConfigError::new("from", format!("{:?} is not an email address", self.from))
-        })?;
+        let from = mailbox(problems, "from", &self.from);
         if self.to.is_empty() {
-            return Err(ConfigError::new("to", "needs at least one address"));
+            problems.add("to", "needs at least one address");
         }
-        let mut to = Vec::new();
-        for (i, address) in self.to.iter().enumerate() {
-            to.push(address.parse().map_err(|_| {
-                ConfigError::new(
-                    format!("to[{i}]"),
-                    format!("{address:?} is not an email address"),
-                )
-            })?);
+        let to: Vec<Option<Mailbox>> = self
+            .to
+            .iter()
+            .enumerate()
+            .map(|(i, address)| mailbox(problems, &format!("to[{i}]"), address))
+            .collect();
+        let timeout = problems.duration("timeout", self.timeout.as_deref(), DEFAULT_TIMEOUT);
+        if problems.len() > before {
+            return None;
         }
-        Ok(CheckedEmail {
-            host: host.to_owned(),
-            port,
-            security,
-            from,
-            to,
+        // Every value below is present: a missing one recorded a problem.
+        let server = server?;
+        Some(CheckedEmail {
+            host: server.host,
+            port: server.port,
+            security: security?,
+            from: from?,
+            to: to.into_iter().collect::<Option<_>>()?,
             credentials,
-            timeout: parse_timeout("timeout", self.timeout.as_deref(), Duration::from_secs(30))?,
+            timeout,
         })
     }
+}
+
+/// The limit on one whole delivery (and on each SMTP command within it).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct SmtpServer {
+    host: String,
+    port: u16,
+    implicit_tls: bool,
+}
+
+/// `smtp://host[:port]` or `smtps://host[:port]`, the problem recorded as `smtp_url`.
+fn smtp_server(url: &str, problems: &mut Problems) -> Option<SmtpServer> {
+    let (implicit_tls, rest) = if let Some(rest) = url.strip_prefix("smtps://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("smtp://") {
+        (false, rest)
+    } else {
+        problems.add(
+            "smtp_url",
+            "must be smtp://host[:port] or smtps://host[:port]",
+        );
+        return None;
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains(['/', '@', '?']) {
+        problems.add(
+            "smtp_url",
+            "must be only a host and port (credentials come from username_env and password_env)",
+        );
+        return None;
+    }
+    let Some((host, port)) = split_host_port(rest) else {
+        problems.add("smtp_url", "the port must be a number from 1 to 65535");
+        return None;
+    };
+    Some(SmtpServer {
+        host: host.to_owned(),
+        port: port.unwrap_or(if implicit_tls { 465 } else { 25 }),
+        implicit_tls,
+    })
+}
+
+fn mailbox(problems: &mut Problems, key: &str, address: &str) -> Option<Mailbox> {
+    let parsed = address
+        .parse()
+        .map_err(|_| format!("{address:?} is not an email address"));
+    problems.check(key, parsed)
 }
 
 /// `host`, `host:port` or `[v6]:port`.
@@ -183,13 +214,17 @@ fn split_host_port(raw: &str) -> Option<(&str, Option<u16>)> {
 }
 
 impl BuildNotifier for CheckedEmail {
-    fn build(&self, env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigError> {
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn build(&self, env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigProblem> {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host)
             .port(self.port)
             .timeout(Some(self.timeout));
         let tls = || {
             TlsParameters::new(self.host.clone())
-                .map_err(|e| ConfigError::new("smtp_url", format!("cannot set up TLS: {e}")))
+                .map_err(|e| ConfigProblem::new("smtp_url", format!("cannot set up TLS: {e}")))
         };
         builder = builder.tls(match self.security {
             Security::Tls => Tls::Wrapper(tls()?),
@@ -223,12 +258,11 @@ impl EmailNotifier {
         for to in &self.config.to {
             builder = builder.to(to.clone());
         }
+        // A monthly report brings its own text and HTML: the report is the email.
+        let text = event.report_text.clone().unwrap_or_else(|| plain_zh(event));
+        let html = event.report_html.clone().unwrap_or_else(|| html_zh(event));
         builder
-            .multipart(MultiPart::alternative_plain_html(
-                plain_zh(event),
-                // A monthly report brings its own HTML: the report is the email.
-                event.report_html.clone().unwrap_or_else(|| html_zh(event)),
-            ))
+            .multipart(MultiPart::alternative_plain_html(text, html))
             .map_err(|e| DeliveryError::new(format!("cannot compose the message: {e}")))
     }
 }
@@ -241,41 +275,68 @@ impl Notifier for EmailNotifier {
     fn deliver<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
             let message = self.message(event)?;
-            self.transport.send(message).await.map(|_| ()).map_err(|e| {
-                DeliveryError::new(format!(
-                    "SMTP {}:{}: {e}",
-                    self.config.host, self.config.port
-                ))
-            })
+            let server = format!("SMTP {}:{}", self.config.host, self.config.port);
+            // Lettre's timeout bounds each SMTP command; this bounds the whole delivery,
+            // which must end within the outbox's lease.
+            match tokio::time::timeout(self.config.timeout, self.transport.send(message)).await {
+                Ok(sent) => sent
+                    .map(|_| ())
+                    .map_err(|e| DeliveryError::new(format!("{server}: {e}"))),
+                Err(_) => Err(DeliveryError::new(format!(
+                    "{server}: no answer within {:?}",
+                    self.config.timeout
+                ))),
+            }
         })
     }
 }
 
-/// The HTML body: the plain text's lines, escaped, with the summary emphasised.
+/// The HTML body of a reminder: a banner in the severity's colour with the title, the
+/// summary, then the facts (zh-CN labels with the English beside them), the same facts
+/// as the text part.
 pub fn html_zh(event: &Event) -> String {
+    let (background, border) = banner_colours(event);
     let mut html = String::from(
-        "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"></head><body>",
+        "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"></head><body style=\"font-family:sans-serif\">",
     );
-    html.push_str(&format!("<h2>{}</h2>", escape(&title_zh(event))));
     html.push_str(&format!(
-        "<p><strong>{}</strong></p><table>",
+        "<div style=\"background:{background};border-left:6px solid {border};padding:12px 16px;margin-bottom:16px\"><h2 style=\"margin:0\">{}</h2></div>",
+        escape(&title_zh(event))
+    ));
+    html.push_str(&format!(
+        "<p><strong>{}</strong></p><table cellpadding=\"4\">",
         escape(&event.summary)
     ));
-    for line in plain_zh(event).lines().skip(3) {
-        if let Some((label, value)) = line.split_once('：') {
-            let value = if value.starts_with("https://") || value.starts_with("http://") {
-                format!("<a href=\"{0}\">{0}</a>", escape(value))
-            } else {
-                escape(value)
-            };
-            html.push_str(&format!(
-                "<tr><th align=\"left\">{}</th><td>{value}</td></tr>",
-                escape(label)
-            ));
-        }
+    for fact in facts(event) {
+        let value = if fact.value.starts_with("https://") || fact.value.starts_with("http://") {
+            format!("<a href=\"{0}\">{0}</a>", escape(&fact.value))
+        } else {
+            escape(&fact.value)
+        };
+        html.push_str(&format!(
+            "<tr><th align=\"left\">{} <small style=\"color:#666;font-weight:normal\">{}</small></th><td>{value}</td></tr>",
+            escape(fact.label),
+            escape(fact.label_en)
+        ));
     }
-    html.push_str("</table></body></html>");
+    html.push_str(&format!(
+        "</table><p style=\"color:#666;font-size:small\">事件 ID（event id）：{}</p></body></html>",
+        escape(&event.id)
+    ));
     html
+}
+
+/// The banner's background and edge: red for critical, amber for warning, blue for
+/// information, green once resolved.
+fn banner_colours(event: &Event) -> (&'static str, &'static str) {
+    const BLUE: (&str, &str) = ("#e3f2fd", "#1565c0");
+    match (event.event, event.status, event.severity) {
+        (EventKind::ReportMonthly | EventKind::Test, _, _) => BLUE,
+        (_, Status::Resolved, _) => ("#e8f5e9", "#2e7d32"),
+        (_, Status::Firing, Severity::Critical) => ("#fdecea", "#c62828"),
+        (_, Status::Firing, Severity::Warning) => ("#fff4e5", "#ef6c00"),
+        (_, Status::Firing, Severity::Info) => BLUE,
+    }
 }
 
 fn escape(text: &str) -> String {
@@ -301,19 +362,26 @@ mod tests {
         }
     }
 
+    /// The checked configuration, or the keys of every problem found.
+    fn validate(config: &EmailConfig) -> Result<CheckedEmail, Vec<String>> {
+        config
+            .validate_alone()
+            .map_err(|problems| problems.into_iter().map(|p| p.key).collect())
+    }
+
     #[test]
     fn urls_choose_port_and_security() {
-        let plain = config("smtp://127.0.0.1").validate().unwrap();
+        let plain = validate(&config("smtp://127.0.0.1")).unwrap();
         assert_eq!(
             (plain.port(), plain.security()),
             (25, Security::StartTlsOpportunistic)
         );
-        let tls = config("smtps://mail.example.com").validate().unwrap();
+        let tls = validate(&config("smtps://mail.example.com")).unwrap();
         assert_eq!((tls.port(), tls.security()), (465, Security::Tls));
         let mut authenticated = config("smtp://mail.example.com:587");
         authenticated.username_env = Some("SMTP_USER".into());
         authenticated.password_env = Some("SMTP_PASSWORD".into());
-        let checked = authenticated.validate().unwrap();
+        let checked = validate(&authenticated).unwrap();
         assert_eq!(
             (checked.port(), checked.security()),
             (587, Security::StartTlsRequired)
@@ -322,38 +390,50 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        assert_eq!(
-            config("http://mail").validate().unwrap_err().key,
-            "smtp_url"
-        );
-        assert_eq!(
-            config("smtp://user:pw@mail").validate().unwrap_err().key,
-            "smtp_url"
-        );
-        assert_eq!(
-            config("smtp://mail:99999").validate().unwrap_err().key,
-            "smtp_url"
-        );
+        let keys = |config: &EmailConfig| validate(config).unwrap_err();
+        assert_eq!(keys(&config("http://mail")), ["smtp_url"]);
+        assert_eq!(keys(&config("smtp://user:pw@mail")), ["smtp_url"]);
+        assert_eq!(keys(&config("smtp://mail:99999")), ["smtp_url"]);
         let mut bad = config("smtp://mail");
         bad.from = "not an address".into();
-        assert_eq!(bad.validate().unwrap_err().key, "from");
+        assert_eq!(keys(&bad), ["from"]);
         let mut bad = config("smtp://mail");
         bad.to = vec!["ops@example.com".into(), "nobody".into()];
-        assert_eq!(bad.validate().unwrap_err().key, "to[1]");
+        assert_eq!(keys(&bad), ["to[1]"]);
         let mut bad = config("smtp://mail");
         bad.to.clear();
-        assert_eq!(bad.validate().unwrap_err().key, "to");
+        assert_eq!(keys(&bad), ["to"]);
         let mut bad = config("smtp://mail");
         bad.starttls = Some("maybe".into());
-        assert_eq!(bad.validate().unwrap_err().key, "starttls");
+        assert_eq!(keys(&bad), ["starttls"]);
         let mut bad = config("smtp://mail");
         bad.username_env = Some("U".into());
-        assert_eq!(bad.validate().unwrap_err().key, "password_env");
+        assert_eq!(keys(&bad), ["password_env"]);
         let mut clear = config("smtp://mail");
         clear.username_env = Some("U".into());
         clear.password_env = Some("P".into());
         clear.starttls = Some("off".into());
-        assert_eq!(clear.validate().unwrap_err().key, "starttls");
+        assert_eq!(keys(&clear), ["starttls"]);
+    }
+
+    #[test]
+    fn independent_problems_are_all_reported() {
+        let mut bad = config("smtps://mail:0");
+        bad.from = "nobody".into();
+        bad.to = vec!["a@example.com".into(), "b".into(), "c".into()];
+        bad.username_env = Some("U".into());
+        bad.timeout = Some("soon".into());
+        assert_eq!(
+            validate(&bad).unwrap_err(),
+            [
+                "smtp_url",
+                "password_env",
+                "from",
+                "to[1]",
+                "to[2]",
+                "timeout"
+            ]
+        );
     }
 
     #[test]
@@ -361,8 +441,7 @@ mod tests {
         let mut with_credentials = config("smtps://mail.example.com");
         with_credentials.username_env = Some("SMTP_USER".into());
         with_credentials.password_env = Some("SMTP_PASSWORD".into());
-        let err = with_credentials
-            .validate()
+        let err = validate(&with_credentials)
             .unwrap()
             .build(&|_| None)
             .err()
@@ -372,11 +451,25 @@ mod tests {
 
     #[test]
     fn the_html_body_escapes_and_links() {
-        let mut event = Event::test("evt_1".into(), chrono::Utc::now());
+        let mut event = Event::test("evt_1".into(), chrono::Utc::now(), "Asia/Shanghai");
         event.summary = "<b>剩余不足</b>".into();
         event.repurchase_url = Some("https://market.aliyun.com/".into());
         let html = html_zh(&event);
         assert!(html.contains("&lt;b&gt;剩余不足"));
         assert!(html.contains("<a href=\"https://market.aliyun.com/\">"));
+    }
+
+    #[test]
+    fn the_banner_is_coloured_by_severity() {
+        let mut event = Event::test("evt_1".into(), chrono::Utc::now(), "Asia/Shanghai");
+        event.event = EventKind::QuotaExhausted;
+        event.severity = Severity::Critical;
+        let html = html_zh(&event);
+        assert!(
+            html.contains("#c62828") && html.contains("【严重】"),
+            "{html}"
+        );
+        event.severity = Severity::Warning;
+        assert!(html_zh(&event).contains("#ef6c00"));
     }
 }

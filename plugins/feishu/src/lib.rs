@@ -14,8 +14,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 use tollgate_notify::robot::{post_to_robot, RobotAnswer};
 use tollgate_notify::{
-    check_http_url, parse_timeout, plain_zh, secret_from_env, BoxFuture, BuildNotifier,
-    ConfigError, DeliveryError, Env, Event, Notifier, NotifierConfig,
+    plain_zh, secret_from_env, BoxFuture, BuildNotifier, ConfigProblem, DeliveryError, Env, Event,
+    Notifier, NotifierConfig, Problems,
 };
 
 /// `[[notifiers]] type = "feishu"` as written.
@@ -40,28 +40,32 @@ impl NotifierConfig for FeishuConfig {
     const TYPE: &'static str = "feishu";
     type Checked = CheckedFeishu;
 
-    fn validate(&self) -> Result<CheckedFeishu, ConfigError> {
-        check_http_url("url", &self.url)?;
+    fn validate(&self, problems: &mut Problems) -> Option<CheckedFeishu> {
+        let before = problems.len();
+        problems.http_url("url", &self.url);
         if self
             .secret_env
             .as_deref()
             .is_some_and(|v| v.trim().is_empty())
         {
-            return Err(ConfigError::new(
-                "secret_env",
-                "must name an environment variable",
-            ));
+            problems.add("secret_env", "must name an environment variable");
         }
-        Ok(CheckedFeishu {
+        let timeout =
+            problems.duration("timeout", self.timeout.as_deref(), Duration::from_secs(10));
+        (problems.len() == before).then(|| CheckedFeishu {
             url: self.url.clone(),
             secret_env: self.secret_env.clone(),
-            timeout: parse_timeout("timeout", self.timeout.as_deref(), Duration::from_secs(10))?,
+            timeout,
         })
     }
 }
 
 impl BuildNotifier for CheckedFeishu {
-    fn build(&self, env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigError> {
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn build(&self, env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigProblem> {
         let secret = self
             .secret_env
             .as_deref()
@@ -125,20 +129,24 @@ const ANSWER: RobotAnswer = RobotAnswer {
 mod tests {
     use super::*;
 
+    /// The checked configuration, or the keys of every problem found.
+    fn validate(config: &FeishuConfig) -> Result<CheckedFeishu, Vec<String>> {
+        config
+            .validate_alone()
+            .map_err(|problems| problems.into_iter().map(|p| p.key).collect())
+    }
+
     #[test]
     fn bad_values_are_named() {
         let bad = FeishuConfig {
             url: "open.feishu.cn/hook".into(),
-            secret_env: None,
-            timeout: None,
-        };
-        assert_eq!(bad.validate().unwrap_err().key, "url");
-        let bad = FeishuConfig {
-            url: "https://open.feishu.cn/hook".into(),
-            secret_env: None,
+            secret_env: Some("".into()),
             timeout: Some("5 parsecs".into()),
         };
-        assert_eq!(bad.validate().unwrap_err().key, "timeout");
+        assert_eq!(
+            validate(&bad).unwrap_err(),
+            ["url", "secret_env", "timeout"]
+        );
     }
 
     #[test]

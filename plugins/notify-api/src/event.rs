@@ -94,6 +94,10 @@ pub struct Event {
     pub rule: Option<String>,
     pub severity: Severity,
     pub channel: Option<String>,
+    /// The channel's kind (`sms_code`, `voice_notice`, …): what its units are (SMS are
+    /// counted in 条, voice calls in 次).
+    #[serde(default)]
+    pub channel_kind: Option<String>,
     pub remaining_units: Option<i64>,
     pub purchased_units: Option<i64>,
     pub remaining_ratio: Option<f64>,
@@ -106,15 +110,37 @@ pub struct Event {
     pub summary: String,
     #[serde(with = "rfc3339")]
     pub occurred_at: DateTime<Utc>,
+    /// `[server] timezone`, an IANA name such as `Asia/Shanghai`: the zone that text for
+    /// people shows times in. Times in the JSON stay UTC. Events queued by a version
+    /// without this field read as `UTC`.
+    #[serde(default = "utc")]
+    pub timezone: String,
     /// `report.monthly` only: the report as HTML (the email body). Absent from the JSON
     /// of every other event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_html: Option<String>,
+    /// `report.monthly` only: the same report as plain text (the email's text part).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_text: Option<String>,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+/// A monthly report rendered for people: the event's one-line summary, and the whole
+/// report as plain text and as HTML (the email's two parts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedReport {
+    pub summary: String,
+    pub text: String,
+    pub html: String,
 }
 
 impl Event {
-    /// The event `tollgate notify test` sends: no channel, no figures.
-    pub fn test(id: String, occurred_at: DateTime<Utc>) -> Event {
+    /// The event `tollgate notify test` sends: no channel, no figures. `timezone` is
+    /// `[server] timezone`.
+    pub fn test(id: String, occurred_at: DateTime<Utc>, timezone: &str) -> Event {
         Event {
             version: EVENT_VERSION.to_owned(),
             id,
@@ -123,6 +149,7 @@ impl Event {
             rule: None,
             severity: Severity::Info,
             channel: None,
+            channel_kind: None,
             remaining_units: None,
             purchased_units: None,
             remaining_ratio: None,
@@ -133,22 +160,26 @@ impl Event {
             suggested_units: None,
             summary: "tollgate 通知测试：收到这条消息说明该通知渠道配置正确。".to_owned(),
             occurred_at,
+            timezone: timezone.to_owned(),
             report_html: None,
+            report_text: None,
         }
     }
 
-    /// The monthly cost report: `summary` is its one-line total, `html` the full report.
+    /// The monthly cost report: `summary` is its one-line total, the email carries the
+    /// text and HTML renderings.
     pub fn monthly_report(
         id: String,
-        summary: String,
-        html: String,
+        report: RenderedReport,
         occurred_at: DateTime<Utc>,
+        timezone: &str,
     ) -> Event {
         Event {
             event: EventKind::ReportMonthly,
-            summary,
-            report_html: Some(html),
-            ..Event::test(id, occurred_at)
+            summary: report.summary,
+            report_html: Some(report.html),
+            report_text: Some(report.text),
+            ..Event::test(id, occurred_at, timezone)
         }
     }
 
@@ -210,7 +241,8 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let json: serde_json::Value =
-            serde_json::from_str(&Event::test("evt_1".into(), at).to_json()).unwrap();
+            serde_json::from_str(&Event::test("evt_1".into(), at, "Asia/Shanghai").to_json())
+                .unwrap();
         for key in [
             "version",
             "id",
@@ -219,6 +251,7 @@ mod tests {
             "rule",
             "severity",
             "channel",
+            "channel_kind",
             "remaining_units",
             "purchased_units",
             "remaining_ratio",
@@ -229,13 +262,32 @@ mod tests {
             "suggested_units",
             "summary",
             "occurred_at",
+            "timezone",
         ] {
             assert!(json.get(key).is_some(), "{key} missing from {json}");
         }
         assert_eq!(json["version"], "1");
         assert_eq!(json["event"], "test");
-        assert_eq!(json["occurred_at"], "2026-12-01T08:00:00Z");
+        assert_eq!(
+            json["occurred_at"], "2026-12-01T08:00:00Z",
+            "times stay UTC"
+        );
+        assert_eq!(json["timezone"], "Asia/Shanghai");
         let back: Event = serde_json::from_value(json).unwrap();
         assert_eq!(back.occurred_at, at);
+    }
+
+    #[test]
+    fn an_event_queued_before_the_timezone_field_reads_as_utc() {
+        let mut json: serde_json::Value = serde_json::from_str(
+            &Event::test("evt_1".into(), Utc::now(), "Asia/Shanghai").to_json(),
+        )
+        .unwrap();
+        let object = json.as_object_mut().unwrap();
+        object.remove("timezone");
+        object.remove("channel_kind");
+        let old: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(old.timezone, "UTC");
+        assert_eq!(old.channel_kind, None);
     }
 }

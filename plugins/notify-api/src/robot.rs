@@ -1,16 +1,21 @@
-//! What the chat-robot notifiers (DingTalk, WeCom, Feishu) share: an HTTP client, and
-//! posting a JSON message to a robot that answers `{"<code>": 0, …}` when it took it.
+//! What the HTTP notifiers share: a client that does not follow redirects (the webhook
+//! and the robots), and posting a JSON message to a chat robot (DingTalk, WeCom, Feishu)
+//! that answers `{"<code>": 0, …}` when it took it.
 
 use std::time::Duration;
 
-use crate::{url_origin, ConfigError, DeliveryError};
+use crate::{url_origin, ConfigProblem, DeliveryError};
 
-/// An HTTP client with the notifier's timeout.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+/// The HTTP client of the notifiers that POST (the robots and the webhook): the
+/// notifier's timeout over the whole request, and no redirects. A receiver that answers
+/// 3xx has not taken the message; following it would carry the body (and, for signed
+/// requests, a valid signature) to wherever the `Location` points.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ConfigProblem> {
     reqwest::Client::builder()
         .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| ConfigError::new("url", format!("cannot build the HTTP client: {e}")))
+        .map_err(|e| ConfigProblem::new("url", format!("cannot build the HTTP client: {e}")))
 }
 
 /// Where a robot's answer says whether it took the message.

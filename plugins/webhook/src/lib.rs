@@ -16,8 +16,8 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 use tollgate_notify::{
-    check_http_url, parse_timeout, secret_from_env, url_origin, BoxFuture, BuildNotifier,
-    ConfigError, DeliveryError, Env, Event, Notifier, NotifierConfig,
+    secret_from_env, url_origin, BoxFuture, BuildNotifier, ConfigProblem, DeliveryError, Env,
+    Event, Notifier, NotifierConfig, Problems,
 };
 
 /// `[[notifiers]] type = "webhook"` as written.
@@ -47,39 +47,47 @@ impl NotifierConfig for WebhookConfig {
     const TYPE: &'static str = "webhook";
     type Checked = CheckedWebhook;
 
-    fn validate(&self) -> Result<CheckedWebhook, ConfigError> {
-        check_http_url("url", &self.url)?;
+    fn validate(&self, problems: &mut Problems) -> Option<CheckedWebhook> {
+        let before = problems.len();
+        problems.http_url("url", &self.url);
         if let Some(name) = &self.secret_env {
             if name.trim().is_empty() {
-                return Err(ConfigError::new(
-                    "secret_env",
-                    "must name an environment variable",
-                ));
+                problems.add("secret_env", "must name an environment variable");
             }
         }
         let mut headers = Vec::new();
         for (name, value) in &self.headers {
             let key = format!("headers.{name}");
-            let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| ConfigError::new(&key, "is not a valid HTTP header name"))?;
+            let Ok(header) = reqwest::header::HeaderName::from_bytes(name.as_bytes()) else {
+                problems.add(&key, "is not a valid HTTP header name");
+                continue;
+            };
             if header.as_str().starts_with("webhook-") || header == reqwest::header::CONTENT_TYPE {
-                return Err(ConfigError::new(&key, "is set by tollgate itself"));
+                problems.add(&key, "is set by tollgate itself");
+                continue;
             }
-            let value = reqwest::header::HeaderValue::from_str(value)
-                .map_err(|_| ConfigError::new(&key, "is not a valid HTTP header value"))?;
-            headers.push((header, value));
+            match reqwest::header::HeaderValue::from_str(value) {
+                Ok(value) => headers.push((header, value)),
+                Err(_) => problems.add(&key, "is not a valid HTTP header value"),
+            }
         }
-        Ok(CheckedWebhook {
+        let timeout =
+            problems.duration("timeout", self.timeout.as_deref(), Duration::from_secs(10));
+        (problems.len() == before).then(|| CheckedWebhook {
             url: self.url.clone(),
             secret_env: self.secret_env.clone(),
             headers,
-            timeout: parse_timeout("timeout", self.timeout.as_deref(), Duration::from_secs(10))?,
+            timeout,
         })
     }
 }
 
 impl BuildNotifier for CheckedWebhook {
-    fn build(&self, env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigError> {
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn build(&self, env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigProblem> {
         let key = match &self.secret_env {
             Some(variable) => Some(decode_secret(&secret_from_env(
                 env,
@@ -88,10 +96,7 @@ impl BuildNotifier for CheckedWebhook {
             )?)?),
             None => None,
         };
-        let http = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .build()
-            .map_err(|e| ConfigError::new("url", format!("cannot build the HTTP client: {e}")))?;
+        let http = tollgate_notify::robot::http_client(self.timeout)?;
         Ok(Arc::new(WebhookNotifier {
             config: self.clone(),
             key,
@@ -101,15 +106,15 @@ impl BuildNotifier for CheckedWebhook {
 }
 
 /// Decodes `whsec_<base64>` into the signing key.
-fn decode_secret(secret: &str) -> Result<Vec<u8>, ConfigError> {
+fn decode_secret(secret: &str) -> Result<Vec<u8>, ConfigProblem> {
     let encoded = secret.strip_prefix("whsec_").ok_or_else(|| {
-        ConfigError::new("secret_env", "the secret must look like whsec_<base64>")
+        ConfigProblem::new("secret_env", "the secret must look like whsec_<base64>")
     })?;
     let key = BASE64
         .decode(encoded)
-        .map_err(|_| ConfigError::new("secret_env", "the part after whsec_ is not base64"))?;
+        .map_err(|_| ConfigProblem::new("secret_env", "the part after whsec_ is not base64"))?;
     if key.is_empty() {
-        return Err(ConfigError::new("secret_env", "the secret is empty"));
+        return Err(ConfigProblem::new("secret_env", "the secret is empty"));
     }
     Ok(key)
 }
@@ -194,25 +199,32 @@ mod tests {
         }
     }
 
+    /// The checked configuration, or the keys of every problem found.
+    fn validate(config: &WebhookConfig) -> Result<CheckedWebhook, Vec<String>> {
+        config
+            .validate_alone()
+            .map_err(|problems| problems.into_iter().map(|p| p.key).collect())
+    }
+
     #[test]
     fn a_bad_url_is_named() {
         assert_eq!(
-            config("automation.example.com").validate().unwrap_err().key,
-            "url"
+            validate(&config("automation.example.com")).unwrap_err(),
+            ["url"]
         );
     }
 
     #[test]
-    fn a_bad_header_or_timeout_is_named() {
+    fn every_bad_header_and_the_timeout_are_named_together() {
         let mut bad = config("https://a.example");
         bad.headers.insert("bad header".into(), "x".into());
-        assert_eq!(bad.validate().unwrap_err().key, "headers.bad header");
-        let mut reserved = config("https://a.example");
-        reserved.headers.insert("webhook-id".into(), "x".into());
-        assert_eq!(reserved.validate().unwrap_err().key, "headers.webhook-id");
-        let mut slow = config("https://a.example");
-        slow.timeout = Some("forever".into());
-        assert_eq!(slow.validate().unwrap_err().key, "timeout");
+        bad.headers.insert("webhook-id".into(), "x".into());
+        bad.headers.insert("x-ok".into(), "fine".into());
+        bad.timeout = Some("forever".into());
+        assert_eq!(
+            validate(&bad).unwrap_err(),
+            ["headers.bad header", "headers.webhook-id", "timeout"]
+        );
     }
 
     #[test]
@@ -224,7 +236,7 @@ mod tests {
 
     #[test]
     fn a_missing_or_malformed_secret_is_named_without_its_value() {
-        let checked = config("https://a.example").validate().unwrap();
+        let checked = validate(&config("https://a.example")).unwrap();
         let err = checked.build(&|_| None).err().unwrap();
         assert_eq!(err.key, "secret_env");
         let err = checked.build(&|_| Some("hunter2".into())).err().unwrap();

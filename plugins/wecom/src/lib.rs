@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tollgate_notify::robot::{post_to_robot, RobotAnswer};
 use tollgate_notify::{
-    check_http_url, markdown_zh, parse_timeout, BoxFuture, BuildNotifier, ConfigError,
-    DeliveryError, Env, Event, Notifier, NotifierConfig,
+    markdown_zh, BoxFuture, BuildNotifier, ConfigProblem, DeliveryError, Env, Event, Notifier,
+    NotifierConfig, Problems,
 };
 
 /// WeCom refuses markdown content over 4096 bytes.
@@ -33,17 +33,25 @@ impl NotifierConfig for WeComConfig {
     const TYPE: &'static str = "wecom";
     type Checked = CheckedWeCom;
 
-    fn validate(&self) -> Result<CheckedWeCom, ConfigError> {
-        check_http_url("url", &self.url)?;
-        Ok(CheckedWeCom {
+    fn validate(&self, problems: &mut Problems) -> Option<CheckedWeCom> {
+        let url_ok = problems.http_url("url", &self.url);
+        let timeout = problems.optional_duration("timeout", self.timeout.as_deref());
+        if !url_ok || (self.timeout.is_some() && timeout.is_none()) {
+            return None;
+        }
+        Some(CheckedWeCom {
             url: self.url.clone(),
-            timeout: parse_timeout("timeout", self.timeout.as_deref(), Duration::from_secs(10))?,
+            timeout: timeout.unwrap_or(Duration::from_secs(10)),
         })
     }
 }
 
 impl BuildNotifier for CheckedWeCom {
-    fn build(&self, _env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigError> {
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn build(&self, _env: Env<'_>) -> Result<Arc<dyn Notifier>, ConfigProblem> {
         let http = tollgate_notify::robot::http_client(self.timeout)?;
         Ok(Arc::new(WeComNotifier {
             config: self.clone(),
@@ -96,18 +104,20 @@ impl Notifier for WeComNotifier {
 mod tests {
     use super::*;
 
+    /// The checked configuration, or the keys of every problem found.
+    fn validate(config: &WeComConfig) -> Result<CheckedWeCom, Vec<String>> {
+        config
+            .validate_alone()
+            .map_err(|problems| problems.into_iter().map(|p| p.key).collect())
+    }
+
     #[test]
     fn bad_values_are_named() {
         let bad = WeComConfig {
             url: "qyapi.weixin.qq.com".into(),
-            timeout: None,
-        };
-        assert_eq!(bad.validate().unwrap_err().key, "url");
-        let bad = WeComConfig {
-            url: "https://qyapi.weixin.qq.com/x".into(),
             timeout: Some("0s".into()),
         };
-        assert_eq!(bad.validate().unwrap_err().key, "timeout");
+        assert_eq!(validate(&bad).unwrap_err(), ["url", "timeout"]);
         let err =
             serde_json::from_str::<WeComConfig>(r#"{"url":"https://a","key":"k"}"#).unwrap_err();
         assert!(err.to_string().contains("key"), "{err}");
