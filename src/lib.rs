@@ -6,6 +6,8 @@
 //! - [`store`]: the database over PostgreSQL or SQLite, and migrations.
 //! - [`ledger`]: packages, reservations, charges, reconciliation; the only writer of quota.
 //! - [`upstream`]: the vendor's client, its answer classification and the sandbox vendor.
+//! - [`marketplace`]: the Market API client (the marketplace's own count), its request
+//!   signing, and its simulation in the sandbox.
 //! - [`send`]: one send from request to settled charge; the only caller of the vendor.
 //! - [`http`]: the API, the drop-in proxy, health; [`app`] builds and runs the server.
 //! - [`metrics`], [`alerts`], [`schedule`], [`report`]: what is built on the ledger.
@@ -18,6 +20,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ledger;
+pub mod marketplace;
 pub mod metrics;
 pub mod report;
 pub mod schedule;
