@@ -25,6 +25,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::redact::{is_mainland_mobile, mask_mobile};
+use crate::marketplace::sandbox::{self as market, AccountMetering, MarketSimulation};
+use crate::marketplace::AccessKey;
 use crate::secret::Secret;
 
 /// The AppCode of [`SandboxConfig::default`]'s one account.
@@ -66,6 +68,8 @@ pub struct SandboxConfig {
     /// Calls per second per AppCode above which the gateway answers `403 Throttled by
     /// APP Flow Control`.
     pub throttle_per_second: Option<u32>,
+    /// The AccessKey pair the simulated Market API accepts (`None`: it knows none).
+    pub market: Option<AccessKey>,
 }
 
 /// One AppCode the sandbox accepts.
@@ -74,13 +78,19 @@ pub struct SandboxAccount {
     pub appcode: Secret,
     /// Calls left in the account's packages.
     pub quota: u64,
+    /// The marketplace product the packages are of, for the Market API simulation.
+    pub product_code: Option<String>,
 }
 
 impl SandboxConfig {
     /// One account holding `quota` calls for `appcode`, answering at once.
     pub fn one_account(appcode: Secret, quota: u64) -> Self {
         Self {
-            appcodes: vec![SandboxAccount { appcode, quota }],
+            appcodes: vec![SandboxAccount {
+                appcode,
+                quota,
+                product_code: None,
+            }],
             latency: Duration::ZERO,
             ..Self::default()
         }
@@ -95,6 +105,7 @@ impl Default for SandboxConfig {
             appcodes: vec![SandboxAccount {
                 appcode: Secret::new(DEFAULT_APPCODE),
                 quota: DEFAULT_QUOTA,
+                product_code: Some(market::SANDBOX_PRODUCT_CODE.to_owned()),
             }],
             latency: Duration::from_millis(20),
             jitter: Duration::ZERO,
@@ -102,6 +113,10 @@ impl Default for SandboxConfig {
             reject_rate: 0.0,
             timeout_rate: 0.0,
             throttle_per_second: None,
+            market: Some(AccessKey::new(
+                market::SANDBOX_ACCESS_KEY_ID,
+                market::SANDBOX_ACCESS_KEY_SECRET,
+            )),
         }
     }
 }
@@ -192,6 +207,7 @@ struct Shared {
     /// step, and the critical sections are a few comparisons long. It is never held
     /// across an await.
     book: Mutex<Book>,
+    market: MarketSimulation,
     /// Set to `true` to stop: the server shuts down and held calls are released.
     stopping: watch::Sender<bool>,
 }
@@ -205,6 +221,9 @@ struct Book {
 
 struct Account {
     appcode: Secret,
+    product_code: Option<String>,
+    /// Everything given: the initial quota and every `add_quota`.
+    given: u64,
     remaining: u64,
     billed: u64,
     successes: u64,
@@ -239,6 +258,8 @@ impl SandboxState {
             .into_iter()
             .map(|account| Account {
                 appcode: account.appcode,
+                product_code: account.product_code,
+                given: account.quota,
                 remaining: account.quota,
                 billed: 0,
                 successes: 0,
@@ -262,6 +283,7 @@ impl SandboxState {
                     next_task_id: 18_424_321,
                     received: VecDeque::new(),
                 }),
+                market: MarketSimulation::new(config.market),
                 stopping,
             }),
         }
@@ -298,7 +320,27 @@ impl SandboxState {
         let index = book.account_index(appcode)?;
         let account = &mut book.accounts[index];
         account.remaining = account.remaining.saturating_add(units);
+        account.given = account.given.saturating_add(units);
         Some(account.remaining)
+    }
+
+    /// The figures of every account sold as a marketplace product, for the Market API
+    /// simulation (`crate::marketplace::sandbox`).
+    pub fn metering(&self) -> Vec<AccountMetering> {
+        let book = self.book();
+        let sold = book.accounts.iter().filter_map(|account| {
+            Some(AccountMetering {
+                product_code: account.product_code.clone()?,
+                given: account.given,
+                billed: account.billed,
+                remaining: account.remaining,
+            })
+        });
+        sold.collect()
+    }
+
+    pub(crate) fn market(&self) -> &MarketSimulation {
+        &self.shared.market
     }
 
     /// The last requests received (at most 64), oldest first.
@@ -477,11 +519,16 @@ struct VendorBody {
     success_counts: u32,
 }
 
-/// The sandbox's HTTP interface: [`STATS_PATH`], and the vendor on every other path.
+/// The sandbox's HTTP interface: [`STATS_PATH`], the Market API at `GET /?Action=…`, and
+/// the vendor on every other path.
 pub fn router(state: SandboxState) -> Router {
     Router::new()
         .route(STATS_PATH, get(stats))
         .fallback(vendor_call)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            market::market_api,
+        ))
         .with_state(state)
 }
 
@@ -917,10 +964,12 @@ mod tests {
                 SandboxAccount {
                     appcode: Secret::new("first"),
                     quota: 1,
+                    product_code: None,
                 },
                 SandboxAccount {
                     appcode: Secret::new("second"),
                     quota: 0,
+                    product_code: None,
                 },
             ],
             latency: Duration::ZERO,
