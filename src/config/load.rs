@@ -269,7 +269,13 @@ impl Checker {
             );
         }
 
-        let channels = self.channels(&raw.channels, &upstream.appcode_env);
+        let (product_codes, product_code_problems) =
+            super::marketplace::check_product_codes(&raw.channels);
+        self.problems.extend(product_code_problems);
+        let channels = self.channels(&raw.channels, &product_codes, &upstream.appcode_env);
+        let (marketplace, marketplace_problems) =
+            super::marketplace::check_marketplace(raw.marketplace.as_ref());
+        self.problems.extend(marketplace_problems);
         let templates = self.templates(&raw.templates, &channels);
         let clients = self.clients(&raw.clients);
 
@@ -288,7 +294,11 @@ impl Checker {
             }
         }
 
-        let unsupported_sections = Vec::new();
+        let mut unsupported_sections = Vec::new();
+        // Read and checked, but no run of the marketplace's count exists yet.
+        if marketplace.is_some() {
+            unsupported_sections.push("marketplace".to_owned());
+        }
 
         Settings {
             server,
@@ -303,6 +313,7 @@ impl Checker {
             clients,
             alerts,
             schedule,
+            marketplace,
             unsupported_sections,
         }
     }
@@ -310,6 +321,7 @@ impl Checker {
     fn channels(
         &mut self,
         raw: &[super::raw::RawChannel],
+        product_codes: &[Option<crate::domain::ProductCode>],
         default_appcode_env: &str,
     ) -> Vec<ChannelSettings> {
         let mut seen_names = BTreeSet::new();
@@ -395,6 +407,7 @@ impl Checker {
                         .appcode_env
                         .clone()
                         .unwrap_or_else(|| default_appcode_env.to_owned()),
+                    product_code: product_codes[i].clone(),
                 });
             }
         }

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 mod load;
+pub mod marketplace;
 mod raw;
 pub mod schedule;
 mod settings;

@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub notifiers: Vec<toml::Table>,
     /// `[schedule]`, checked by [`super::schedule`].
     pub schedule: super::schedule::RawSchedule,
+    /// `[marketplace]`, checked by [`super::marketplace`]; `None` when absent.
+    pub marketplace: Option<super::marketplace::RawMarketplace>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +77,8 @@ pub struct RawChannel {
     pub unsubscribe_suffix: Option<String>,
     pub sending_window: Option<String>,
     pub appcode_env: Option<String>,
+    /// The marketplace's code for the channel's product, checked by [`super::marketplace`].
+    pub product_code: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 
 use crate::domain::template::TemplateBody;
 use crate::domain::window::SendingWindow;
-use crate::domain::{ChannelKind, ChannelName};
+use crate::domain::{ChannelKind, ChannelName, ProductCode};
 use crate::domain::{LedgerMode, VendorMethod};
 use crate::secret::Secret;
 
@@ -28,6 +28,8 @@ pub struct Settings {
     pub alerts: super::alerts::AlertSettings,
     /// `[schedule]`: when the scheduled jobs run.
     pub schedule: super::schedule::ScheduleSettings,
+    /// `[marketplace]`: reading the marketplace's own count; `None` without the table.
+    pub marketplace: Option<super::marketplace::MarketplaceSettings>,
     /// Sections that later parts of tollgate act upon; kept to report them.
     pub unsupported_sections: Vec<String>,
 }
@@ -81,6 +83,9 @@ pub struct ChannelSettings {
     /// The environment variable holding this channel's AppCode (the upstream default
     /// unless the channel names its own).
     pub appcode_env: String,
+    /// The marketplace's code for the channel's product (`cmapi…`), whose count the
+    /// Market API reports.
+    pub product_code: Option<ProductCode>,
 }
 
 #[derive(Debug, Clone)]
