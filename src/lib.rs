@@ -7,6 +7,8 @@
 //! - [`ledger`]: packages, reservations, charges, reconciliation; the only writer of quota.
 //! - [`upstream`]: the vendor's client, its vendor formats, answer classification and the
 //!   sandbox vendor.
+//! - [`marketplace`]: the Market API client (the marketplace's own count), its request
+//!   signing, and its simulation in the sandbox.
 //! - [`send`]: one send from request to settled charge; the only caller of the vendor.
 //! - [`http`]: the API, the drop-in proxy, health; [`app`] builds and runs the server.
 //! - [`metrics`], [`alerts`], [`schedule`], [`report`]: what is built on the ledger.
@@ -19,6 +21,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ledger;
+pub mod marketplace;
 pub mod metrics;
 pub mod report;
 pub mod schedule;

@@ -97,6 +97,18 @@ pub fn environment_problems(
                 ));
             }
         }
+        if let Some(marketplace) = &settings.marketplace {
+            for (variable, half) in [
+                (&marketplace.access_key_id_env, "AccessKey ID"),
+                (&marketplace.access_key_secret_env, "AccessKey secret"),
+            ] {
+                if !is_set(variable) {
+                    problems.push(format!(
+                        "[marketplace]: environment variable {variable} (the marketplace {half}) is not set"
+                    ));
+                }
+            }
+        }
         let mut tokens: Vec<String> = settings
             .clients
             .iter()

@@ -9,8 +9,10 @@ use rand::Rng;
 
 use crate::app::Application;
 use crate::config::{self, ConfigSource, Settings};
-use crate::domain::{PackageUnits, Yuan};
+use crate::domain::{PackageUnits, ProductCode, Yuan};
 use crate::ledger::{Ledger, NewPackage};
+use crate::marketplace::sandbox as market;
+use crate::marketplace::AccessKey;
 use crate::secret::Secret;
 use crate::upstream::sandbox::{self, SandboxAccount, SandboxConfig, SandboxHandle};
 
@@ -243,14 +245,26 @@ pub fn server_url(settings: &Settings) -> String {
 }
 
 pub async fn sandbox_upstream(args: SandboxArgs) -> anyhow::Result<ExitCode> {
-    let appcode = std::env::var(&args.appcode_env)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| SANDBOX_APPCODE.to_owned());
+    let from_env = |variable: &str, default: &str| {
+        std::env::var(variable)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    };
+    let appcode = from_env(&args.appcode_env, SANDBOX_APPCODE);
+    let product_code = ProductCode::parse(&args.product_code)?;
+    let market_key = AccessKey::new(
+        from_env(&args.access_key_id_env, market::SANDBOX_ACCESS_KEY_ID),
+        from_env(
+            &args.access_key_secret_env,
+            market::SANDBOX_ACCESS_KEY_SECRET,
+        ),
+    );
     let config = SandboxConfig {
         appcodes: vec![SandboxAccount {
             appcode: Secret::new(appcode),
             quota: args.quota,
+            product_code: Some(product_code.to_string()),
         }],
         latency: args.latency,
         jitter: args.jitter,
@@ -258,6 +272,7 @@ pub async fn sandbox_upstream(args: SandboxArgs) -> anyhow::Result<ExitCode> {
         reject_rate: args.reject_rate,
         timeout_rate: args.timeout_rate,
         throttle_per_second: args.throttle_per_second,
+        market: Some(market_key),
     };
     for (name, rate) in [
         ("failure", config.failure_rate),
@@ -282,6 +297,14 @@ pub async fn sandbox_upstream(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     println!(
         "  format = \"template\" (gyytz: mobile, templateId, param) on any path ending in /smsSend, e.g. /sms/smsSend; format = \"kapool\" (content, mobile) on every other path"
     );
+    println!(
+        "sandbox Market API at http://{}/ (DescribeApiMetering for {product_code}; AccessKey from ${} and ${}, or {:?} / {:?} if unset)",
+        handle.addr(),
+        args.access_key_id_env,
+        args.access_key_secret_env,
+        market::SANDBOX_ACCESS_KEY_ID,
+        market::SANDBOX_ACCESS_KEY_SECRET,
+    );
     let _ = tokio::signal::ctrl_c().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -296,6 +319,15 @@ pub struct SandboxArgs {
     /// Calls the AppCode's package holds.
     #[arg(long, default_value_t = 1_000_000)]
     pub quota: u64,
+    /// The marketplace product code the simulated Market API reports the package under.
+    #[arg(long, default_value = market::SANDBOX_PRODUCT_CODE)]
+    pub product_code: String,
+    /// The environment variable holding the AccessKey ID the simulated Market API accepts.
+    #[arg(long, default_value = "TOLLGATE_SANDBOX_ACCESS_KEY_ID")]
+    pub access_key_id_env: String,
+    /// The environment variable holding the AccessKey secret it accepts.
+    #[arg(long, default_value = "TOLLGATE_SANDBOX_ACCESS_KEY_SECRET")]
+    pub access_key_secret_env: String,
     /// A duration in the configuration's grammar (`20ms`, `1s`).
     #[arg(long, default_value = "20ms", value_parser = crate::config::parse_duration)]
     pub latency: std::time::Duration,

@@ -156,7 +156,13 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
     };
     let ledger = p.scoped("ledger", |p| ledger(&raw.ledger, &upstream, p));
 
-    let channels = channels(&raw.channels, &upstream.appcode_env, p);
+    let (product_codes, product_code_problems) =
+        super::marketplace::check_product_codes(&raw.channels);
+    p.extend(product_code_problems);
+    let channels = channels(&raw.channels, &product_codes, &upstream.appcode_env, p);
+    let (marketplace, marketplace_problems) =
+        super::marketplace::check_marketplace(raw.marketplace.as_ref());
+    p.extend(marketplace_problems);
     let templates = templates(&raw.templates, &channels, p);
     let clients = clients(&raw.clients, p);
 
@@ -173,7 +179,11 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
         }
     }
 
-    let unsupported_sections = Vec::new();
+    let mut unsupported_sections = Vec::new();
+    // Read and checked, but no run of the marketplace's count exists yet.
+    if marketplace.is_some() {
+        unsupported_sections.push("marketplace".to_owned());
+    }
 
     Settings {
         server,
@@ -188,6 +198,7 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
         clients,
         alerts,
         schedule,
+        marketplace,
         unsupported_sections,
     }
 }
@@ -265,6 +276,7 @@ fn ledger(raw: &RawLedger, upstream: &UpstreamSettings, p: &mut Problems) -> Led
 /// `[[channels]]`.
 fn channels(
     raw: &[RawChannel],
+    product_codes: &[Option<crate::domain::ProductCode>],
     default_appcode_env: &str,
     p: &mut Problems,
 ) -> Vec<ChannelSettings> {
@@ -275,7 +287,10 @@ fn channels(
         let channel = p.scoped(&format!("channels[{i}]"), |p| {
             channel(ch, default_appcode_env, &mut seen_names, &mut seen_paths, p)
         });
-        channels.extend(channel);
+        channels.extend(channel.map(|mut channel| {
+            channel.product_code = product_codes.get(i).cloned().flatten();
+            channel
+        }));
     }
     channels
 }
@@ -355,6 +370,7 @@ fn channel(
             .unwrap_or_else(|| default_appcode_env.to_owned()),
         package_sizes,
         format,
+        product_code: None,
     })
 }
 

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 mod load;
+pub mod marketplace;
 pub mod notifier_plugins;
 mod raw;
 pub mod schedule;

@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub notifiers: Vec<toml::Table>,
     /// `[schedule]`, checked by [`super::schedule`].
     pub schedule: super::schedule::RawSchedule,
+    /// `[marketplace]`, checked by [`super::marketplace`]; `None` when absent.
+    pub marketplace: Option<super::marketplace::RawMarketplace>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +91,8 @@ pub struct RawChannel {
     pub success_values: Option<Vec<toml::Value>>,
     pub remaining_field: Option<String>,
     pub package_sizes: Option<Vec<i64>>,
+    /// The marketplace's code for the channel's product, checked by [`super::marketplace`].
+    pub product_code: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

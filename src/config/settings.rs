@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 
 use crate::domain::template::TemplateBody;
 use crate::domain::window::SendingWindow;
-use crate::domain::{ChannelKind, ChannelName};
+use crate::domain::{ChannelKind, ChannelName, ProductCode};
 use crate::domain::{LedgerMode, VendorMethod};
 use crate::secret::Secret;
 use crate::upstream::VendorFormat;
@@ -29,6 +29,8 @@ pub struct Settings {
     pub alerts: super::alerts::AlertSettings,
     /// `[schedule]`: when the scheduled jobs run.
     pub schedule: super::schedule::ScheduleSettings,
+    /// `[marketplace]`: reading the marketplace's own count; `None` without the table.
+    pub marketplace: Option<super::marketplace::MarketplaceSettings>,
     /// Sections that later parts of tollgate act upon; kept to report them.
     pub unsupported_sections: Vec<String>,
 }
@@ -87,6 +89,9 @@ pub struct ChannelSettings {
     /// The package sizes the vendor sells for this channel, ascending and each above 0;
     /// reminders round their suggestion up to them. Empty when not configured.
     pub package_sizes: Vec<i64>,
+    /// The marketplace's code for the channel's product (`cmapi…`), whose count the
+    /// Market API reports.
+    pub product_code: Option<ProductCode>,
 }
 
 #[derive(Debug, Clone)]

@@ -31,6 +31,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::redact::{mask_mobile, mask_mobile_numbers};
+use crate::marketplace::sandbox::{self as market, AccountMetering, MarketSimulation};
+use crate::marketplace::AccessKey;
 use crate::secret::Secret;
 
 /// The AppCode of [`SandboxConfig::default`]'s one account.
@@ -73,6 +75,8 @@ pub struct SandboxConfig {
     /// Calls per second per AppCode above which the gateway answers `403 Throttled by
     /// APP Flow Control`.
     pub throttle_per_second: Option<u32>,
+    /// The AccessKey pair the simulated Market API accepts (`None`: it knows none).
+    pub market: Option<AccessKey>,
 }
 
 /// One AppCode the sandbox accepts.
@@ -81,13 +85,19 @@ pub struct SandboxAccount {
     pub appcode: Secret,
     /// Calls left in the account's packages.
     pub quota: u64,
+    /// The marketplace product the packages are of, for the Market API simulation.
+    pub product_code: Option<String>,
 }
 
 impl SandboxConfig {
     /// One account holding `quota` calls for `appcode`, answering at once.
     pub fn one_account(appcode: Secret, quota: u64) -> Self {
         Self {
-            appcodes: vec![SandboxAccount { appcode, quota }],
+            appcodes: vec![SandboxAccount {
+                appcode,
+                quota,
+                product_code: None,
+            }],
             latency: Duration::ZERO,
             ..Self::default()
         }
@@ -102,6 +112,7 @@ impl Default for SandboxConfig {
             appcodes: vec![SandboxAccount {
                 appcode: Secret::new(DEFAULT_APPCODE),
                 quota: DEFAULT_QUOTA,
+                product_code: Some(market::SANDBOX_PRODUCT_CODE.to_owned()),
             }],
             latency: Duration::from_millis(20),
             jitter: Duration::ZERO,
@@ -109,6 +120,10 @@ impl Default for SandboxConfig {
             reject_rate: 0.0,
             timeout_rate: 0.0,
             throttle_per_second: None,
+            market: Some(AccessKey::new(
+                market::SANDBOX_ACCESS_KEY_ID,
+                market::SANDBOX_ACCESS_KEY_SECRET,
+            )),
         }
     }
 }
@@ -237,6 +252,7 @@ struct Shared {
     /// step, and the critical sections are a few comparisons long. It is never held
     /// across an await.
     book: Mutex<Book>,
+    market: MarketSimulation,
     /// Set to `true` to stop: the server shuts down and held calls are released.
     stopping: watch::Sender<bool>,
 }
@@ -250,6 +266,9 @@ struct Book {
 
 struct Account {
     appcode: Secret,
+    product_code: Option<String>,
+    /// Everything given: the initial quota and every `add_quota`.
+    given: u64,
     remaining: u64,
     billed: u64,
     successes: u64,
@@ -284,6 +303,8 @@ impl SandboxState {
             .into_iter()
             .map(|account| Account {
                 appcode: account.appcode,
+                product_code: account.product_code,
+                given: account.quota,
                 remaining: account.quota,
                 billed: 0,
                 successes: 0,
@@ -307,6 +328,7 @@ impl SandboxState {
                     next_task_id: 18_424_321,
                     received: VecDeque::new(),
                 }),
+                market: MarketSimulation::new(config.market),
                 stopping,
             }),
         }
@@ -343,7 +365,27 @@ impl SandboxState {
         let index = book.account_index(appcode)?;
         let account = &mut book.accounts[index];
         account.remaining = account.remaining.saturating_add(units);
+        account.given = account.given.saturating_add(units);
         Some(account.remaining)
+    }
+
+    /// The figures of every account sold as a marketplace product, for the Market API
+    /// simulation (`crate::marketplace::sandbox`).
+    pub fn metering(&self) -> Vec<AccountMetering> {
+        let book = self.book();
+        let sold = book.accounts.iter().filter_map(|account| {
+            Some(AccountMetering {
+                product_code: account.product_code.clone()?,
+                given: account.given,
+                billed: account.billed,
+                remaining: account.remaining,
+            })
+        });
+        sold.collect()
+    }
+
+    pub(crate) fn market(&self) -> &MarketSimulation {
+        &self.shared.market
     }
 
     /// The last requests received (at most 64), oldest first.
@@ -542,11 +584,16 @@ struct BackendBody {
     message: &'static str,
 }
 
-/// The sandbox's HTTP interface: [`STATS_PATH`], and the vendor on every other path.
+/// The sandbox's HTTP interface: [`STATS_PATH`], the Market API at `GET /?Action=…`, and
+/// the vendor on every other path.
 pub fn router(state: SandboxState) -> Router {
     Router::new()
         .route(STATS_PATH, get(stats))
         .fallback(vendor_call)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            market::market_api,
+        ))
         .with_state(state)
 }
 
@@ -895,10 +942,12 @@ mod tests {
                 SandboxAccount {
                     appcode: Secret::new("first"),
                     quota: 1,
+                    product_code: None,
                 },
                 SandboxAccount {
                     appcode: Secret::new("second"),
                     quota: 0,
+                    product_code: None,
                 },
             ],
             latency: Duration::ZERO,

@@ -7,6 +7,7 @@ mod cli;
 mod dashboards;
 mod helpers;
 mod ledger;
+mod marketplace;
 mod metrics;
 mod notifiers;
 mod reports;

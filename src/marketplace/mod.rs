@@ -1,0 +1,15 @@
+//! The Alibaba Cloud Marketplace's own count: the Market API client, its request signing,
+//! and the simulation of it that `tollgate sandbox-upstream` serves.
+
+mod access_key;
+mod client;
+mod metering;
+pub mod sandbox;
+pub mod signature;
+
+pub use access_key::{AccessKey, MissingAccessKey};
+pub use client::{
+    MarketClient, MarketClientConfig, MarketError, DEFAULT_TIMEOUT, MARKET_API_VERSION,
+};
+pub use metering::{remaining_from, MeteringRow, PackageKind, ProductMetering, Reading, Remaining};
+pub use signature::RpcRequest;
