@@ -1,6 +1,8 @@
 //! Evaluation right after each charge, off the send path: the send service's observer
 //! notes the channel and returns; a background task evaluates each noted channel once,
-//! however many sends noted it meanwhile.
+//! however many sends noted it meanwhile. Under heavy traffic a channel is evaluated at
+//! most every [`MIN_INTERVAL`]: a charge is evaluated at once when the channel was quiet,
+//! and within that interval otherwise, without an evaluation per send.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -46,6 +48,9 @@ impl SendObserver for AlertObserver {
     }
 }
 
+/// The least time between two evaluation rounds.
+pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Evaluates noted channels until `stop` turns true, then once more for whatever the
 /// last sends noted.
 pub async fn run(
@@ -54,7 +59,9 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        for channel in observer.take() {
+        let noted = observer.take();
+        let worked = !noted.is_empty();
+        for channel in noted {
             if let Err(err) = engine.evaluate_channel(&channel).await {
                 // The next charge or the quota_check schedule evaluates it again.
                 tracing::error!(channel = %channel, error = format!("{err:#}"), "alert evaluation failed");
@@ -62,6 +69,14 @@ pub async fn run(
         }
         if *stop.borrow() {
             break;
+        }
+        if worked {
+            // Sends settled meanwhile are noted and evaluated together next round.
+            tokio::select! {
+                _ = tokio::time::sleep(MIN_INTERVAL) => {}
+                changed = stop.changed() => if changed.is_err() { break },
+            }
+            continue;
         }
         tokio::select! {
             _ = observer.wake.notified() => {}

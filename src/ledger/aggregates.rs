@@ -241,6 +241,32 @@ impl Aggregates {
         self.count(at, key, counts);
     }
 
+    /// The bucket changes as a JSON array of rows, for a statement that reads them with
+    /// `jsonb_to_recordset` (the optimistic batch on PostgreSQL). Adjustments never
+    /// travel this way: only settlements are batched.
+    pub fn buckets_json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.buckets
+                .iter()
+                .map(|((span, start, key), c)| {
+                    serde_json::json!({
+                        "span": span.as_str(),
+                        "bucket_start": to_micros(*start),
+                        "client": key.client,
+                        "class": key.class,
+                        "route": key.route,
+                        "sends": c.sends,
+                        "sent": c.sent,
+                        "failed": c.failed,
+                        "uncertain": c.uncertain,
+                        "billed_units": c.billed_units,
+                        "cost_micros": c.cost_micros,
+                    })
+                })
+                .collect(),
+        )
+    }
+
     /// Writes the changes: one statement for the totals, one for the buckets.
     pub async fn write(&self, tx: &mut Transaction) -> Result<(), sqlx::Error> {
         if self.totals != TotalsDelta::default() {

@@ -15,6 +15,7 @@ mod allocation;
 mod backfill;
 mod error;
 mod housekeeping;
+mod import;
 mod packages;
 mod pool;
 mod quota;
@@ -28,6 +29,7 @@ pub use aggregates::{BucketCounts, Span, HOUR_BUCKETS_KEPT};
 pub use allocation::Allocation;
 pub use error::LedgerError;
 pub use housekeeping::HousekeepingOutcome;
+pub use import::ImportedCharge;
 pub use packages::{NewPackage, NewPackageError, Package, PackageInput, PackageStatus};
 pub use quota::{QuotaView, TotalsRow};
 pub use reconcile::Reconciliation;
@@ -96,6 +98,46 @@ pub(crate) struct Context {
     /// Recorded on every reservation this process makes: the instance whose lease says
     /// whether the reservation is still looked after.
     instance: String,
+    stats: WriterStats,
+}
+
+/// How this process's ledger writers have been writing (for metrics and tests).
+#[derive(Debug, Default)]
+pub(crate) struct WriterStats {
+    optimistic: std::sync::atomic::AtomicU64,
+    locked: std::sync::atomic::AtomicU64,
+    conflicts: std::sync::atomic::AtomicU64,
+    operations: std::sync::atomic::AtomicU64,
+}
+
+/// A snapshot of [`WriterStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    /// Batches written in one optimistic statement (PostgreSQL).
+    pub optimistic: u64,
+    /// Batches written in a transaction holding the package rows.
+    pub locked: u64,
+    /// Optimistic statements that met a change they were not planned against (and
+    /// were applied locked instead).
+    pub conflicts: u64,
+    /// Operations (reservations and settlements) in all batches.
+    pub operations: u64,
+}
+
+impl WriterStats {
+    pub(crate) fn count(&self, counter: fn(&WriterStats) -> &std::sync::atomic::AtomicU64, n: u64) {
+        counter(self).fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> BatchCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        BatchCounts {
+            optimistic: self.optimistic.load(Relaxed),
+            locked: self.locked.load(Relaxed),
+            conflicts: self.conflicts.load(Relaxed),
+            operations: self.operations.load(Relaxed),
+        }
+    }
 }
 
 struct Inner {
@@ -136,6 +178,7 @@ impl Ledger {
                     clock: options.clock,
                     batch_limit: options.batch_limit.max(1),
                     instance: format!("inst_{}", uuid::Uuid::now_v7().simple()),
+                    stats: WriterStats::default(),
                 }),
                 writers: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
@@ -158,6 +201,11 @@ impl Ledger {
     /// The ledger's notion of now.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         (self.inner.context.clock)()
+    }
+
+    /// How this process's writers have written their batches so far.
+    pub fn batch_counts(&self) -> BatchCounts {
+        self.inner.context.stats.snapshot()
     }
 
     /// The id this process records on its reservations.

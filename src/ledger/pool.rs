@@ -23,13 +23,31 @@ struct PackageState {
     taken: i64,
     charged: i64,
     expires_at: Option<i64>,
-    dirty: bool,
+    /// The counters as the database held them when loaded (or last written): what an
+    /// optimistic write checks the row still holds.
+    stored_taken: i64,
+    stored_charged: i64,
 }
 
 impl PackageState {
     fn serves_at(&self, now: i64) -> bool {
         self.expires_at.is_none_or(|at| at > now) && self.taken < self.units
     }
+
+    fn dirty(&self) -> bool {
+        self.taken != self.stored_taken || self.charged != self.stored_charged
+    }
+}
+
+/// A package's counters before and after a batch: the write sets the new values where
+/// the row still holds the old ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PackageMove {
+    pub id: i64,
+    pub stored_taken: i64,
+    pub stored_charged: i64,
+    pub taken: i64,
+    pub charged: i64,
 }
 
 /// One charged slice of a send: units of one package and what they cost.
@@ -47,6 +65,7 @@ pub(super) enum Scope {
     Reconciliation,
 }
 
+#[derive(Debug, Clone)]
 pub(super) struct LockedPool {
     /// In serving order: earliest expiry first (no expiry last), then earliest purchase.
     packages: Vec<PackageState>,
@@ -95,7 +114,13 @@ impl LockedPool {
                 taken: row.try_get("taken")?,
                 charged: row.try_get("charged")?,
                 expires_at: row.try_get("expires_at")?,
-                dirty: false,
+                stored_taken: 0,
+                stored_charged: 0,
+            };
+            let state = PackageState {
+                stored_taken: state.taken,
+                stored_charged: state.charged,
+                ..state
             };
             let purchased_at: i64 = row.try_get("purchased_at")?;
             keyed.push((
@@ -108,6 +133,53 @@ impl LockedPool {
             packages: keyed.into_iter().map(|(_, state)| state).collect(),
             now,
         })
+    }
+
+    /// The same packages at another moment (a cached copy reused for the next batch).
+    pub fn at(mut self, now: DateTime<Utc>) -> Self {
+        self.now = to_micros(now);
+        self
+    }
+
+    /// Packages that can serve now or later: not expired, not used up. An optimistic
+    /// write checks the database knows no other, so that a package registered since the
+    /// copy was loaded is never passed over.
+    pub fn live_count(&self) -> usize {
+        self.packages
+            .iter()
+            .filter(|p| p.expires_at.is_none_or(|at| at > self.now) && p.charged < p.units)
+            .count()
+    }
+
+    /// `(id, taken, charged)` of every package as the database last held them.
+    pub fn stored_counters(&self) -> Vec<(i64, i64, i64)> {
+        self.packages
+            .iter()
+            .map(|p| (p.id, p.stored_taken, p.stored_charged))
+            .collect()
+    }
+
+    /// What the batch changed, package by package.
+    pub fn moves(&self) -> Vec<PackageMove> {
+        self.packages
+            .iter()
+            .filter(|p| p.dirty())
+            .map(|p| PackageMove {
+                id: p.id,
+                stored_taken: p.stored_taken,
+                stored_charged: p.stored_charged,
+                taken: p.taken,
+                charged: p.charged,
+            })
+            .collect()
+    }
+
+    /// The batch committed: the counters in memory are what the database holds.
+    pub fn committed(&mut self) {
+        for package in &mut self.packages {
+            package.stored_taken = package.taken;
+            package.stored_charged = package.charged;
+        }
     }
 
     /// Units that can still be reserved.
@@ -134,7 +206,6 @@ impl LockedPool {
             }
             let units = left.min(package.units - package.taken);
             package.taken += units;
-            package.dirty = true;
             left -= units;
             allocation.parts.push((package.id, units));
         }
@@ -151,7 +222,6 @@ impl LockedPool {
                 ));
             }
             package.taken -= units;
-            package.dirty = true;
         }
         Ok(())
     }
@@ -170,7 +240,6 @@ impl LockedPool {
             }
             let cost = cost_of_units(package.price, package.units, package.charged, units);
             package.charged += units;
-            package.dirty = true;
             parts.push(ChargedPart {
                 package_id: id,
                 units,
@@ -207,7 +276,6 @@ impl LockedPool {
                 cost_of_units(package.price, package.units, package.charged - units, units);
             package.charged -= units;
             package.taken -= units;
-            package.dirty = true;
             left -= units;
             parts.push(ChargedPart {
                 package_id: package.id,
@@ -220,7 +288,7 @@ impl LockedPool {
 
     /// Stores the counts of every package this batch changed, in one statement.
     pub async fn write_back(&self, tx: &mut Transaction) -> Result<(), sqlx::Error> {
-        let dirty: Vec<&PackageState> = self.packages.iter().filter(|p| p.dirty).collect();
+        let dirty: Vec<&PackageState> = self.packages.iter().filter(|p| p.dirty()).collect();
         if dirty.is_empty() {
             return Ok(());
         }
@@ -264,7 +332,8 @@ mod tests {
                     taken: 0,
                     charged: 0,
                     expires_at,
-                    dirty: false,
+                    stored_taken: 0,
+                    stored_charged: 0,
                 })
                 .collect(),
             now: 100,

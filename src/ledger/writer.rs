@@ -4,25 +4,42 @@
 //! those rows are the hot spot of the whole system: a transaction per send would queue
 //! every send of a channel behind one row lock and one commit each. Instead each process
 //! runs one writer task per channel. Sends hand their operation to it over a bounded
-//! queue; the writer takes everything queued (up to the batch limit) and applies it in
-//! one transaction: lock the channel's packages once, apply the operations in memory,
-//! write the rows with a few set-based statements, commit once, then answer every
-//! caller. Under light load a batch holds one operation and costs what a plain
-//! transaction would; under heavy load batches grow by themselves, with no timer adding
-//! latency.
+//! queue; the writer takes everything queued (up to the batch limit) and applies it as
+//! one transaction, then answers every caller. Under light load a batch holds one
+//! operation and costs what a plain transaction would; under heavy load batches grow by
+//! themselves, with no timer adding latency.
+//!
+//! A batch is first *planned* in memory ([`plan`]): settlements priced and their units
+//! charged or released, reservations allocated earliest-expiry-first, entries, send
+//! rows and aggregate changes laid out. The plan is then written one of two ways:
+//!
+//! - *Locked* (both backends, always correct): a transaction that locks the channel's
+//!   package rows (`FOR UPDATE` on PostgreSQL; SQLite's write transaction excludes every
+//!   other writer), plans against what it read, and writes with a few set-based
+//!   statements. When the database reveals something the plan did not know (a send
+//!   settled meanwhile by the sweeper, an idempotency key used by another instance, a
+//!   send id recorded by an earlier attempt), it rolls back, learns it, and plans again.
+//! - *Optimistic* (PostgreSQL, the common case): the writer keeps the package rows it
+//!   last committed in memory and writes the whole plan in ONE statement, one round
+//!   trip, whose data-modifying parts each check that the database still holds what the
+//!   plan assumed (package counters unchanged, no package it does not know, every claimed
+//!   send still reserved, every new send inserted). If any check fails the statement
+//!   raises `tollgate_batch_conflict` and nothing of it happens; the writer forgets its
+//!   copy and applies the batch locked.
 //!
 //! Guarantees, and what gives them:
-//! - *Never oversell*: quota is only taken while the package rows are locked
-//!   (`FOR UPDATE` on PostgreSQL, the single writer on SQLite), across processes too,
-//!   and `CHECK (taken <= units)` refuses any write that would.
-//! - *Charge exactly once*: a settlement only applies if it moves the send out of
+//! - *Never oversell*: units are only taken against counters the database is known to
+//!   hold at the write (locked rows, or rows whose counters the optimistic statement
+//!   checks as it updates them, so a concurrent change fails it), and
+//!   `CHECK (taken <= units)` refuses any write that would, whatever the code did.
+//! - *Charge exactly once*: a settlement applies only if it moves the send out of
 //!   `reserved` (`WHERE status = 'reserved'`); a late second settlement (after the
 //!   sweeper) changes nothing.
 //! - *Nothing is lost on failure*: a caller is answered only after the commit. If a
 //!   batch fails, its operations are retried one by one, so one bad operation cannot
 //!   fail the others; a reservation that is never settled is settled by the sweeper.
 //! - *A commit whose outcome is unknown is not guessed at*: when the connection is lost
-//!   during `COMMIT`, the writer reads back whether the batch's rows exist before it
+//!   during the commit, the writer reads back whether the batch's rows exist before it
 //!   answers; and applying a batch again is harmless (a reservation whose send id is
 //!   already recorded is that reservation, not a second one).
 //! - *No caller waits forever*: the queue is bounded (a full queue answers at once that
@@ -37,16 +54,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use super::aggregates::{Aggregates, BucketKey};
 use super::error::INCONSISTENCY;
-use super::pool::{ChargedPart, LockedPool, Scope};
+use super::pool::{LockedPool, Scope};
 use super::sends::{IdempotencyKey, UpstreamRecord};
 use super::{Allocation, Context, Ledger, LedgerError};
 use crate::domain::{ChannelName, LedgerMode, Outcome, RouteName, SendClass, Units, Yuan};
-use crate::store::{placeholders, to_micros, Transaction};
+use crate::store::{placeholders, to_micros, Backend, Transaction};
 
 /// The most operations one transaction applies, unless the ledger was built with
 /// another limit.
@@ -60,6 +78,10 @@ pub const QUEUE_CAPACITY: usize = 4096;
 /// take while the database answers (statements are bounded by `statement_timeout`),
 /// so reaching it means the database or the writer is stuck.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How many times a locked batch plans again after learning something from the
+/// database before it gives up (each round learns at least one new fact).
+const MAX_ROUNDS: usize = 8;
 
 /// A send asking for quota.
 #[derive(Debug, Clone)]
@@ -234,12 +256,26 @@ impl Ledger {
     }
 }
 
+/// The writer task of one channel.
+struct Writer {
+    context: Arc<Context>,
+    channel: ChannelName,
+    /// The package rows as this writer last committed them (PostgreSQL only): the
+    /// optimistic write plans against them instead of reading and locking the rows.
+    cached: Option<LockedPool>,
+}
+
 async fn run_writer(
     context: Arc<Context>,
     channel: ChannelName,
     mut receiver: mpsc::Receiver<Queued>,
 ) {
     let limit = context.batch_limit;
+    let mut writer = Writer {
+        context,
+        channel,
+        cached: None,
+    };
     let mut batch: Vec<Queued> = Vec::with_capacity(limit);
     // Operations the writer queued for itself (releases of abandoned reservations); they
     // join the next batch.
@@ -260,11 +296,11 @@ async fn run_writer(
             }
         }
         let (ops, replies): (Vec<Op>, Vec<Option<Reply>>) = batch.drain(..).unzip();
-        let results = apply_with_fallback(&context, &channel, &ops).await;
+        let results = writer.apply_with_fallback(&ops).await;
         for (reply, result) in replies.into_iter().zip(results) {
             let Some(reply) = reply else {
                 if let Err(err) = &result {
-                    tracing::warn!(channel = %channel, error = %err, "releasing an abandoned reservation failed; the sweeper will settle it");
+                    tracing::warn!(channel = %writer.channel, error = %err, "releasing an abandoned reservation failed; the sweeper will settle it");
                 }
                 continue;
             };
@@ -294,163 +330,905 @@ fn abandoned() -> Settlement {
     }
 }
 
-/// Applies a batch; if the database refuses it, applies its operations one by one so
-/// that one bad operation fails alone. A connection problem would fail every one of
-/// them too, so it fails the batch at once.
-async fn apply_with_fallback(
-    context: &Context,
-    channel: &ChannelName,
-    ops: &[Op],
-) -> Vec<Result<OpResult, LedgerError>> {
-    match apply_batch(context, channel, ops).await {
-        Ok(results) => results.into_iter().map(Ok).collect(),
-        Err(err @ sqlx::Error::Database(_)) if ops.len() > 1 => {
-            tracing::warn!(channel = %channel, size = ops.len(), error = %err, "ledger batch failed; applying its operations one by one");
-            let mut results = Vec::with_capacity(ops.len());
-            for op in ops {
-                let result = apply_batch(context, channel, std::slice::from_ref(op))
-                    .await
-                    .map(|mut results| results.remove(0))
-                    .map_err(LedgerError::from);
-                results.push(result);
+impl Writer {
+    /// Applies a batch; if the database refuses it, applies its operations one by one so
+    /// that one bad operation fails alone. A connection problem would fail every one of
+    /// them too, so it fails the batch at once.
+    async fn apply_with_fallback(&mut self, ops: &[Op]) -> Vec<Result<OpResult, LedgerError>> {
+        match self.apply(ops).await {
+            Ok(results) => results.into_iter().map(Ok).collect(),
+            Err(err @ sqlx::Error::Database(_)) if ops.len() > 1 => {
+                tracing::warn!(channel = %self.channel, size = ops.len(), error = %err, "ledger batch failed; applying its operations one by one");
+                let mut results = Vec::with_capacity(ops.len());
+                for op in ops {
+                    let result = self
+                        .apply(std::slice::from_ref(op))
+                        .await
+                        .map(|mut results| results.remove(0))
+                        .map_err(LedgerError::from);
+                    results.push(result);
+                }
+                results
             }
-            results
-        }
-        Err(err) => {
-            tracing::warn!(channel = %channel, error = %err, "ledger operation failed");
-            let err = LedgerError::from(err);
-            ops.iter().map(|_| Err(err.clone())).collect()
+            Err(err) => {
+                tracing::warn!(channel = %self.channel, error = %err, "ledger operation failed");
+                let err = LedgerError::from(err);
+                ops.iter().map(|_| Err(err.clone())).collect()
+            }
         }
     }
-}
 
-/// Applies `ops` in one transaction, and answers only what committed.
-///
-/// Settlements whose send turns out to be settled already (by the sweeper, or by an
-/// earlier attempt of this batch) are answered `applied: false` and the batch is applied
-/// again without them: the charges were computed assuming every claim succeeds, which
-/// saves a statement in the common case.
-async fn apply_batch(
-    context: &Context,
-    channel: &ChannelName,
-    ops: &[Op],
-) -> Result<Vec<OpResult>, sqlx::Error> {
-    let mut settled_elsewhere: HashSet<String> = HashSet::new();
-    loop {
-        let now = (context.clock)();
-        match try_batch(context, channel, ops, &settled_elsewhere, now).await? {
-            Attempt::Committed(results) => return Ok(results),
-            Attempt::SettledElsewhere(ids) => settled_elsewhere.extend(ids),
-            Attempt::CommitUnknown(results, cause) => {
-                if read_back(context, ops, &results, now).await? {
+    /// Applies `ops` as one transaction, and answers only what committed.
+    async fn apply(&mut self, ops: &[Op]) -> Result<Vec<OpResult>, sqlx::Error> {
+        let now = (self.context.clock)();
+        let context = self.context.clone();
+        let stats = &context.stats;
+        stats.count(|s| &s.operations, ops.len() as u64);
+        if let Some(cached) = self.cached.take() {
+            match self.apply_optimistic(ops, cached, now).await {
+                Ok(Some(results)) => {
+                    stats.count(|s| &s.optimistic, 1);
                     return Ok(results);
                 }
-                // Not committed: applying the batch again is safe (and what committed
-                // meanwhile, if anything, is recognised by send id).
-                tracing::warn!(channel = %channel, error = %cause, "a ledger commit was lost; applying the batch again");
+                // The database held something the copy did not: apply it locked.
+                Ok(None) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let results = self.apply_locked(ops, now).await;
+        stats.count(|s| &s.locked, 1);
+        results
+    }
+
+    /// One statement against the cached rows; `None` when the plan needs the locked
+    /// path (the copy is stale, or the batch has a case only the locked path decides).
+    async fn apply_optimistic(
+        &mut self,
+        ops: &[Op],
+        cached: LockedPool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<OpResult>>, sqlx::Error> {
+        let mut pool = cached.at(now);
+        let live = pool.live_count();
+        let checked = pool.stored_counters();
+        let plan = plan(
+            &self.context,
+            &self.channel,
+            ops,
+            &mut pool,
+            &Knowledge::default(),
+            now,
+        );
+        // A refusal for quota may only be a package this copy has not seen; an
+        // unbacked settlement may be an inconsistency: the locked path decides both.
+        if plan.refused_for_quota || !plan.unbacked.is_empty() {
+            return Ok(None);
+        }
+        match write_optimistic(
+            &self.context,
+            &self.channel,
+            &plan,
+            &pool,
+            &checked,
+            live,
+            now,
+        )
+        .await
+        {
+            Ok(true) => {
+                pool.committed();
+                self.cached = Some(pool);
+                Ok(Some(plan.results))
+            }
+            Ok(false) => {
+                self.context.stats.count(|s| &s.conflicts, 1);
+                Ok(None)
+            }
+            // The statement is its own transaction: if the connection failed, it may
+            // or may not have committed.
+            Err(err @ sqlx::Error::Database(_)) => Err(err),
+            Err(err) => {
+                if read_back(&self.context, &plan, now).await? {
+                    Ok(Some(plan.results))
+                } else {
+                    tracing::warn!(channel = %self.channel, error = %err, "a ledger write was lost; applying the batch again");
+                    Ok(None)
+                }
             }
         }
     }
+
+    /// The locked path: plan against locked rows, write, and learn from what the
+    /// database says until the plan holds.
+    async fn apply_locked(
+        &mut self,
+        ops: &[Op],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OpResult>, sqlx::Error> {
+        let mut knowledge = Knowledge::default();
+        for _ in 0..MAX_ROUNDS {
+            let db = &self.context.db;
+            let mut tx = db.begin_write().await?;
+            let mut pool = LockedPool::load(&mut tx, db, &self.channel, now, Scope::Sends).await?;
+            let plan = plan(
+                &self.context,
+                &self.channel,
+                ops,
+                &mut pool,
+                &knowledge,
+                now,
+            );
+            match write_locked(&mut tx, &self.context, &self.channel, &plan, &pool, now).await? {
+                Learned::Nothing => {}
+                Learned::Something(learned) => {
+                    tx.rollback().await?;
+                    knowledge.add(learned);
+                    continue;
+                }
+            }
+            match tx.commit().await {
+                Ok(()) => {}
+                // The server refused the commit: it did not happen.
+                Err(err @ sqlx::Error::Database(_)) => return Err(err),
+                Err(err) => {
+                    if !read_back(&self.context, &plan, now).await? {
+                        // Not committed: applying the batch again is safe (and what
+                        // committed meanwhile, if anything, is recognised by send id).
+                        tracing::warn!(channel = %self.channel, error = %err, "a ledger commit was lost; applying the batch again");
+                        continue;
+                    }
+                }
+            }
+            pool.committed();
+            if self.context.db.backend() == Backend::Postgres {
+                self.cached = Some(pool);
+            }
+            return Ok(plan.results);
+        }
+        Err(sqlx::Error::Protocol(format!(
+            "{INCONSISTENCY}the batch kept meeting changes it did not expect"
+        )))
+    }
 }
 
-enum Attempt {
-    Committed(Vec<OpResult>),
-    /// These settlements found their send settled already; nothing was written.
-    SettledElsewhere(Vec<String>),
-    /// The connection failed during `COMMIT`: the batch may or may not have committed.
-    CommitUnknown(Vec<OpResult>, sqlx::Error),
+/// What the database revealed that the plan did not know.
+#[derive(Debug, Default)]
+struct Knowledge {
+    /// Sends that were settled already (by the sweeper, or an earlier attempt).
+    settled_elsewhere: HashSet<String>,
+    /// Send ids recorded by an earlier attempt of this very batch, with the allocation
+    /// they hold.
+    recorded: HashMap<String, (Allocation, i64)>,
+    /// Idempotency keys already used by another send, by (client, key).
+    used_keys: HashMap<(String, String), String>,
 }
 
-async fn try_batch(
+impl Knowledge {
+    fn add(&mut self, learned: Knowledge) {
+        self.settled_elsewhere.extend(learned.settled_elsewhere);
+        self.recorded.extend(learned.recorded);
+        self.used_keys.extend(learned.used_keys);
+    }
+}
+
+enum Learned {
+    Nothing,
+    Something(Knowledge),
+}
+
+/// One settlement to write: the send's outcome and what it was charged.
+struct Claim {
+    send_id: String,
+    settlement: Settlement,
+    charged_units: i64,
+    cost: Yuan,
+}
+
+/// One ledger entry: units of a package (or of none: observe mode's unmetered units)
+/// charged to a send.
+struct Entry {
+    package_id: Option<i64>,
+    send_id: String,
+    client: String,
+    units: i64,
+    cost: Yuan,
+}
+
+/// One reservation's send row.
+struct NewSend<'a> {
+    request: &'a ReserveRequest,
+    allocation: Allocation,
+    unmetered: i64,
+}
+
+/// A batch laid out in memory, assuming what the knowledge says.
+struct Plan<'a> {
+    results: Vec<OpResult>,
+    claims: Vec<Claim>,
+    /// Settlements whose units are not reserved in memory: they must find their send
+    /// settled already, or the ledger is inconsistent.
+    unbacked: Vec<(String, String)>,
+    entries: Vec<Entry>,
+    new_sends: Vec<NewSend<'a>>,
+    aggregates: Aggregates,
+    /// Some reservation was refused for want of units.
+    refused_for_quota: bool,
+}
+
+fn not_applied() -> OpResult {
+    OpResult::Settle(Settled {
+        applied: false,
+        charged_units: 0,
+        cost: Yuan::ZERO,
+        remaining: 0,
+    })
+}
+
+/// Lays the batch out: settlements first (so units they release can serve the
+/// reservations of the same batch), then reservations in arrival order.
+fn plan<'a>(
     context: &Context,
     channel: &ChannelName,
-    ops: &[Op],
-    settled_elsewhere: &HashSet<String>,
+    ops: &'a [Op],
+    pool: &mut LockedPool,
+    knowledge: &Knowledge,
     now: DateTime<Utc>,
-) -> Result<Attempt, sqlx::Error> {
-    let db = &context.db;
-    let mut tx = db.begin_write().await?;
-    let mut pool = LockedPool::load(&mut tx, db, channel, now, Scope::Sends).await?;
+) -> Plan<'a> {
     let mut results: Vec<Option<OpResult>> = ops.iter().map(|_| None).collect();
-    let mut aggregates = Aggregates::new(channel.clone(), context.timezone);
+    let mut plan = Plan {
+        results: Vec::new(),
+        claims: Vec::new(),
+        unbacked: Vec::new(),
+        entries: Vec::new(),
+        new_sends: Vec::new(),
+        aggregates: Aggregates::new(channel.clone(), context.timezone),
+        refused_for_quota: false,
+    };
 
-    let settles: Vec<(usize, &Reservation, &Settlement)> = ops
-        .iter()
-        .enumerate()
-        .filter_map(|(i, op)| match op {
-            Op::Settle(reservation, settlement) => Some((i, reservation, settlement)),
-            Op::Reserve(_) => None,
-        })
-        .collect();
-    let missing = settle_all(
-        &mut tx,
-        &mut pool,
-        &mut aggregates,
-        &settles,
-        settled_elsewhere,
-        now,
-        &mut results,
-    )
-    .await?;
-    if !missing.is_empty() {
-        tx.rollback().await?;
-        return Ok(Attempt::SettledElsewhere(missing));
+    let mut seen = HashSet::new();
+    let mut settled_indexes = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let Op::Settle(reservation, settlement) = op else {
+            continue;
+        };
+        // Only the first of two settlements of one send in a batch can apply; a send
+        // known to be settled already is answered without a claim.
+        if knowledge.settled_elsewhere.contains(&reservation.send_id)
+            || !seen.insert(reservation.send_id.as_str())
+        {
+            results[i] = Some(not_applied());
+            continue;
+        }
+        let applied = if settlement.charge {
+            pool.charge(&reservation.allocation)
+        } else {
+            pool.release(&reservation.allocation).map(|()| Vec::new())
+        };
+        let parts = match applied {
+            Ok(parts) => parts,
+            Err(problem) => {
+                plan.unbacked.push((reservation.send_id.clone(), problem));
+                results[i] = Some(not_applied());
+                continue;
+            }
+        };
+        let (charged_units, cost) = if settlement.charge {
+            (
+                reservation.allocation.units() + reservation.unmetered,
+                parts.iter().map(|p| p.cost).sum(),
+            )
+        } else {
+            (0, Yuan::ZERO)
+        };
+        if settlement.charge {
+            for part in &parts {
+                plan.entries.push(Entry {
+                    package_id: Some(part.package_id),
+                    send_id: reservation.send_id.clone(),
+                    client: reservation.client.clone(),
+                    units: part.units,
+                    cost: part.cost,
+                });
+            }
+            if reservation.unmetered > 0 {
+                plan.entries.push(Entry {
+                    package_id: None,
+                    send_id: reservation.send_id.clone(),
+                    client: reservation.client.clone(),
+                    units: reservation.unmetered,
+                    cost: Yuan::ZERO,
+                });
+                plan.aggregates.totals.unmetered_units += reservation.unmetered;
+            }
+        }
+        plan.aggregates.totals.reserved_units -= reservation.allocation.units();
+        plan.aggregates.settled(
+            now,
+            bucket_key(
+                &reservation.client,
+                reservation.class,
+                reservation.route.as_ref(),
+            ),
+            settlement.outcome,
+            charged_units,
+            cost.micros(),
+        );
+        if let Some(count) = settlement.upstream.remain_point {
+            plan.aggregates.totals.vendor_remaining = Some((count, now));
+        }
+        plan.claims.push(Claim {
+            send_id: reservation.send_id.clone(),
+            settlement: settlement.clone(),
+            charged_units,
+            cost,
+        });
+        settled_indexes.push(i);
+        results[i] = Some(OpResult::Settle(Settled {
+            applied: true,
+            charged_units,
+            cost,
+            remaining: 0,
+        }));
+    }
+    let remaining = pool.remaining();
+    for i in settled_indexes {
+        if let Some(OpResult::Settle(settled)) = &mut results[i] {
+            settled.remaining = remaining;
+        }
     }
 
-    let reserves: Vec<(usize, &ReserveRequest)> = ops
-        .iter()
-        .enumerate()
-        .filter_map(|(i, op)| match op {
-            Op::Reserve(request) => Some((i, request)),
-            Op::Settle(..) => None,
-        })
-        .collect();
-    reserve_all(
-        &mut tx,
-        &mut pool,
-        &mut aggregates,
-        context,
-        channel,
-        &reserves,
-        now,
-        &mut results,
-    )
-    .await?;
-
-    pool.write_back(&mut tx).await?;
-    aggregates.write(&mut tx).await?;
-    let results: Vec<OpResult> = results
+    let mut used_keys = knowledge.used_keys.clone();
+    for (i, op) in ops.iter().enumerate() {
+        let Op::Reserve(request) = op else {
+            continue;
+        };
+        if let Some((allocation, unmetered)) = knowledge.recorded.get(&request.send_id) {
+            // An earlier attempt of this batch committed after all: that reservation,
+            // with its units as the packages already count them, is this one.
+            results[i] = Some(OpResult::Reserve(ReserveOutcome::Reserved(reservation_of(
+                request,
+                channel,
+                allocation.clone(),
+                *unmetered,
+                pool.remaining(),
+            ))));
+            continue;
+        }
+        let key = request
+            .idempotency
+            .as_ref()
+            .map(|idem| (request.client.clone(), idem.key().to_owned()));
+        if let Some(existing_id) = key.as_ref().and_then(|key| used_keys.get(key)) {
+            results[i] = Some(OpResult::Reserve(ReserveOutcome::Duplicate {
+                existing_id: existing_id.clone(),
+            }));
+            continue;
+        }
+        let wanted = request.units.as_i64();
+        let allocation = pool.take(wanted);
+        let short = wanted - allocation.units();
+        if short > 0 {
+            plan.refused_for_quota = true;
+            if context.mode == LedgerMode::Enforce {
+                pool.release(&allocation)
+                    .expect("units just taken are reserved and can be released");
+                results[i] = Some(OpResult::Reserve(ReserveOutcome::QuotaExhausted {
+                    remaining: pool.remaining(),
+                }));
+                continue;
+            }
+        }
+        // Only a planned reservation claims its key: a request refused for quota leaves
+        // it free for a later request of the batch.
+        if let Some(key) = key {
+            used_keys.insert(key, request.send_id.clone());
+        }
+        plan.aggregates.totals.reserved_units += allocation.units();
+        results[i] = Some(OpResult::Reserve(ReserveOutcome::Reserved(reservation_of(
+            request,
+            channel,
+            allocation.clone(),
+            short,
+            pool.remaining(),
+        ))));
+        plan.new_sends.push(NewSend {
+            request,
+            allocation,
+            unmetered: short,
+        });
+    }
+    plan.results = results
         .into_iter()
         .map(|result| result.expect("every operation of the batch has a result"))
         .collect();
-    match tx.commit().await {
-        Ok(()) => Ok(Attempt::Committed(results)),
-        // The server refused the commit: it did not happen.
-        Err(err @ sqlx::Error::Database(_)) => Err(err),
-        Err(err) => Ok(Attempt::CommitUnknown(results, err)),
+    plan
+}
+
+fn reservation_of(
+    request: &ReserveRequest,
+    channel: &ChannelName,
+    allocation: Allocation,
+    unmetered: i64,
+    remaining: i64,
+) -> Reservation {
+    Reservation {
+        send_id: request.send_id.clone(),
+        channel: channel.clone(),
+        client: request.client.clone(),
+        units: request.units,
+        class: request.class,
+        route: request.route.clone(),
+        allocation,
+        unmetered,
+        remaining,
     }
 }
 
-/// After a commit whose outcome is unknown: whether the batch committed. The batch is
+fn bucket_key(client: &str, class: SendClass, route: Option<&RouteName>) -> BucketKey {
+    BucketKey {
+        client: client.to_owned(),
+        class: class.as_str().to_owned(),
+        route: route.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+    }
+}
+
+/// Writes a plan inside a transaction holding the package rows; returns what the
+/// database revealed if the plan does not hold (the caller rolls back and plans again).
+async fn write_locked(
+    tx: &mut Transaction,
+    context: &Context,
+    channel: &ChannelName,
+    plan: &Plan<'_>,
+    pool: &LockedPool,
+    now: DateTime<Utc>,
+) -> Result<Learned, sqlx::Error> {
+    let at = to_micros(now);
+    // Claims, with unbacked settlements claimed too: each must be settled already.
+    let mut claimable: Vec<&str> = plan.claims.iter().map(|c| c.send_id.as_str()).collect();
+    claimable.extend(plan.unbacked.iter().map(|(id, _)| id.as_str()));
+    if !claimable.is_empty() {
+        let claimed = claim(tx, plan, at).await?;
+        for (send_id, problem) in &plan.unbacked {
+            if claimed.contains(send_id) {
+                // A send still reserved must hold its units: fail the batch (nothing
+                // is written) rather than guess.
+                tracing::error!(%send_id, %problem, "cannot settle reservation");
+                return Err(sqlx::Error::Protocol(format!("{INCONSISTENCY}{problem}")));
+            }
+        }
+        let missing: HashSet<String> = plan
+            .claims
+            .iter()
+            .filter(|c| !claimed.contains(&c.send_id))
+            .map(|c| c.send_id.clone())
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Learned::Something(Knowledge {
+                settled_elsewhere: missing,
+                ..Knowledge::default()
+            }));
+        }
+    }
+    insert_entries(tx, channel, &plan.entries, at).await?;
+    if !plan.new_sends.is_empty() {
+        let inserted = insert_sends(tx, context, channel, &plan.new_sends, at).await?;
+        let conflicted: Vec<&NewSend> = plan
+            .new_sends
+            .iter()
+            .filter(|s| !inserted.contains(&s.request.send_id))
+            .collect();
+        if !conflicted.is_empty() {
+            return Ok(Learned::Something(why_not_inserted(tx, &conflicted).await?));
+        }
+    }
+    pool.write_back(tx).await?;
+    plan.aggregates.write(tx).await?;
+    Ok(Learned::Nothing)
+}
+
+/// The claim: one statement moving every planned settlement's send out of `reserved`,
+/// returning the ids it moved.
+async fn claim(
+    tx: &mut Transaction,
+    plan: &Plan<'_>,
+    at: i64,
+) -> Result<HashSet<String>, sqlx::Error> {
+    let rows = plan.claims.len() + plan.unbacked.len();
+    let sql = format!(
+        "UPDATE sends SET status = v.status, upstream_status = v.upstream_status, \
+         upstream_request_id = v.request_id, upstream_task_id = v.task_id, \
+         upstream_message = v.message, latency_ms = v.latency_ms, \
+         needs_reconciliation = v.flag, upstream_remain_point = v.remain_point, \
+         charged_units = v.units, cost_micros = v.cost, settled_at = $1 \
+         FROM (SELECT column1 AS id, column2 AS status, column3 AS upstream_status, \
+         column4 AS request_id, column5 AS task_id, column6 AS message, \
+         column7 AS latency_ms, column8 AS flag, column9 AS remain_point, \
+         column10 AS units, column11 AS cost FROM (VALUES {}) AS t) AS v \
+         WHERE sends.id = v.id AND sends.status = 'reserved' RETURNING sends.id",
+        placeholders(rows, 11, 2)
+    );
+    let mut claim = sqlx::query(&sql).bind(at);
+    for c in &plan.claims {
+        let upstream = &c.settlement.upstream;
+        claim = claim
+            .bind(&c.send_id)
+            .bind(c.settlement.outcome.as_str())
+            .bind(upstream.status.map(i64::from))
+            .bind(upstream.request_id.as_deref())
+            .bind(upstream.task_id.as_deref())
+            .bind(upstream.message.as_deref())
+            .bind(upstream.latency_ms)
+            .bind(i64::from(c.settlement.outcome == Outcome::Uncertain))
+            .bind(upstream.remain_point)
+            .bind(c.charged_units)
+            .bind(c.cost.micros());
+    }
+    // An unbacked settlement is claimed as an upstream error with nothing charged: it
+    // is only ever written if the batch then fails as inconsistent, which rolls it back.
+    for (send_id, _) in &plan.unbacked {
+        claim = claim
+            .bind(send_id)
+            .bind(Outcome::UpstreamError.as_str())
+            .bind(None::<i64>)
+            .bind(None::<String>)
+            .bind(None::<String>)
+            .bind(None::<String>)
+            .bind(None::<i64>)
+            .bind(0_i64)
+            .bind(None::<i64>)
+            .bind(0_i64)
+            .bind(0_i64);
+    }
+    claim
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get("id"))
+        .collect()
+}
+
+async fn insert_entries(
+    tx: &mut Transaction,
+    channel: &ChannelName,
+    entries: &[Entry],
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO ledger_entries (channel, package_id, send_id, client, units, \
+         cost_micros, created_at) VALUES {}",
+        placeholders(entries.len(), 7, 1)
+    );
+    let mut insert = sqlx::query(&sql);
+    for entry in entries {
+        insert = insert
+            .bind(channel.as_str())
+            .bind(entry.package_id)
+            .bind(&entry.send_id)
+            .bind(&entry.client)
+            .bind(entry.units)
+            .bind(entry.cost.micros())
+            .bind(at);
+    }
+    insert.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Inserts the reservations' send rows; the unique indexes are the final word (an
+/// idempotency key used meanwhile by another channel's writer or another instance, or
+/// a send id an earlier attempt recorded): conflicting rows are skipped and left out of
+/// the ids returned.
+async fn insert_sends(
+    tx: &mut Transaction,
+    context: &Context,
+    channel: &ChannelName,
+    sends: &[NewSend<'_>],
+    at: i64,
+) -> Result<HashSet<String>, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO sends (id, channel, client, idempotency_key, request_hash, \
+         mobile_masked, mobile_full, units, allocation, unmetered_units, status, created_at, \
+         class, route, instance) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+        placeholders(sends.len(), 15, 1)
+    );
+    let mut insert = sqlx::query(&sql);
+    for send in sends {
+        let request = send.request;
+        let (key, hash) = match &request.idempotency {
+            Some(idem) => (Some(idem.key()), Some(idem.request_hash())),
+            None => (None, None),
+        };
+        insert = insert
+            .bind(&request.send_id)
+            .bind(channel.as_str())
+            .bind(&request.client)
+            .bind(key)
+            .bind(hash)
+            .bind(&request.mobile_masked)
+            .bind(request.mobile_full.as_deref())
+            .bind(request.units.as_i64())
+            .bind(send.allocation.to_string())
+            .bind(send.unmetered)
+            .bind("reserved")
+            .bind(at)
+            .bind(request.class.as_str())
+            .bind(request.route.as_ref().map(RouteName::as_str).unwrap_or(""))
+            .bind(&context.instance);
+    }
+    insert
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get("id"))
+        .collect()
+}
+
+/// Why reservations were not inserted: their send id is already recorded (an earlier
+/// attempt of this batch committed), or their idempotency key is taken.
+async fn why_not_inserted(
+    tx: &mut Transaction,
+    conflicted: &[&NewSend<'_>],
+) -> Result<Knowledge, sqlx::Error> {
+    let mut knowledge = Knowledge::default();
+    for send in conflicted {
+        let request = send.request;
+        let own = sqlx::query("SELECT allocation, unmetered_units FROM sends WHERE id = $1")
+            .bind(&request.send_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(row) = own {
+            let stored: String = row.try_get("allocation")?;
+            let allocation: Allocation = stored
+                .parse()
+                .map_err(|e| sqlx::Error::Protocol(format!("{INCONSISTENCY}{e}")))?;
+            knowledge.recorded.insert(
+                request.send_id.clone(),
+                (allocation, row.try_get("unmetered_units")?),
+            );
+            continue;
+        }
+        let Some(idem) = &request.idempotency else {
+            return Err(sqlx::Error::Protocol(format!(
+                "{INCONSISTENCY}send {} was neither inserted nor found",
+                request.send_id
+            )));
+        };
+        let existing =
+            sqlx::query("SELECT id FROM sends WHERE client = $1 AND idempotency_key = $2")
+                .bind(&request.client)
+                .bind(idem.key())
+                .fetch_one(&mut **tx)
+                .await?;
+        knowledge.used_keys.insert(
+            (request.client.clone(), idem.key().to_owned()),
+            existing.try_get("id")?,
+        );
+    }
+    Ok(knowledge)
+}
+
+/// The whole plan as one PostgreSQL statement (its own transaction). Each part checks
+/// what the plan assumed; `tollgate_batch_conflict` aborts the statement if any check
+/// fails. Returns `false` on such a conflict: nothing was written.
+#[allow(clippy::too_many_arguments)]
+async fn write_optimistic(
+    context: &Context,
+    channel: &ChannelName,
+    plan: &Plan<'_>,
+    pool: &LockedPool,
+    checked: &[(i64, i64, i64)],
+    live: usize,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let claims: Vec<Value> = plan
+        .claims
+        .iter()
+        .map(|c| {
+            let u = &c.settlement.upstream;
+            json!({
+                "id": c.send_id,
+                "status": c.settlement.outcome.as_str(),
+                "upstream_status": u.status,
+                "request_id": u.request_id,
+                "task_id": u.task_id,
+                "message": u.message,
+                "latency_ms": u.latency_ms,
+                "flag": i64::from(c.settlement.outcome == Outcome::Uncertain),
+                "remain_point": u.remain_point,
+                "units": c.charged_units,
+                "cost": c.cost.micros(),
+            })
+        })
+        .collect();
+    let entries: Vec<Value> = plan
+        .entries
+        .iter()
+        .map(|e| {
+            json!({
+                "package_id": e.package_id,
+                "send_id": e.send_id,
+                "client": e.client,
+                "units": e.units,
+                "cost": e.cost.micros(),
+            })
+        })
+        .collect();
+    let sends: Vec<Value> = plan
+        .new_sends
+        .iter()
+        .map(|s| {
+            let r = s.request;
+            json!({
+                "id": r.send_id,
+                "client": r.client,
+                "idempotency_key": r.idempotency.as_ref().map(IdempotencyKey::key),
+                "request_hash": r.idempotency.as_ref().map(IdempotencyKey::request_hash),
+                "mobile_masked": r.mobile_masked,
+                "mobile_full": r.mobile_full,
+                "units": r.units.as_i64(),
+                "allocation": s.allocation.to_string(),
+                "unmetered": s.unmetered,
+                "class": r.class.as_str(),
+                "route": r.route.as_ref().map(RouteName::as_str).unwrap_or(""),
+            })
+        })
+        .collect();
+    let moves: Vec<Value> = pool
+        .moves()
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "stored_taken": m.stored_taken,
+                "stored_charged": m.stored_charged,
+                "taken": m.taken,
+                "charged": m.charged,
+            })
+        })
+        .collect();
+    let known: Vec<Value> = checked
+        .iter()
+        .map(|(id, taken, charged)| json!({ "id": id, "taken": taken, "charged": charged }))
+        .collect();
+    let totals = &plan.aggregates.totals;
+    let (vendor_remaining, vendor_remaining_at) = match totals.vendor_remaining {
+        Some((count, at)) => (Some(count), Some(to_micros(at))),
+        None => (None, None),
+    };
+    let row = sqlx::query(OPTIMISTIC_BATCH)
+        .bind(to_micros(now))
+        .bind(channel.as_str())
+        .bind(&context.instance)
+        .bind(Value::Array(claims).to_string())
+        .bind(Value::Array(entries).to_string())
+        .bind(Value::Array(sends).to_string())
+        .bind(Value::Array(moves).to_string())
+        .bind(Value::Array(known).to_string())
+        .bind(i64::try_from(live).unwrap_or(i64::MAX))
+        .bind(totals.billed_units)
+        .bind(totals.cost_micros)
+        .bind(totals.reserved_units)
+        .bind(totals.unmetered_units)
+        .bind(totals.auth_failing.map(i64::from))
+        .bind(vendor_remaining)
+        .bind(vendor_remaining_at)
+        .bind(plan.aggregates.buckets_json().to_string())
+        .fetch_one(context.db.pool())
+        .await;
+    match row {
+        Ok(_) => Ok(true),
+        Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(CONFLICT_SQLSTATE) => {
+            Ok(false)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// What `tollgate_batch_conflict` raises (see the migration that defines it).
+const CONFLICT_SQLSTATE: &str = "TG001";
+
+/// The optimistic batch: every part of a plan in one statement. `$1` now, `$2` the
+/// channel, `$3` the instance, `$4`–`$8` the claims, entries, new sends, package moves
+/// and the counters of every package the plan read (JSON arrays), `$9` how many live
+/// packages the plan knew, `$10`–`$16` the changes to the channel's totals, `$17` the
+/// usage buckets. Data-modifying parts of a `WITH` always run to completion; the final
+/// `SELECT` compares what they did with what the plan expected and raises if it
+/// differs, which undoes the whole statement.
+const OPTIMISTIC_BATCH: &str = r#"
+WITH claims AS (
+    UPDATE sends s SET status = c.status, upstream_status = c.upstream_status,
+        upstream_request_id = c.request_id, upstream_task_id = c.task_id,
+        upstream_message = c.message, latency_ms = c.latency_ms,
+        needs_reconciliation = c.flag, upstream_remain_point = c.remain_point,
+        charged_units = c.units, cost_micros = c.cost, settled_at = $1
+    FROM jsonb_to_recordset($4::jsonb) AS c(id text, status text, upstream_status bigint,
+        request_id text, task_id text, message text, latency_ms bigint, flag bigint,
+        remain_point bigint, units bigint, cost bigint)
+    WHERE s.id = c.id AND s.status = 'reserved'
+    RETURNING s.id
+), entries AS (
+    INSERT INTO ledger_entries (channel, package_id, send_id, client, units, cost_micros, created_at)
+    SELECT $2, e.package_id, e.send_id, e.client, e.units, e.cost, $1
+    FROM jsonb_to_recordset($5::jsonb) AS e(package_id bigint, send_id text, client text,
+        units bigint, cost bigint)
+    RETURNING 1
+), reserved AS (
+    INSERT INTO sends (id, channel, client, idempotency_key, request_hash, mobile_masked,
+        mobile_full, units, allocation, unmetered_units, status, created_at, class, route, instance)
+    SELECT r.id, $2, r.client, r.idempotency_key, r.request_hash, r.mobile_masked,
+        r.mobile_full, r.units, r.allocation, r.unmetered, 'reserved', $1, r.class, r.route, $3
+    FROM jsonb_to_recordset($6::jsonb) AS r(id text, client text, idempotency_key text,
+        request_hash text, mobile_masked text, mobile_full text, units bigint,
+        allocation text, unmetered bigint, class text, route text)
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), moved AS (
+    UPDATE packages p SET taken = m.taken, charged = m.charged
+    FROM jsonb_to_recordset($7::jsonb) AS m(id bigint, stored_taken bigint,
+        stored_charged bigint, taken bigint, charged bigint)
+    WHERE p.id = m.id AND p.taken = m.stored_taken AND p.charged = m.stored_charged
+    RETURNING p.id
+), totals AS (
+    INSERT INTO channel_totals (channel, billed_units, cost_micros, reserved_units,
+        unmetered_units, auth_failing, vendor_remaining, vendor_remaining_at)
+    VALUES ($2, $10, $11, $12, $13, COALESCE($14, 0), $15, $16)
+    ON CONFLICT (channel) DO UPDATE SET
+        billed_units = channel_totals.billed_units + excluded.billed_units,
+        cost_micros = channel_totals.cost_micros + excluded.cost_micros,
+        reserved_units = channel_totals.reserved_units + excluded.reserved_units,
+        unmetered_units = channel_totals.unmetered_units + excluded.unmetered_units,
+        auth_failing = COALESCE($14, channel_totals.auth_failing),
+        vendor_remaining = COALESCE($15, channel_totals.vendor_remaining),
+        vendor_remaining_at = COALESCE($16, channel_totals.vendor_remaining_at)
+    RETURNING 1
+), buckets AS (
+    INSERT INTO usage_buckets (span, channel, bucket_start, client, class, route, sends,
+        sent, failed, uncertain, billed_units, cost_micros, adjusted_units, adjusted_cost_micros)
+    SELECT b.span, $2, b.bucket_start, b.client, b.class, b.route, b.sends, b.sent,
+        b.failed, b.uncertain, b.billed_units, b.cost_micros, 0, 0
+    FROM jsonb_to_recordset($17::jsonb) AS b(span text, bucket_start bigint, client text,
+        class text, route text, sends bigint, sent bigint, failed bigint, uncertain bigint,
+        billed_units bigint, cost_micros bigint)
+    ON CONFLICT (span, channel, bucket_start, client, class, route) DO UPDATE SET
+        sends = usage_buckets.sends + excluded.sends,
+        sent = usage_buckets.sent + excluded.sent,
+        failed = usage_buckets.failed + excluded.failed,
+        uncertain = usage_buckets.uncertain + excluded.uncertain,
+        billed_units = usage_buckets.billed_units + excluded.billed_units,
+        cost_micros = usage_buckets.cost_micros + excluded.cost_micros
+    RETURNING 1
+)
+SELECT tollgate_batch_conflict(
+    (SELECT count(*) FROM claims) = jsonb_array_length($4::jsonb)
+    AND (SELECT count(*) FROM reserved) = jsonb_array_length($6::jsonb)
+    AND (SELECT count(*) FROM moved) = jsonb_array_length($7::jsonb)
+    AND (SELECT count(*) FROM packages p
+         JOIN jsonb_to_recordset($8::jsonb) AS k(id bigint, taken bigint, charged bigint)
+         ON p.id = k.id AND p.taken = k.taken AND p.charged = k.charged)
+        = jsonb_array_length($8::jsonb)
+    AND (SELECT count(*) FROM packages WHERE channel = $2 AND charged < units
+         AND (expires_at IS NULL OR expires_at > $1)) = $9
+) AS ok
+"#;
+
+/// After a write whose outcome is unknown: whether the batch committed. The batch is
 /// one transaction, so one of its rows tells: a reservation's send row exists, or a
 /// settlement's send carries this batch's settlement time and outcome.
 async fn read_back(
     context: &Context,
-    ops: &[Op],
-    results: &[OpResult],
+    plan: &Plan<'_>,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let probe = ops
-        .iter()
-        .zip(results)
-        .find_map(|(op, result)| match (op, result) {
-            (_, OpResult::Reserve(ReserveOutcome::Reserved(reservation))) => {
-                Some((reservation.send_id.clone(), None))
-            }
-            (Op::Settle(reservation, settlement), OpResult::Settle(settled)) if settled.applied => {
-                Some((reservation.send_id.clone(), Some(settlement.outcome)))
-            }
-            _ => None,
+    let probe = plan
+        .new_sends
+        .first()
+        .map(|s| (s.request.send_id.clone(), None))
+        .or_else(|| {
+            plan.claims
+                .first()
+                .map(|c| (c.send_id.clone(), Some(c.settlement.outcome)))
         });
     // Nothing in the batch wrote a row (every reservation refused): nothing to lose.
     let Some((send_id, outcome)) = probe else {
@@ -484,397 +1262,4 @@ async fn read_back(
             Err(err) => return Err(err),
         }
     }
-}
-
-/// One settlement to claim, with the charge computed for it in memory.
-struct Claim<'a> {
-    index: usize,
-    reservation: &'a Reservation,
-    settlement: &'a Settlement,
-    charged_units: i64,
-    cost: Yuan,
-    parts: Vec<ChargedPart>,
-    /// The units were not reserved in memory: a successful claim is an inconsistency.
-    unbacked: Option<String>,
-}
-
-fn not_applied() -> OpResult {
-    OpResult::Settle(Settled {
-        applied: false,
-        charged_units: 0,
-        cost: Yuan::ZERO,
-        remaining: 0,
-    })
-}
-
-/// Settles every settlement of the batch.
-///
-/// Charges are computed in memory first, assuming every claim succeeds; then one
-/// statement moves each send out of `reserved` and records its outcome and charge,
-/// returning the ids it moved. Any send it did not move was settled already (by the
-/// sweeper, or an earlier attempt): those ids are returned, and the caller applies the
-/// batch again without them. A settlement whose units are not reserved in memory is
-/// claimed too: if the claim succeeds the ledger is inconsistent and the batch fails;
-/// if not, it was simply settled already.
-async fn settle_all(
-    tx: &mut Transaction,
-    pool: &mut LockedPool,
-    aggregates: &mut Aggregates,
-    settles: &[(usize, &Reservation, &Settlement)],
-    settled_elsewhere: &HashSet<String>,
-    now: DateTime<Utc>,
-    results: &mut [Option<OpResult>],
-) -> Result<Vec<String>, sqlx::Error> {
-    let mut claims: Vec<Claim> = Vec::new();
-    let mut seen = HashSet::new();
-    for &(index, reservation, settlement) in settles {
-        // Only the first of two settlements of one send in a batch can apply; a send
-        // known to be settled already is answered without a claim.
-        if settled_elsewhere.contains(&reservation.send_id)
-            || !seen.insert(reservation.send_id.as_str())
-        {
-            results[index] = Some(not_applied());
-            continue;
-        }
-        let applied = if settlement.charge {
-            pool.charge(&reservation.allocation)
-        } else {
-            pool.release(&reservation.allocation).map(|()| Vec::new())
-        };
-        let (parts, unbacked) = match applied {
-            Ok(parts) => (parts, None),
-            Err(problem) => (Vec::new(), Some(problem)),
-        };
-        let (charged_units, cost) = if settlement.charge && unbacked.is_none() {
-            let cost: Yuan = parts.iter().map(|p| p.cost).sum();
-            (reservation.allocation.units() + reservation.unmetered, cost)
-        } else {
-            (0, Yuan::ZERO)
-        };
-        claims.push(Claim {
-            index,
-            reservation,
-            settlement,
-            charged_units,
-            cost,
-            parts,
-            unbacked,
-        });
-    }
-    if claims.is_empty() {
-        return Ok(Vec::new());
-    }
-
-    let at = to_micros(now);
-    let sql = format!(
-        "UPDATE sends SET status = v.status, upstream_status = v.upstream_status, \
-         upstream_request_id = v.request_id, upstream_task_id = v.task_id, \
-         upstream_message = v.message, latency_ms = v.latency_ms, \
-         needs_reconciliation = v.flag, upstream_remain_point = v.remain_point, \
-         charged_units = v.units, cost_micros = v.cost, settled_at = $1 \
-         FROM (SELECT column1 AS id, column2 AS status, column3 AS upstream_status, \
-         column4 AS request_id, column5 AS task_id, column6 AS message, \
-         column7 AS latency_ms, column8 AS flag, column9 AS remain_point, \
-         column10 AS units, column11 AS cost FROM (VALUES {}) AS t) AS v \
-         WHERE sends.id = v.id AND sends.status = 'reserved' RETURNING sends.id",
-        placeholders(claims.len(), 11, 2)
-    );
-    let mut claim = sqlx::query(&sql).bind(at);
-    for c in &claims {
-        let upstream = &c.settlement.upstream;
-        claim = claim
-            .bind(&c.reservation.send_id)
-            .bind(c.settlement.outcome.as_str())
-            .bind(upstream.status.map(i64::from))
-            .bind(upstream.request_id.as_deref())
-            .bind(upstream.task_id.as_deref())
-            .bind(upstream.message.as_deref())
-            .bind(upstream.latency_ms)
-            .bind(i64::from(c.settlement.outcome == Outcome::Uncertain))
-            .bind(upstream.remain_point)
-            .bind(c.charged_units)
-            .bind(c.cost.micros());
-    }
-    let claimed: HashSet<String> = claim
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|row| row.try_get("id"))
-        .collect::<Result<_, _>>()?;
-
-    let mut missing = Vec::new();
-    for c in &claims {
-        let was_claimed = claimed.contains(&c.reservation.send_id);
-        match (&c.unbacked, was_claimed) {
-            (Some(problem), true) => {
-                // A send still reserved must hold its units: fail the batch (nothing
-                // is written) rather than guess.
-                tracing::error!(send_id = %c.reservation.send_id, %problem, "cannot settle reservation");
-                return Err(sqlx::Error::Protocol(format!("{INCONSISTENCY}{problem}")));
-            }
-            (Some(_), false) => results[c.index] = Some(not_applied()),
-            (None, false) => missing.push(c.reservation.send_id.clone()),
-            (None, true) => {}
-        }
-    }
-    if !missing.is_empty() {
-        return Ok(missing);
-    }
-
-    // One entry per package charged, plus one unpriced entry for observe mode's units
-    // beyond the packages. Entries are the history; aggregates sum them as they go.
-    let mut entries: Vec<(&Reservation, Option<i64>, i64, i64)> = Vec::new();
-    let remaining = pool.remaining();
-    for c in claims.iter().filter(|c| c.unbacked.is_none()) {
-        let reservation = c.reservation;
-        if c.settlement.charge {
-            for part in &c.parts {
-                entries.push((
-                    reservation,
-                    Some(part.package_id),
-                    part.units,
-                    part.cost.micros(),
-                ));
-            }
-            if reservation.unmetered > 0 {
-                entries.push((reservation, None, reservation.unmetered, 0));
-                aggregates.totals.unmetered_units += reservation.unmetered;
-            }
-        }
-        aggregates.totals.reserved_units -= reservation.allocation.units();
-        aggregates.settled(
-            now,
-            bucket_key(reservation),
-            c.settlement.outcome,
-            c.charged_units,
-            c.cost.micros(),
-        );
-        if let Some(count) = c.settlement.upstream.remain_point {
-            aggregates.totals.vendor_remaining = Some((count, now));
-        }
-        results[c.index] = Some(OpResult::Settle(Settled {
-            applied: true,
-            charged_units: c.charged_units,
-            cost: c.cost,
-            remaining,
-        }));
-    }
-    if !entries.is_empty() {
-        let sql = format!(
-            "INSERT INTO ledger_entries (channel, package_id, send_id, client, units, \
-             cost_micros, created_at) VALUES {}",
-            placeholders(entries.len(), 7, 1)
-        );
-        let mut insert = sqlx::query(&sql);
-        for (reservation, package_id, units, cost) in &entries {
-            insert = insert
-                .bind(reservation.channel.as_str())
-                .bind(*package_id)
-                .bind(&reservation.send_id)
-                .bind(&reservation.client)
-                .bind(*units)
-                .bind(*cost)
-                .bind(at);
-        }
-        insert.execute(&mut **tx).await?;
-    }
-    Ok(Vec::new())
-}
-
-fn bucket_key(reservation: &Reservation) -> BucketKey {
-    BucketKey {
-        client: reservation.client.clone(),
-        class: reservation.class.as_str().to_owned(),
-        route: reservation
-            .route
-            .as_ref()
-            .map(|r| r.as_str().to_owned())
-            .unwrap_or_default(),
-    }
-}
-
-/// Reserves for every reservation request of the batch, in arrival order.
-#[allow(clippy::too_many_arguments)]
-async fn reserve_all(
-    tx: &mut Transaction,
-    pool: &mut LockedPool,
-    aggregates: &mut Aggregates,
-    context: &Context,
-    channel: &ChannelName,
-    reserves: &[(usize, &ReserveRequest)],
-    now: DateTime<Utc>,
-    results: &mut [Option<OpResult>],
-) -> Result<(), sqlx::Error> {
-    if reserves.is_empty() {
-        return Ok(());
-    }
-    // Idempotency keys this client already used: one look-up for the whole batch, and
-    // only when some request carries a key.
-    let mut used_keys = existing_keys(tx, reserves).await?;
-    let mut planned: Vec<(usize, &ReserveRequest, Allocation, i64)> = Vec::new();
-    for &(i, request) in reserves {
-        if let Some(idem) = &request.idempotency {
-            let key = (request.client.clone(), idem.key().to_owned());
-            if let Some(existing_id) = used_keys.get(&key) {
-                results[i] = Some(OpResult::Reserve(ReserveOutcome::Duplicate {
-                    existing_id: existing_id.clone(),
-                }));
-                continue;
-            }
-        }
-        let wanted = request.units.as_i64();
-        let allocation = pool.take(wanted);
-        let short = wanted - allocation.units();
-        if short > 0 && context.mode == LedgerMode::Enforce {
-            pool.release(&allocation)
-                .expect("units just taken are reserved and can be released");
-            results[i] = Some(OpResult::Reserve(ReserveOutcome::QuotaExhausted {
-                remaining: pool.remaining(),
-            }));
-            continue;
-        }
-        // Only a planned reservation claims its key: a request refused for quota leaves
-        // it free for a later request of the batch.
-        if let Some(idem) = &request.idempotency {
-            used_keys.insert(
-                (request.client.clone(), idem.key().to_owned()),
-                request.send_id.clone(),
-            );
-        }
-        results[i] = Some(OpResult::Reserve(ReserveOutcome::Reserved(Reservation {
-            send_id: request.send_id.clone(),
-            channel: channel.clone(),
-            client: request.client.clone(),
-            units: request.units,
-            class: request.class,
-            route: request.route.clone(),
-            allocation: allocation.clone(),
-            unmetered: short,
-            remaining: pool.remaining(),
-        })));
-        planned.push((i, request, allocation, short));
-    }
-    if planned.is_empty() {
-        return Ok(());
-    }
-
-    // The unique indexes are the final word: a send with the same idempotency key
-    // reserved meanwhile by another channel's writer or another instance makes this
-    // insert skip the row, and so does a send id recorded by an earlier attempt of this
-    // very batch (a commit whose outcome was unknown). Both are sorted out below.
-    let sql = format!(
-        "INSERT INTO sends (id, channel, client, idempotency_key, request_hash, \
-         mobile_masked, mobile_full, units, allocation, unmetered_units, status, created_at, \
-         class, route, instance) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
-        placeholders(planned.len(), 15, 1)
-    );
-    let mut insert = sqlx::query(&sql);
-    for (_, request, allocation, short) in &planned {
-        let (key, hash) = match &request.idempotency {
-            Some(idem) => (Some(idem.key()), Some(idem.request_hash())),
-            None => (None, None),
-        };
-        insert = insert
-            .bind(&request.send_id)
-            .bind(channel.as_str())
-            .bind(&request.client)
-            .bind(key)
-            .bind(hash)
-            .bind(&request.mobile_masked)
-            .bind(request.mobile_full.as_deref())
-            .bind(request.units.as_i64())
-            .bind(allocation.to_string())
-            .bind(*short)
-            .bind("reserved")
-            .bind(to_micros(now))
-            .bind(request.class.as_str())
-            .bind(request.route.as_ref().map(RouteName::as_str).unwrap_or(""))
-            .bind(&context.instance);
-    }
-    let inserted: HashSet<String> = insert
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|row| row.try_get("id"))
-        .collect::<Result<_, _>>()?;
-    for (i, request, allocation, _) in &planned {
-        if inserted.contains(&request.send_id) {
-            aggregates.totals.reserved_units += allocation.units();
-            continue;
-        }
-        // Whatever the conflict, the units just taken are not this batch's to keep.
-        pool.release(allocation)
-            .expect("units just taken are reserved and can be released");
-        let own = sqlx::query("SELECT allocation, unmetered_units FROM sends WHERE id = $1")
-            .bind(&request.send_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        if let Some(row) = own {
-            // An earlier attempt of this batch committed after all: that reservation,
-            // with its units as the packages already count them, is this one.
-            let stored: String = row.try_get("allocation")?;
-            let allocation: Allocation = stored
-                .parse()
-                .map_err(|e| sqlx::Error::Protocol(format!("{INCONSISTENCY}{e}")))?;
-            if let Some(OpResult::Reserve(ReserveOutcome::Reserved(reservation))) = &mut results[*i]
-            {
-                reservation.allocation = allocation;
-                reservation.unmetered = row.try_get("unmetered_units")?;
-            }
-            continue;
-        }
-        // Undoing can only leave units unsold that a later request of this batch was
-        // refused for: never an oversold unit.
-        let existing_id: String =
-            sqlx::query("SELECT id FROM sends WHERE client = $1 AND idempotency_key = $2")
-                .bind(&request.client)
-                .bind(request.idempotency.as_ref().map(IdempotencyKey::key))
-                .fetch_one(&mut **tx)
-                .await?
-                .try_get("id")?;
-        results[*i] = Some(OpResult::Reserve(ReserveOutcome::Duplicate { existing_id }));
-    }
-    Ok(())
-}
-
-/// The sends already recorded under the batch's idempotency keys, by (client, key).
-async fn existing_keys(
-    tx: &mut Transaction,
-    reserves: &[(usize, &ReserveRequest)],
-) -> Result<HashMap<(String, String), String>, sqlx::Error> {
-    let keyed: Vec<(&str, &str)> = reserves
-        .iter()
-        .filter_map(|(_, r)| r.idempotency.as_ref().map(|k| (r.client.as_str(), k.key())))
-        .collect();
-    if keyed.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let conditions: Vec<String> = (0..keyed.len())
-        .map(|i| {
-            format!(
-                "(client = ${} AND idempotency_key = ${})",
-                2 * i + 1,
-                2 * i + 2
-            )
-        })
-        .collect();
-    let sql = format!(
-        "SELECT client, idempotency_key, id FROM sends WHERE {}",
-        conditions.join(" OR ")
-    );
-    let mut query = sqlx::query(&sql);
-    for (client, key) in &keyed {
-        query = query.bind(*client).bind(*key);
-    }
-    query
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok((
-                (row.try_get("client")?, row.try_get("idempotency_key")?),
-                row.try_get("id")?,
-            ))
-        })
-        .collect()
 }

@@ -788,3 +788,48 @@ async fn reconciliation_gives_units_back_to_a_used_up_package(backend: Backend) 
     assert!(reserve_and_charge(&ledger, 3).await.is_some());
     assert!(reserve_and_charge(&ledger, 1).await.is_none());
 }
+
+/// On PostgreSQL the writer writes a batch in one statement against the rows it last
+/// committed; when another instance changed them meanwhile the statement finds out,
+/// writes nothing, and the batch is applied again with the rows locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_one_statement_batch_falls_back_when_another_instance_changed_the_rows() {
+    let test = TestDb::new(Backend::Postgres).await;
+    let first = test.ledger(LedgerMode::Enforce);
+    let second = Ledger::new(test.another_instance().await, LedgerMode::Enforce);
+    add_package(
+        &first,
+        PackageSpec {
+            units: 40,
+            price: "4.00",
+            ..Default::default()
+        },
+    )
+    .await;
+
+    // Alone, after the first batch read the rows, the writer needs no lock.
+    for _ in 0..5 {
+        reserve_and_charge(&first, 1).await.unwrap();
+    }
+    let alone = first.batch_counts();
+    assert!(alone.optimistic >= 8, "{alone:?}");
+    assert_eq!(alone.conflicts, 0, "{alone:?}");
+
+    // Two instances taking turns on the same package: each finds the other's change.
+    for _ in 0..5 {
+        reserve_and_charge(&second, 1).await.unwrap();
+        reserve_and_charge(&first, 1).await.unwrap();
+    }
+    let after = first.batch_counts();
+    assert!(after.conflicts >= 1, "{after:?}");
+    assert!(after.locked > alone.locked, "{after:?}");
+
+    // 15 charges in all, each written once, and the package says so.
+    let quota = first.quota(&channel("sms_code")).await.unwrap();
+    assert_eq!((quota.used, quota.remaining, quota.reserved), (15, 25, 0));
+    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries")
+        .fetch_one(test.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(entries, 15);
+}
