@@ -3,6 +3,7 @@
 mod aggregates;
 mod alerts;
 mod app;
+mod bench;
 mod cli;
 mod dashboards;
 mod helpers;
