@@ -87,6 +87,13 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        // The lease says this instance looks after its reservations; taking it settles
+        // those of an instance that ran here before and did not stop cleanly.
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        ledger
+            .take_lease(&crate::ledger::instance_name(port))
+            .await
+            .context("cannot take this instance's lease in the database")?;
         let state = AppState {
             settings: Arc::new(settings),
             sends,
@@ -155,6 +162,11 @@ impl Application {
         let (stopping, stopped) = watch::channel(false);
         let sweeper = Sweeper::new(self.ledger.clone(), settings.ledger.reservation_timeout);
         let sweeper = tokio::spawn(sweeper.run(settings.ledger.sweep_every, stopped.clone()));
+        let lease = {
+            let ledger = self.ledger.clone();
+            let stopped = stopped.clone();
+            tokio::spawn(async move { ledger.keep_lease(stopped).await })
+        };
         // Scheduled jobs (SPEC §8): quota_check is the alert engine's evaluation.
         let engine = self.alerts.engine().clone();
         let reports = engine.clone();
@@ -201,6 +213,12 @@ impl Application {
         }
         let _ = stopping.send(true);
         let _ = sweeper.await;
+        let _ = lease.await;
+        // Sends under way were settled (or the grace ran out): the lease ends now, so
+        // that other instances settle whatever is left at once.
+        if let Err(err) = self.ledger.end_lease().await {
+            tracing::warn!(error = %err, "cannot end this instance's lease; it lapses by itself");
+        }
         let _ = alerts.await;
         let _ = scheduler.await;
         self.ledger.db().close().await;

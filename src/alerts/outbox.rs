@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
 use sqlx::Row;
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
@@ -142,8 +141,10 @@ impl OutboxWorker {
         }
     }
 
+    /// Claims the next due notification. Due times and leases are on the database's
+    /// clock, so that instances with skewed clocks agree on what is due.
     async fn claim(&self) -> Result<Option<Claimed>, sqlx::Error> {
-        let now = Utc::now();
+        let now = self.db.now().await?;
         let skip_locked = match self.db.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -178,7 +179,7 @@ impl OutboxWorker {
         claimed: &Claimed,
         outcome: &DeliveryOutcome,
     ) -> Result<(), sqlx::Error> {
-        let now = Utc::now();
+        let now = self.db.now().await?;
         let mut tx = self.db.begin_write().await?;
         let (result, error) = match outcome {
             DeliveryOutcome::Delivered { .. } => {

@@ -133,6 +133,9 @@ pub async fn transition(
     input: &TransitionInput<'_>,
     event_for: impl FnOnce(Step) -> Event,
 ) -> Result<Option<(Step, Event)>, sqlx::Error> {
+    // Outbox times are the database's clock: the workers of every instance compare them
+    // with it. Read before the transaction (SQLite's one connection is its own).
+    let queued_at = to_micros(db.now().await?);
     let mut tx = db.begin_write().await?;
     let now = to_micros(input.now);
     sqlx::query(
@@ -192,8 +195,6 @@ pub async fn transition(
         .execute(&mut *tx)
         .await?;
     let payload = event.to_json();
-    // Outbox times are the real clock's: the worker compares them with its own.
-    let queued_at = to_micros(Utc::now());
     for notifier in input.notifiers {
         sqlx::query(
             "INSERT INTO notifications (id, event_id, notifier, rule, channel, payload, \
@@ -246,7 +247,7 @@ pub async fn acknowledge(
 /// changes nothing (`UNIQUE (event_id, notifier)`).
 pub async fn enqueue(db: &Db, event: &Event, notifiers: &[String]) -> Result<(), sqlx::Error> {
     let payload = event.to_json();
-    let queued_at = to_micros(Utc::now());
+    let queued_at = to_micros(db.now().await?);
     let mut tx = db.begin_write().await?;
     for notifier in notifiers {
         sqlx::query(

@@ -259,7 +259,7 @@ fn ledger(raw: &RawLedger, upstream: &UpstreamSettings, p: &mut Problems) -> Led
         sweep_every: p.duration(
             "sweep_every",
             raw.sweep_every.as_deref(),
-            Duration::from_secs(30),
+            Duration::from_secs(5),
         ),
     };
     // A send may wait the vendor timeout and then retry its settlement for a while

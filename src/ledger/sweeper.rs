@@ -1,22 +1,30 @@
-//! The sweeper: settles reservations that a crash left behind.
+//! The sweeper: settles reservations that no live process looks after.
 //!
 //! A process that dies between reserving and settling leaves a send `reserved`, its
 //! units held. Whether the vendor got the request is unknown, so the sweeper charges it
 //! as `uncertain` and flags it for reconciliation: a unit is never given away on a
-//! guess. Only reservations older than `reservation_timeout` are swept, which is longer
-//! than any vendor call may take, so a live send on another instance is never touched;
-//! and a settlement only applies to a send still `reserved`, so the sweeper and a late
+//! guess. Which reservations it settles:
+//!
+//! - those of an instance whose lease lapsed (killed, stopped, cut off; or replaced by
+//!   an instance started at its address): at once, so that a crash costs seconds of
+//!   wrong quota views, not minutes. The lease is on the database's clock, so a skewed
+//!   clock elsewhere cannot make a live instance look dead;
+//! - those of no known instance (recorded before leases existed, or by a process that
+//!   took none), once older than `reservation_timeout` by the database's clock;
+//! - this process's own, once older than `reservation_timeout` by its own clock (the
+//!   clock that stamped them) and no longer under way here (a send task that died).
+//!
+//! A settlement only applies to a send still `reserved`, so the sweeper and a late
 //! settlement cannot both apply.
 
 use std::time::Duration;
 
-use chrono::Utc;
 use sqlx::Row;
 use tokio::sync::watch;
 
 use super::{Allocation, Ledger, LedgerError, Reservation, Settlement, UpstreamRecord};
-use crate::domain::Outcome;
-use crate::domain::{ChannelName, RouteName, SendClass, Units};
+use crate::domain::{ChannelName, Outcome, RouteName, SendClass, Units};
+use crate::store::to_micros;
 
 /// How many reservations one pass settles at most.
 const SWEEP_LIMIT: i64 = 500;
@@ -26,6 +34,9 @@ pub struct Sweeper {
     reservation_timeout: Duration,
 }
 
+const COLUMNS: &str =
+    "s.id, s.channel, s.client, s.units, s.class, s.route, s.allocation, s.unmetered_units";
+
 impl Sweeper {
     pub fn new(ledger: Ledger, reservation_timeout: Duration) -> Self {
         Self {
@@ -34,23 +45,44 @@ impl Sweeper {
         }
     }
 
-    /// One pass: settles every reservation older than the timeout. Returns how many.
+    /// One pass: settles every reservation no live process looks after. Returns how many.
     #[tracing::instrument(skip_all)]
     pub async fn try_run_once(&self) -> Result<usize, LedgerError> {
-        let cutoff = Utc::now()
-            - chrono::Duration::from_std(self.reservation_timeout).unwrap_or(chrono::Duration::MAX);
-        let rows = sqlx::query(
-            "SELECT id, channel, client, units, class, route, allocation, unmetered_units FROM sends \
-             WHERE status = 'reserved' AND created_at < $1 ORDER BY created_at LIMIT $2",
-        )
-        .bind(crate::store::to_micros(cutoff))
+        let db = self.ledger.db();
+        let now = db.now_sql();
+        let timeout = i64::try_from(self.reservation_timeout.as_micros()).unwrap_or(i64::MAX);
+        let orphans = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM sends s LEFT JOIN instances i ON i.id = s.instance \
+             WHERE s.status = 'reserved' AND (s.instance IS NULL OR s.instance <> $1) \
+             AND ((i.id IS NOT NULL AND i.lease_until <= {now}) \
+             OR (i.id IS NULL AND s.created_at < {now} - $2)) \
+             ORDER BY s.created_at LIMIT $3"
+        ))
+        .bind(self.ledger.instance())
+        .bind(timeout)
         .bind(SWEEP_LIMIT)
-        .fetch_all(self.ledger.db().pool())
+        .fetch_all(db.pool())
         .await?;
+        let own_cutoff = self.ledger.now()
+            - chrono::Duration::from_std(self.reservation_timeout).unwrap_or(chrono::Duration::MAX);
+        let own = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM sends s WHERE s.status = 'reserved' AND s.instance = $1 \
+             AND s.created_at < $2 ORDER BY s.created_at LIMIT $3"
+        ))
+        .bind(self.ledger.instance())
+        .bind(to_micros(own_cutoff))
+        .bind(SWEEP_LIMIT)
+        .fetch_all(db.pool())
+        .await?;
+
         let mut settled = 0;
-        for row in rows {
+        for row in orphans.iter().chain(&own) {
             let send_id: String = row.try_get("id")?;
-            let reservation = match stored_reservation(&row) {
+            if self.ledger.is_in_flight(&send_id) {
+                // This process is still waiting on the vendor or the ledger for it.
+                continue;
+            }
+            let reservation = match stored_reservation(row) {
                 Ok(reservation) => reservation,
                 Err(problem) => {
                     tracing::error!(%send_id, %problem, "cannot sweep a stored reservation");
@@ -65,10 +97,6 @@ impl Sweeper {
                     ..UpstreamRecord::default()
                 },
             };
-            if self.ledger.is_in_flight(&send_id) {
-                // This process is still waiting on the vendor or the ledger for it.
-                continue;
-            }
             // One reservation that cannot be settled must not hold up the others.
             match self.ledger.settle(&reservation, settlement).await {
                 Ok(outcome) if outcome.applied => {

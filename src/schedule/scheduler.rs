@@ -7,9 +7,12 @@
 //! little still name the same run.
 //!
 //! Missed runs: on every pass the scheduler looks at the *latest* due time at or before
-//! now. If no run is recorded for it (and the job's schedule was already known then), it
-//! runs: after a downtime, that is one catch-up run for the most recent missed slot, not
-//! one per slot. A due time before the job was first seen is not a missed run: a fresh
+//! now, and claims exactly that `(job, due_at)`: if nobody has (and the job's schedule
+//! was already known then), it runs. After a downtime that is one catch-up run for the
+//! most recent missed slot, not one per slot; and since only that exact row decides, a
+//! run recorded for a later time by an instance whose clock ran ahead silences nothing.
+//! The server's passes read "now" from the database's clock, which every instance
+//! shares. A due time before the job was first seen is not a missed run: a fresh
 //! install does not send last month's report the moment it starts.
 //!
 //! A run is attempted once: a job that fails is recorded as failed and waits for its next
@@ -151,15 +154,9 @@ impl Scheduler {
             if due_at < first_seen {
                 continue;
             }
-            let last_run: Option<i64> =
-                sqlx::query("SELECT MAX(due_at) AS last FROM schedule_runs WHERE job = $1")
-                    .bind(&job.name)
-                    .fetch_one(self.db.pool())
-                    .await?
-                    .try_get("last")?;
-            if last_run.is_some_and(|last| to_micros(due_at) <= last) {
-                continue;
-            }
+            // The exact due time is claimed: whoever inserts (job, due_at) first runs
+            // it, and a run recorded for some other time (a later one, written by an
+            // instance whose clock ran ahead) silences nothing.
             let result = self.claim_and_run(job, due_at, now).await?;
             outcome.runs.push(Run {
                 job: job.name.clone(),
@@ -185,8 +182,8 @@ impl Scheduler {
             return;
         }
         loop {
-            let now = Utc::now();
-            let pause = match self.try_run_once(now).await {
+            // The database's clock: every instance names the same due time.
+            let pause = match self.pass().await {
                 Ok(outcome) => {
                     for run in &outcome.runs {
                         match &run.result {
@@ -201,7 +198,7 @@ impl Scheduler {
                             }
                         }
                     }
-                    let after = Utc::now();
+                    let after = self.db.now().await.unwrap_or_else(|_| Utc::now());
                     self.next_due_after(after)
                         .and_then(|due| (due - after).to_std().ok())
                         // Wake just after the due time, never just before it.
@@ -222,6 +219,12 @@ impl Scheduler {
                 return;
             }
         }
+    }
+
+    /// One pass at the database's time.
+    async fn pass(&self) -> anyhow::Result<Outcome> {
+        let now = self.db.now().await?;
+        self.try_run_once(now).await
     }
 
     /// When the job's schedule was first seen by any instance (recorded on first sight).

@@ -125,6 +125,27 @@ impl Db {
         }
     }
 
+    /// The SQL expression of the database's clock, in UTC microseconds. Decisions that
+    /// several instances make together (leases, sweeps, outbox claims, due jobs) read
+    /// time from it, so that one instance's skewed clock cannot sweep another's live
+    /// sends or suppress a job.
+    pub fn now_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
+            // SQLite runs in this process: its clock is the machine's, read once per
+            // statement, to the millisecond.
+            Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
+        }
+    }
+
+    /// The database's clock (see [`Db::now_sql`]).
+    pub async fn now(&self) -> Result<DateTime<Utc>, sqlx::Error> {
+        let micros: i64 = sqlx::query_scalar(&format!("SELECT {}", self.now_sql()))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(from_micros(micros))
+    }
+
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()

@@ -28,6 +28,7 @@ on_both_backends!(
     observe_mode_meters_sends_beyond_the_quota,
     quota_view_reports_usage_and_burn_rate,
     reconciliation_gives_units_back_to_a_used_up_package,
+    a_live_instance_with_a_slow_clock_keeps_its_reservations,
 );
 
 fn charge(outcome: Outcome) -> Settlement {
@@ -832,4 +833,39 @@ async fn the_one_statement_batch_falls_back_when_another_instance_changed_the_ro
         .await
         .unwrap();
     assert_eq!(entries, 15);
+}
+
+/// An instance whose clock is a day behind stamps its reservations a day old: while its
+/// lease (on the database's clock) holds, no other instance sweeps them; once it ends,
+/// they are settled at once.
+async fn a_live_instance_with_a_slow_clock_keeps_its_reservations(backend: Backend) {
+    let test = TestDb::new(backend).await;
+    let clock = tollgate::domain::ManualClock::new(chrono::Utc::now() - chrono::Duration::days(1));
+    let slow = test.ledger_at(&clock);
+    add_package(&slow, PackageSpec::default()).await;
+    slow.take_lease("slow-host:8080").await.unwrap();
+    let reservation = reserved(
+        slow.reserve(&channel("sms_code"), request(2))
+            .await
+            .unwrap(),
+    );
+
+    let other = Ledger::new(test.another_instance().await, LedgerMode::Enforce);
+    let sweeper = Sweeper::new(other.clone(), std::time::Duration::from_secs(300));
+    assert_eq!(sweeper.try_run_once().await.unwrap(), 0);
+    assert_eq!(
+        other
+            .get_send(&reservation.send_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        tollgate::ledger::SendStatus::Reserved
+    );
+
+    slow.end_lease().await.unwrap();
+    assert_eq!(sweeper.try_run_once().await.unwrap(), 1);
+    let swept = other.get_send(&reservation.send_id).await.unwrap().unwrap();
+    assert_eq!(swept.status.as_str(), "uncertain");
+    assert!(swept.needs_reconciliation);
 }

@@ -5,6 +5,7 @@ mod alerts;
 mod app;
 mod bench;
 mod cli;
+mod crash;
 mod dashboards;
 mod helpers;
 mod ledger;

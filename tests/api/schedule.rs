@@ -135,7 +135,25 @@ async fn a_failing_job_is_recorded_and_waits_for_its_next_due_time(backend: Back
     );
 }
 
+/// One instance's clock runs a day ahead: the run it records for tomorrow's due time
+/// must not make the others skip today's.
+async fn a_run_recorded_by_a_clock_a_day_ahead_silences_nothing(backend: Backend) {
+    let test = TestDb::new(backend).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let ahead = counting_scheduler(test.db.clone(), runs.clone());
+    let on_time = counting_scheduler(test.another_instance().await, runs.clone());
+    let started = time("2026-11-15T10:02:00Z");
+    on_time.try_run_once(started).await.unwrap();
+
+    let tomorrow = time("2026-11-16T10:05:00Z");
+    assert_eq!(ahead.try_run_once(tomorrow).await.unwrap().ran(), 1);
+    let today = time("2026-11-15T10:05:00Z");
+    assert_eq!(on_time.try_run_once(today).await.unwrap().ran(), 1);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
 on_both_backends!(
+    a_run_recorded_by_a_clock_a_day_ahead_silences_nothing,
     two_instances_never_run_the_same_due_job_twice,
     a_run_missed_while_down_is_caught_up_once_at_the_next_start,
     a_failing_job_is_recorded_and_waits_for_its_next_due_time,

@@ -1,0 +1,268 @@
+//! An instance killed mid-burst holds nothing for long (SPEC §15): its reservations are
+//! settled as `uncertain` (charged, flagged) by its successor at start, or by any other
+//! instance once its lease lapses, well before `reservation_timeout`.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::app::{ADMIN_TOKEN, APPCODE, SHOP_TOKEN};
+use crate::helpers::{Backend, TestDb};
+use crate::on_both_backends;
+use crate::vendor::{Reply, StandInVendor};
+
+on_both_backends!(a_restarted_instance_settles_what_its_killed_predecessor_held);
+
+/// The SPEC's bound, and far below the `reservation_timeout` these servers run with.
+const SETTLED_WITHIN: Duration = Duration::from_secs(30);
+
+/// A real `tollgate serve` process.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(config: &Path, port: u16) -> Server {
+        let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("TEST_APPCODE", APPCODE)
+            .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("TEST_SHOP_TOKEN", SHOP_TOKEN)
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Server { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn ready(&mut self) {
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("tollgate exited: {status}");
+            }
+            if let Ok(r) = http.get(self.url("/readyz")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("tollgate did not become ready");
+    }
+
+    /// SIGKILL: nothing is settled, nothing is flushed.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(dir: &Path, db: &TestDb, vendor: &StandInVendor) -> std::path::PathBuf {
+    let path = dir.join("tollgate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+            [server]
+            shutdown_grace = "1s"
+            [database]
+            url = "{db}"
+            [ledger]
+            reservation_timeout = "1h"
+            sweep_every = "1s"
+            [upstream]
+            appcode_env = "TEST_APPCODE"
+            timeout = "50s"
+            [[channels]]
+            name = "voice_notice"
+            kind = "voice_notice"
+            url = "{vendor}"
+            [[clients]]
+            name = "ops"
+            token_env = "TEST_ADMIN_TOKEN"
+            admin = true
+            [[clients]]
+            name = "shop-backend"
+            token_env = "TEST_SHOP_TOKEN"
+            "#,
+            db = db.url.expose(),
+            vendor = vendor.url("/chuangxin/yytz"),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn reserved(db: &TestDb) -> i64 {
+    sqlx::query("SELECT COUNT(*) AS n FROM sends WHERE status = 'reserved'")
+        .fetch_one(db.db.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap()
+}
+
+async fn a_restarted_instance_settles_what_its_killed_predecessor_held(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let vendor = StandInVendor::start().await;
+    // The vendor takes the calls and never answers in time: sends stay in flight.
+    vendor.answer_with(Reply::success().delayed(Duration::from_secs(45)));
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &db, &vendor);
+    let port = free_port();
+    let mut first = Server::start(&config, port);
+    first.ready().await;
+    let http = reqwest::Client::new();
+    let package = http
+        .post(first.url("/v1/packages"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "channel": "voice_notice", "units": 100, "price": "10.00" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(package.status(), 201);
+
+    // A burst of 20 sends, all waiting at the vendor when the instance is killed.
+    let burst = 20;
+    for _ in 0..burst {
+        let (http, url) = (http.clone(), first.url("/v1/messages"));
+        tokio::spawn(async move {
+            let _ = http
+                .post(url)
+                .bearer_auth(SHOP_TOKEN)
+                .json(&json!({ "channel": "voice_notice", "to": "13912345678", "content": "您的快递已到" }))
+                .send()
+                .await;
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reserved(&db).await < burst && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reserved(&db).await, burst);
+    assert_eq!(vendor.calls() as i64, burst);
+    first.kill();
+    assert_eq!(
+        reserved(&db).await,
+        burst,
+        "a killed process settles nothing"
+    );
+
+    // The successor at the same address takes over at start.
+    let mut second = Server::start(&config, port);
+    second.ready().await;
+    let started = Instant::now();
+    while reserved(&db).await > 0 && started.elapsed() < SETTLED_WITHIN {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reserved(&db).await, 0, "settled within {SETTLED_WITHIN:?}");
+
+    // Every one of them charged as uncertain and flagged; the quota adds up.
+    let rows = sqlx::query(
+        "SELECT status, charged_units, needs_reconciliation FROM sends ORDER BY created_at",
+    )
+    .fetch_all(db.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows.len() as i64, burst);
+    for row in &rows {
+        assert_eq!(row.get::<String, _>("status"), "uncertain");
+        assert_eq!(row.get::<i64, _>("charged_units"), 1);
+        assert_eq!(row.get::<i64, _>("needs_reconciliation"), 1);
+    }
+    let quota: Value = http
+        .get(second.url("/v1/quota/voice_notice"))
+        .bearer_auth(SHOP_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(quota["used"], burst);
+    assert_eq!(quota["reserved"], 0);
+    assert_eq!(quota["remaining"], 100 - burst);
+}
+
+/// Another instance, at another address, settles a killed instance's reservations once
+/// its lease lapses (PostgreSQL: several instances share one database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_instance_settles_a_killed_instances_reservations_once_its_lease_lapses() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let vendor = StandInVendor::start().await;
+    vendor.answer_with(Reply::success().delayed(Duration::from_secs(45)));
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &db, &vendor);
+    let mut survivor = Server::start(&config, free_port());
+    survivor.ready().await;
+    let mut doomed = Server::start(&config, free_port());
+    doomed.ready().await;
+    let http = reqwest::Client::new();
+    http.post(survivor.url("/v1/packages"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "channel": "voice_notice", "units": 50, "price": "5.00" }))
+        .send()
+        .await
+        .unwrap();
+    let burst = 8;
+    for _ in 0..burst {
+        let (http, url) = (http.clone(), doomed.url("/v1/messages"));
+        tokio::spawn(async move {
+            let _ = http
+                .post(url)
+                .bearer_auth(SHOP_TOKEN)
+                .json(&json!({ "channel": "voice_notice", "to": "13912345678", "content": "您的快递已到" }))
+                .send()
+                .await;
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reserved(&db).await < burst && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reserved(&db).await, burst);
+    doomed.kill();
+
+    let killed = Instant::now();
+    while reserved(&db).await > 0 && killed.elapsed() < SETTLED_WITHIN {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(reserved(&db).await, 0, "settled within {SETTLED_WITHIN:?}");
+    let uncertain: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sends WHERE status = 'uncertain' AND needs_reconciliation = 1",
+    )
+    .fetch_one(db.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(uncertain, burst);
+}
