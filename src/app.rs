@@ -69,6 +69,13 @@ impl Application {
             ));
         }
 
+        let scrape_token = match &settings.metrics.token_env {
+            None => None,
+            Some(name) => Some(Secret::new(env(name).filter(|v| !v.is_empty()).with_context(
+                || format!("[metrics] token_env: set the environment variable {name} to the token scrapes must present"),
+            )?)),
+        };
+
         let ledger = Ledger::open(&settings, settings.database.max_connections).await?;
         for section in &settings.unsupported_sections {
             tracing::warn!(section = %section, "configuration section accepted but not acted upon by this version");
@@ -99,6 +106,7 @@ impl Application {
             sends,
             clients: Clients::new(clients),
             metrics,
+            scrapes: crate::metrics::ScrapeAccess::new(scrape_token),
             alerts: alerts.engine().clone(),
         };
         Ok(Self {
@@ -150,9 +158,11 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `stop` completes, then shuts down gracefully: no new connections,
-    /// requests under way are answered, sends under way are settled (for at most
-    /// `server.shutdown_grace`), and background work stops.
+    /// Serves until `stop` completes, then shuts down gracefully within
+    /// `server.shutdown_grace`: no new connections, requests under way are answered and
+    /// sends under way settled while the grace lasts (connections still open when it
+    /// ends are closed, and sends still unsettled are left to the sweeper), then
+    /// background work stops.
     pub async fn run_until(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
@@ -195,14 +205,19 @@ impl Application {
         let scheduler = tokio::spawn(scheduler.run(stopped.clone()));
         let alerts = tokio::spawn(self.alerts.run(stopped));
 
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(stop)
-            .await
-            .context("the HTTP server failed")?;
+        let limits = settings.server.limits;
+        let grace_ends = crate::http::serve::serve(
+            self.listener,
+            router(self.state),
+            limits,
+            settings.server.shutdown_grace,
+            stop,
+        )
+        .await;
         if in_flight.count() > 0 {
             tracing::info!(sends = in_flight.count(), "waiting for sends under way");
         }
-        if tokio::time::timeout(settings.server.shutdown_grace, in_flight.drained())
+        if tokio::time::timeout_at(grace_ends, in_flight.drained())
             .await
             .is_err()
         {

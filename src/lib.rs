@@ -3,14 +3,16 @@
 //! Layout (ARCHITECTURE.md has the full map and the invariants):
 //! - [`domain`]: newtypes parsed once at the edge (mobile, template, rating, money).
 //! - [`config`]: the typed settings tree from TOML and the environment.
-//! - [`store`]: the database over PostgreSQL or SQLite, and migrations.
+//! - [`store`]: the database over PostgreSQL or SQLite, migrations, and the limits every
+//!   connection gets.
 //! - [`ledger`]: packages, reservations, charges, reconciliation; the only writer of quota.
 //! - [`upstream`]: the vendor's client, its vendor formats, answer classification and the
 //!   sandbox vendor.
 //! - [`marketplace`]: the Market API client (the marketplace's own count), its request
 //!   signing, and its simulation in the sandbox.
 //! - [`send`]: one send from request to settled charge; the only caller of the vendor.
-//! - [`http`]: the API, the drop-in proxy, health; [`app`] builds and runs the server.
+//! - [`http`]: the API, the drop-in proxy, health, the accept loop and its limits; [`app`]
+//!   builds and runs the server.
 //! - [`metrics`], [`alerts`], [`schedule`], [`report`]: what is built on the ledger.
 //! - [`cli`]: the `tollgate` command line; [`secret`], [`telemetry`]: small shared pieces.
 

@@ -175,6 +175,9 @@ const PROXY_QUERY: &str = "content=%E3%80%90%E5%8D%A1%E6%B1%A0%E3%80%91%E6%82%A8
 pub async fn run(options: Options) -> anyhow::Result<Report> {
     ensure_tools(&options)?;
     let work = tempfile::tempdir().context("a temporary folder")?;
+    // TOLLGATE_BENCH_KEEP=1 keeps the run's folder (configuration, SQLite file) and
+    // its PostgreSQL database to look at.
+    let keep = std::env::var_os("TOLLGATE_BENCH_KEEP").is_some();
     let vendor_port = free_port()?;
     let tollgate_port = free_port()?;
     let vendor = Process::spawn(
@@ -296,6 +299,9 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     cut_off += c as u64;
     runs.push(proxy);
     progress("measuring: the fixed rate, direct and through tollgate");
+    // Sends the last run cut off still finish at the vendor: wait for them, or they
+    // would be counted as direct calls.
+    sends_settled(&http, &base).await?;
     let before = successes().await?;
     runs.push(
         hey(
@@ -350,7 +356,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     let peak_rss_kib = server.peak_rss_kib();
 
     // Let sends cut off at the end of the last run finish, then read the books.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    sends_settled(&http, &base).await?;
     let quota: Value = http
         .get(format!("{base}/v1/quota/{CHANNEL}"))
         .bearer_auth(TOKEN)
@@ -376,7 +382,15 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     };
     drop(server);
     drop(vendor);
-    database.drop_it(&options).await;
+    if keep {
+        progress(&format!(
+            "kept {} and {}",
+            work.keep().display(),
+            database.url.expose()
+        ));
+    } else {
+        database.drop_it(&options).await;
+    }
     Ok(Report {
         options,
         runs,
@@ -817,6 +831,24 @@ async fn pgbench(options: &Options, dir: &Path) -> anyhow::Result<Vec<Run>> {
         .await;
     admin.close().await;
     result
+}
+
+/// Waits until tollgate holds no reservation (every send under way has settled).
+async fn sends_settled(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        let quota: Value = http
+            .get(format!("{base}/v1/quota/{CHANNEL}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if quota["reserved"].as_i64() == Some(0) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("sends under way did not settle")
 }
 
 /// How many messages the vendor simulation has accepted so far.

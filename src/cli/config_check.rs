@@ -109,6 +109,13 @@ pub fn environment_problems(
                 }
             }
         }
+        if let Some(variable) = &settings.metrics.token_env {
+            if !is_set(variable) {
+                problems.push(format!(
+                    "[metrics] token_env: environment variable {variable} (the token scrapes present) is not set"
+                ));
+            }
+        }
         let mut tokens: Vec<String> = settings
             .clients
             .iter()

@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use tollgate_notify::config::{ConfigProblem, Problems};
 
-use super::raw::{RawChannel, RawClient, RawConfig, RawLedger, RawServer, RawTemplate};
+use super::raw::{
+    RawChannel, RawClient, RawConfig, RawDatabase, RawLedger, RawServer, RawTemplate,
+};
 use super::settings::*;
 use crate::domain::template::TemplateBody;
 use crate::domain::window::SendingWindow;
 use crate::domain::{ChannelKind, ChannelName};
 use crate::domain::{LedgerMode, VendorMethod};
 use crate::secret::Secret;
+use crate::store::{SessionLimits, SqliteSynchronous};
 
 /// The built-in sandbox setup used when no configuration file is given: SQLite in the
 /// working directory and one channel of every kind, served by an in-process simulation
@@ -119,11 +122,23 @@ pub fn load_str(
 
 /// Every section checked, every problem recorded in `p` with its full key.
 fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Problems) -> Settings {
-    let server = p.scoped("server", |p| server(&raw.server, p));
+    let upstream = UpstreamSettings {
+        appcode_env: raw
+            .upstream
+            .appcode_env
+            .clone()
+            .unwrap_or_else(|| "ALIYUN_APPCODE".to_owned()),
+        timeout: p.duration(
+            "upstream.timeout",
+            raw.upstream.timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+    };
+    let server = p.scoped("server", |p| server(&raw.server, &upstream, p));
 
     let url = env("DATABASE_URL")
         .filter(|u| !u.is_empty())
-        .or(raw.database.url)
+        .or(raw.database.url.clone())
         .unwrap_or_else(|| "sqlite://tollgate.db".to_owned());
     if !["postgres://", "postgresql://", "sqlite:"]
         .iter()
@@ -134,26 +149,8 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
             "must start with postgres://, postgresql:// or sqlite: (DATABASE_URL overrides it)",
         );
     }
-    let max_connections = raw.database.max_connections.unwrap_or(10);
-    if max_connections == 0 {
-        p.add("database.max_connections", "must be at least 1");
-    }
-    let database = DatabaseSettings {
-        url: Secret::new(url),
-        max_connections: max_connections.max(1),
-    };
+    let database = p.scoped("database", |p| database(&raw.database, Secret::new(url), p));
 
-    let upstream = UpstreamSettings {
-        appcode_env: raw
-            .upstream
-            .appcode_env
-            .unwrap_or_else(|| "ALIYUN_APPCODE".to_owned()),
-        timeout: p.duration(
-            "upstream.timeout",
-            raw.upstream.timeout.as_deref(),
-            Duration::from_secs(10),
-        ),
-    };
     let ledger = p.scoped("ledger", |p| ledger(&raw.ledger, &upstream, p));
 
     let (product_codes, product_code_problems) =
@@ -179,6 +176,10 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
         }
     }
 
+    let metrics = p.scoped("metrics", |p| {
+        super::metrics::check_metrics(&raw.metrics, p)
+    });
+
     let mut unsupported_sections = Vec::new();
     // Read and checked, but no run of the marketplace's count exists yet.
     if marketplace.is_some() {
@@ -199,12 +200,14 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
         alerts,
         schedule,
         marketplace,
+        metrics,
         unsupported_sections,
     }
 }
 
-/// `[server]`.
-fn server(raw: &RawServer, p: &mut Problems) -> ServerSettings {
+/// `[server]`, whose request timeout must leave a send time for the vendor's
+/// (`upstream` is checked).
+fn server(raw: &RawServer, upstream: &UpstreamSettings, p: &mut Problems) -> ServerSettings {
     let listen = raw
         .listen
         .as_deref()
@@ -225,6 +228,32 @@ fn server(raw: &RawServer, p: &mut Problems) -> ServerSettings {
         );
         chrono_tz::Asia::Shanghai
     });
+    // A send waits for the ledger, then at most the vendor's timeout, then the ledger
+    // again: the default leaves 20 s beyond the vendor's timeout for the ledger's work.
+    let default_request_timeout =
+        (upstream.timeout + Duration::from_secs(20)).max(Duration::from_secs(30));
+    let limits = EdgeLimits {
+        header_read_timeout: p.duration(
+            "header_read_timeout",
+            raw.header_read_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+        request_timeout: p.duration(
+            "request_timeout",
+            raw.request_timeout.as_deref(),
+            default_request_timeout,
+        ),
+        max_connections: at_least_one(p, "max_connections", raw.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        max_in_flight_sends: at_least_one(p, "max_in_flight_sends", raw.max_in_flight_sends)
+            .unwrap_or_else(default_max_in_flight_sends),
+    };
+    if limits.request_timeout <= upstream.timeout {
+        p.add(
+            "request_timeout",
+            "must be longer than upstream.timeout, or a send the vendor is slow to answer would be given up at the edge before the vendor's timeout decides it",
+        );
+    }
     ServerSettings {
         listen,
         timezone,
@@ -233,6 +262,78 @@ fn server(raw: &RawServer, p: &mut Problems) -> ServerSettings {
             raw.shutdown_grace.as_deref(),
             Duration::from_secs(30),
         ),
+        limits,
+    }
+}
+
+/// Connections served at once by default. With the default in-flight sends and
+/// database pool this stays below the open-file limit most systems start processes
+/// with (1024): each connection, each send's vendor connection and each database
+/// connection is a file descriptor.
+const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// Sends under way at once by default: 128 per core the process may use, at most
+/// 1024. A send mostly waits for the vendor, so the bound is not CPU but what a slow
+/// vendor would otherwise pile up (tasks, vendor connections, reservations); a healthy
+/// vendor answering in 300 ms lets 128 in flight carry over 400 sends a second.
+fn default_max_in_flight_sends() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (128 * cores).min(1024)
+}
+
+fn at_least_one(p: &mut Problems, key: &str, value: Option<u32>) -> Option<usize> {
+    match value? {
+        0 => {
+            p.add(key, "must be at least 1");
+            None
+        }
+        n => Some(n as usize),
+    }
+}
+
+/// `[database]` besides its URL: the pool, PostgreSQL's session limits, SQLite's
+/// durability.
+fn database(raw: &RawDatabase, url: Secret, p: &mut Problems) -> DatabaseSettings {
+    let max_connections = raw.max_connections.unwrap_or(10);
+    if max_connections == 0 {
+        p.add("max_connections", "must be at least 1");
+    }
+    let defaults = SessionLimits::default();
+    let session_limits = SessionLimits {
+        lock_timeout: p.duration(
+            "lock_timeout",
+            raw.lock_timeout.as_deref(),
+            defaults.lock_timeout,
+        ),
+        statement_timeout: p.duration(
+            "statement_timeout",
+            raw.statement_timeout.as_deref(),
+            defaults.statement_timeout,
+        ),
+        idle_in_transaction_timeout: p.duration(
+            "idle_in_transaction_timeout",
+            raw.idle_in_transaction_timeout.as_deref(),
+            defaults.idle_in_transaction_timeout,
+        ),
+    };
+    // PostgreSQL counts a lock wait inside the statement's time: a lock timeout as long
+    // as the statement timeout would never be the one that fires.
+    if session_limits.lock_timeout >= session_limits.statement_timeout {
+        p.add(
+            "lock_timeout",
+            "must be shorter than statement_timeout, which would otherwise end a lock wait first",
+        );
+    }
+    let sqlite_synchronous = raw
+        .sqlite_synchronous
+        .as_deref()
+        .and_then(|value| p.check("sqlite_synchronous", value.parse::<SqliteSynchronous>()))
+        .unwrap_or_default();
+    DatabaseSettings {
+        url,
+        max_connections: max_connections.max(1),
+        session_limits,
+        sqlite_synchronous,
     }
 }
 
@@ -742,6 +843,105 @@ mod tests {
                 "channels[0].package_sizes[3]",
                 "channels[0].package_sizes[4]",
                 "alerts.suggest_days"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_edge_and_the_database_have_limits_by_default() {
+        let settings = load_str("t", "", &no_env).unwrap();
+        let limits = settings.server.limits;
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(limits.request_timeout, Duration::from_secs(30));
+        assert_eq!(limits.max_connections, 512);
+        assert!((128..=1024).contains(&limits.max_in_flight_sends));
+        assert_eq!(settings.database.session_limits, SessionLimits::default());
+        assert_eq!(
+            settings.database.sqlite_synchronous,
+            SqliteSynchronous::Full
+        );
+    }
+
+    #[test]
+    fn the_edge_and_database_limits_are_read_as_written() {
+        let settings = load_str(
+            "t",
+            r#"
+            [server]
+            header_read_timeout = "3s"
+            request_timeout = "45s"
+            max_connections = 64
+            max_in_flight_sends = 16
+            [database]
+            lock_timeout = "500ms"
+            statement_timeout = "5s"
+            idle_in_transaction_timeout = "20s"
+            sqlite_synchronous = "normal"
+            "#,
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(
+            settings.server.limits,
+            EdgeLimits {
+                header_read_timeout: Duration::from_secs(3),
+                request_timeout: Duration::from_secs(45),
+                max_connections: 64,
+                max_in_flight_sends: 16,
+            }
+        );
+        assert_eq!(
+            settings.database.session_limits,
+            SessionLimits {
+                lock_timeout: Duration::from_millis(500),
+                statement_timeout: Duration::from_secs(5),
+                idle_in_transaction_timeout: Duration::from_secs(20),
+            }
+        );
+        assert_eq!(
+            settings.database.sqlite_synchronous,
+            SqliteSynchronous::Normal
+        );
+    }
+
+    #[test]
+    fn a_slower_vendor_moves_the_default_request_timeout_along() {
+        let settings = load_str("t", "[upstream]\ntimeout = \"40s\"\n", &no_env).unwrap();
+        assert_eq!(
+            settings.server.limits.request_timeout,
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn every_wrong_limit_is_named_by_its_key() {
+        let found = problems(
+            r#"
+            [server]
+            header_read_timeout = "0s"
+            request_timeout = "5s"
+            max_connections = 0
+            max_in_flight_sends = 0
+            [database]
+            lock_timeout = "30s"
+            idle_in_transaction_timeout = "soon"
+            sqlite_synchronous = "off"
+            [metrics]
+            token_env = "not a name"
+            "#,
+        );
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.header_read_timeout",
+                "server.max_connections",
+                "server.max_in_flight_sends",
+                "server.request_timeout",
+                "database.idle_in_transaction_timeout",
+                "database.lock_timeout",
+                "database.sqlite_synchronous",
+                "metrics.token_env",
             ]
         );
     }

@@ -3,6 +3,7 @@
 pub mod alerts;
 mod load;
 pub mod marketplace;
+pub mod metrics;
 pub mod notifier_plugins;
 mod raw;
 pub mod schedule;
@@ -11,7 +12,7 @@ mod vendor_format;
 
 pub use load::{load, load_str, locate, ConfigSource, LoadError, BUILTIN_SANDBOX_CONFIG};
 pub use settings::{
-    ChannelSettings, ClientSettings, DatabaseSettings, LedgerSettings, PrivacySettings,
+    ChannelSettings, ClientSettings, DatabaseSettings, EdgeLimits, LedgerSettings, PrivacySettings,
     ServerSettings, Settings, TemplateSettings, UpstreamSettings,
 };
 /// The one problem type, collector and duration grammar of the whole configuration,

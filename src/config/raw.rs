@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub schedule: super::schedule::RawSchedule,
     /// `[marketplace]`, checked by [`super::marketplace`]; `None` when absent.
     pub marketplace: Option<super::marketplace::RawMarketplace>,
+    /// `[metrics]`, checked by [`super::metrics`].
+    pub metrics: super::metrics::RawMetrics,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +36,11 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub timezone: Option<String>,
     pub shutdown_grace: Option<String>,
+    /// The edge's limits (checked in [`super::load`]).
+    pub header_read_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    pub max_connections: Option<u32>,
+    pub max_in_flight_sends: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +48,11 @@ pub struct RawServer {
 pub struct RawDatabase {
     pub url: Option<String>,
     pub max_connections: Option<u32>,
+    /// PostgreSQL's session limits and SQLite's durability (checked in [`super::load`]).
+    pub lock_timeout: Option<String>,
+    pub statement_timeout: Option<String>,
+    pub idle_in_transaction_timeout: Option<String>,
+    pub sqlite_synchronous: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,6 +11,7 @@ use crate::domain::window::SendingWindow;
 use crate::domain::{ChannelKind, ChannelName, ProductCode};
 use crate::domain::{LedgerMode, VendorMethod};
 use crate::secret::Secret;
+use crate::store::{ConnectOptions, SessionLimits, SqliteSynchronous};
 use crate::upstream::VendorFormat;
 
 /// Everything tollgate is configured with. Built only by [`super::load`], which has
@@ -31,6 +32,8 @@ pub struct Settings {
     pub schedule: super::schedule::ScheduleSettings,
     /// `[marketplace]`: reading the marketplace's own count; `None` without the table.
     pub marketplace: Option<super::marketplace::MarketplaceSettings>,
+    /// `[metrics]`: who may scrape `/metrics`.
+    pub metrics: super::metrics::MetricsSettings,
     /// Sections that later parts of tollgate act upon; kept to report them.
     pub unsupported_sections: Vec<String>,
 }
@@ -39,8 +42,26 @@ pub struct Settings {
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub timezone: Tz,
-    /// How long a shutdown waits for sends in flight.
+    /// How long a shutdown may take: connections still open when it runs out are
+    /// closed, and sends still under way are left to the sweeper.
     pub shutdown_grace: Duration,
+    /// The edge's limits on clients.
+    pub limits: EdgeLimits,
+}
+
+/// What one client, or all of them together, can hold of the HTTP edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// Longest a client may take to send a request's headers, and longest an idle
+    /// keep-alive connection is kept open.
+    pub header_read_timeout: Duration,
+    /// Longest a request may take, its body included. A send that runs longer is not
+    /// cut: the client is told it is still under way.
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Sends under way at once in this process; more are refused with 503.
+    pub max_in_flight_sends: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +69,10 @@ pub struct DatabaseSettings {
     /// May hold a password, so it is kept as a secret and never printed whole.
     pub url: Secret,
     pub max_connections: u32,
+    /// PostgreSQL's limits on every session of tollgate's.
+    pub session_limits: SessionLimits,
+    /// SQLite's `PRAGMA synchronous`.
+    pub sqlite_synchronous: SqliteSynchronous,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +139,15 @@ pub struct ClientSettings {
 }
 
 impl DatabaseSettings {
+    /// How to connect, with a pool of `max_connections`.
+    pub fn connect_options(&self, max_connections: u32) -> ConnectOptions {
+        ConnectOptions {
+            max_connections,
+            session_limits: self.session_limits,
+            sqlite_synchronous: self.sqlite_synchronous,
+        }
+    }
+
     /// The URL with any password replaced by `***`, for messages and logs.
     pub fn url_for_display(&self) -> String {
         let Ok(mut url) = url::Url::parse(self.url.expose()) else {
@@ -167,6 +201,8 @@ mod tests {
         let settings = DatabaseSettings {
             url: Secret::new("postgres://tollgate:hunter2@db:5432/tollgate"),
             max_connections: 1,
+            session_limits: SessionLimits::default(),
+            sqlite_synchronous: SqliteSynchronous::default(),
         };
         assert_eq!(
             settings.url_for_display(),

@@ -1,6 +1,9 @@
-//! The API's one error type: every refusal as `{"error": {"code", "message", "charged"}}`.
+//! The API's one error type: every refusal as `{"error": {"code", "message", "charged"}}`,
+//! with a `Retry-After` header when waiting and repeating the request can succeed.
 
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -16,10 +19,27 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     /// Present on send errors: whether the send was charged anyway.
-    pub charged: Option<bool>,
+    pub charged: Option<Charged>,
     /// The send this error belongs to, when one was recorded.
     pub send_id: Option<String>,
+    /// How long to wait before repeating the request (`Retry-After`), when repeating
+    /// it can succeed.
+    pub retry_after: Option<Duration>,
 }
+
+/// The `charged` of a send error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charged {
+    Yes,
+    No,
+    /// The send is still under way: whether it will be charged is not known yet
+    /// (`"charged": null`).
+    NotYetKnown,
+}
+
+/// How long a client should wait before retrying while the database is unreachable: a
+/// restart or failover takes seconds, and retrying at once only adds load.
+pub const DATABASE_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -29,6 +49,7 @@ impl ApiError {
             message: message.into(),
             charged: None,
             send_id: None,
+            retry_after: None,
         }
     }
 
@@ -63,12 +84,33 @@ impl ApiError {
             "unavailable",
             "the database is unreachable; nothing was sent or changed",
         )
+        .retry_after(DATABASE_RETRY_AFTER)
     }
 
     pub fn charged(mut self, charged: bool) -> Self {
-        self.charged = Some(charged);
+        self.charged = Some(if charged { Charged::Yes } else { Charged::No });
         self
     }
+
+    /// For a send still under way when the client is answered.
+    pub fn charge_not_yet_known(mut self) -> Self {
+        self.charged = Some(Charged::NotYetKnown);
+        self
+    }
+
+    /// Tells the client to repeat the request after `wait` (`Retry-After`, in whole
+    /// seconds, rounded up).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+}
+
+/// `Retry-After` takes whole seconds; a wait below one is given as one, never as 0
+/// (which would invite an immediate retry).
+fn retry_after_seconds(wait: Duration) -> HeaderValue {
+    let seconds = wait.as_millis().div_ceil(1000).max(1);
+    HeaderValue::from(seconds as u64)
 }
 
 /// The full cause chain of an error, for logs.
@@ -86,13 +128,22 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(charged) = self.charged {
-            error["charged"] = json!(charged);
+        match self.charged {
+            Some(Charged::Yes) => error["charged"] = json!(true),
+            Some(Charged::No) => error["charged"] = json!(false),
+            Some(Charged::NotYetKnown) => error["charged"] = serde_json::Value::Null,
+            None => {}
         }
         if let Some(id) = self.send_id {
             error["id"] = json!(id);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(wait) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after_seconds(wait));
+        }
+        response
     }
 }
 
@@ -100,6 +151,12 @@ impl From<LedgerError> for ApiError {
     fn from(err: LedgerError) -> Self {
         match &err {
             LedgerError::InvalidPackage(invalid) => ApiError::invalid_request(invalid.to_string()),
+            LedgerError::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the ledger is busy; nothing was changed, retry shortly",
+            )
+            .retry_after(Duration::from_secs(1)),
             _ => ApiError::unavailable(&err),
         }
     }
@@ -113,8 +170,41 @@ impl From<SendError> for ApiError {
                 StatusCode::CONFLICT
             }
             SendError::Unavailable(cause) => return ApiError::unavailable(cause).charged(false),
+            SendError::Busy | SendError::TooManyInFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
-        ApiError::new(status, err.code(), err.to_string()).charged(false)
+        let mut api = ApiError::new(status, err.code(), err.to_string()).charged(false);
+        api.retry_after = err.retry_after();
+        api
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_never_zero() {
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), "1");
+        assert_eq!(retry_after_seconds(Duration::from_millis(1500)), "2");
+        assert_eq!(retry_after_seconds(Duration::from_secs(5)), "5");
+    }
+
+    #[test]
+    fn refusals_worth_repeating_say_when() {
+        let in_progress = ApiError::from(SendError::IdempotencyInProgress).into_response();
+        assert_eq!(in_progress.status(), StatusCode::CONFLICT);
+        assert_eq!(in_progress.headers()[header::RETRY_AFTER], "1");
+
+        let full = ApiError::from(SendError::TooManyInFlight { limit: 4 }).into_response();
+        assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(full.headers().contains_key(header::RETRY_AFTER));
+
+        let busy = ApiError::from(SendError::Busy).into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(busy.headers().contains_key(header::RETRY_AFTER));
+
+        let conflict = ApiError::from(SendError::IdempotencyConflict).into_response();
+        assert!(!conflict.headers().contains_key(header::RETRY_AFTER));
     }
 }

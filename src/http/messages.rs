@@ -57,7 +57,7 @@ pub async fn send(
     body: Result<ApiJson<SendBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     let result = match (caller, body) {
-        (Ok(caller), Ok(ApiJson(body, _))) => send_checked(state, caller, headers, body).await,
+        (Ok(caller), Ok(ApiJson(body))) => send_checked(state, caller, headers, body).await,
         (Err(err), _) | (_, Err(err)) => Err(err),
     };
     result.map_err(|err| match err.charged {

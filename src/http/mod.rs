@@ -13,6 +13,8 @@ mod packages;
 mod proxy;
 mod quota;
 mod reports;
+pub mod request_timeout;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -34,6 +36,8 @@ pub struct AppState {
     pub sends: SendService,
     pub clients: Clients,
     pub metrics: crate::metrics::MetricsExporter,
+    /// Who may scrape `/metrics`, one scrape at a time.
+    pub scrapes: crate::metrics::ScrapeAccess,
     pub alerts: crate::alerts::AlertEngine,
 }
 
@@ -57,26 +61,20 @@ impl AppState {
 }
 
 /// The whole HTTP surface. Public so that tests can drive it without a socket.
+///
+/// Every route is held to `server.request_timeout`; the sends (`POST /v1/messages`
+/// and the drop-in proxy paths) by a variant that never cuts a send
+/// ([`request_timeout`]).
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route("/v1/messages", post(messages::send))
-        .route("/v1/messages/{id}", get(messages::get))
-        .route("/v1/quota", get(quota::all))
-        .route("/v1/quota/{channel}", get(quota::one))
-        .route("/v1/packages", post(packages::register).get(packages::list))
-        .route("/v1/reconciliations", post(packages::reconcile))
-        .route("/v1/reports/monthly", get(reports::monthly))
-        .route("/v1/alerts", get(alerts::list))
-        .route("/v1/alerts/{id}/ack", post(alerts::acknowledge))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(crate::metrics::serve_metrics));
+    use axum::middleware::from_fn_with_state;
+    let timeout = request_timeout::RequestTimeout(state.settings.server.limits.request_timeout);
+    let mut sends = Router::new().route("/v1/messages", post(messages::send));
     for channel in &state.settings.channels {
         let Some(path) = &channel.proxy_path else {
             continue;
         };
         let name = channel.name.to_string();
-        router = router.route(
+        sends = sends.route(
             path,
             any(move |state: State<AppState>, request: Request| {
                 let name = name.clone();
@@ -100,7 +98,21 @@ pub fn router(state: AppState) -> Router {
             }),
         );
     }
-    router
+    let sends = sends.route_layer(from_fn_with_state(timeout, request_timeout::limit_send));
+    Router::new()
+        .route("/v1/messages/{id}", get(messages::get))
+        .route("/v1/quota", get(quota::all))
+        .route("/v1/quota/{channel}", get(quota::one))
+        .route("/v1/packages", post(packages::register).get(packages::list))
+        .route("/v1/reconciliations", post(packages::reconcile))
+        .route("/v1/reports/monthly", get(reports::monthly))
+        .route("/v1/alerts", get(alerts::list))
+        .route("/v1/alerts/{id}/ack", post(alerts::acknowledge))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::metrics::serve_metrics))
+        .route_layer(from_fn_with_state(timeout, request_timeout::limit_request))
+        .merge(sends)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

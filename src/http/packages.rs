@@ -45,7 +45,7 @@ pub struct ReconcileBody {
 pub async fn register(
     State(state): State<AppState>,
     _admin: Admin,
-    ApiJson(body, _): ApiJson<PackageBody>,
+    ApiJson(body): ApiJson<PackageBody>,
 ) -> Result<Response, ApiError> {
     let channel = state.channel(&body.channel)?;
     let units = json_text(&body.units);
@@ -93,7 +93,7 @@ pub async fn list(
 pub async fn reconcile(
     State(state): State<AppState>,
     _admin: Admin,
-    ApiJson(body, _): ApiJson<ReconcileBody>,
+    ApiJson(body): ApiJson<ReconcileBody>,
 ) -> Result<Response, ApiError> {
     let channel: ChannelName = state.channel(&body.channel)?;
     if i64::try_from(body.remaining).is_err() {

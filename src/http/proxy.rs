@@ -86,14 +86,20 @@ fn refusal(err: SendError) -> Response {
             "Quota Exhausted",
             Some(("quota_exhausted", err.to_string())),
         ),
-        SendError::Unavailable(_) => gateway_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Service Unavailable",
-            Some((
-                "unavailable",
-                "the ledger is unavailable; nothing was sent".into(),
-            )),
-        ),
+        SendError::Unavailable(_) | SendError::Busy | SendError::TooManyInFlight { .. } => {
+            let mut response = gateway_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                Some(("unavailable", err.to_string())),
+            );
+            if let Some(wait) = err.retry_after() {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from(wait.as_secs().max(1)),
+                );
+            }
+            response
+        }
         other => gateway_error(
             StatusCode::BAD_REQUEST,
             "Invalid Param",

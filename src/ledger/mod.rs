@@ -158,9 +158,12 @@ impl Ledger {
     /// of a history recorded before the ledger kept them (once per database).
     pub async fn open(settings: &Settings, max_connections: u32) -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        let db = Db::connect(&settings.database.url, max_connections)
-            .await
-            .with_context(|| format!("database {}", settings.database.url_for_display()))?;
+        let db = Db::connect_with(
+            &settings.database.url,
+            settings.database.connect_options(max_connections),
+        )
+        .await
+        .with_context(|| format!("database {}", settings.database.url_for_display()))?;
         db.migrate().await?;
         let ledger = Self::with_options(db, LedgerOptions::from_settings(settings));
         ledger

@@ -1,16 +1,44 @@
 //! `GET /metrics`: the Prometheus text format, or 503 when the ledger cannot be read.
 
 use axum::extract::{FromRef, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::MetricsExporter;
+use super::{MetricsExporter, ScrapeAccess};
+use crate::http::error::ApiError;
 use crate::http::AppState;
 
 /// Answers a scrape. A scrape is all or nothing: when the database cannot be read the
 /// answer is 503 (and Prometheus records `up == 0`), never a half set of series that
-/// dashboards would read as quota having vanished.
-pub async fn serve_metrics(State(exporter): State<MetricsExporter>) -> Response {
+/// dashboards would read as quota having vanished. Who may scrape and how many at once
+/// is [`ScrapeAccess`]'s to say.
+pub async fn serve_metrics(
+    State(exporter): State<MetricsExporter>,
+    State(access): State<ScrapeAccess>,
+    headers: HeaderMap,
+) -> Response {
+    if !access.authorized(&headers) {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "scraping needs the metrics token ([metrics] token_env) as Authorization: Bearer <token>",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    let Some(_turn) = access.turn().await else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "another scrape is still running; scrapes run one at a time so that they never take the send path's database connections",
+        )
+        .retry_after(std::time::Duration::from_secs(1))
+        .into_response();
+    };
     match exporter.render().await {
         Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
         Err(err) => {
@@ -28,5 +56,11 @@ pub async fn serve_metrics(State(exporter): State<MetricsExporter>) -> Response 
 impl FromRef<AppState> for MetricsExporter {
     fn from_ref(state: &AppState) -> Self {
         state.metrics.clone()
+    }
+}
+
+impl FromRef<AppState> for ScrapeAccess {
+    fn from_ref(state: &AppState) -> Self {
+        state.scrapes.clone()
     }
 }

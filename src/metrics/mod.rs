@@ -16,12 +16,14 @@
 //! configured rule and notifier names, package ids of live packages. Never a mobile
 //! number, a message id or error text.
 
+mod access;
 mod endpoint;
 mod exporter;
 mod labels;
 pub mod names;
 mod send_metrics;
 
+pub use access::{ScrapeAccess, ScrapeTurn, SCRAPE_QUEUE_WAIT};
 pub use endpoint::serve_metrics;
 pub use exporter::{MetricsExporter, ScrapeError};
 pub use labels::SendOutcomeLabel;

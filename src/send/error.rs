@@ -29,6 +29,8 @@ pub enum SendError {
     IdempotencyInProgress,
     #[error("the ledger is busy; nothing was sent, retry shortly")]
     Busy,
+    #[error("{limit} sends are under way on this instance, its limit (server.max_in_flight_sends); nothing was sent, retry shortly")]
+    TooManyInFlight { limit: usize },
     #[error("the ledger is unavailable; nothing was sent")]
     Unavailable(#[source] LedgerError),
 }
@@ -45,7 +47,24 @@ impl SendError {
             SendError::QuotaExhausted { .. } => "quota_exhausted",
             SendError::IdempotencyConflict => "idempotency_conflict",
             SendError::IdempotencyInProgress => "idempotency_in_progress",
-            SendError::Busy | SendError::Unavailable(_) => "unavailable",
+            SendError::Busy | SendError::TooManyInFlight { .. } | SendError::Unavailable(_) => {
+                "unavailable"
+            }
+        }
+    }
+
+    /// When a retry of the same request may succeed, how long to wait first (the
+    /// `Retry-After` of the answer); `None` when repeating it cannot help.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        use std::time::Duration;
+        match self {
+            // The first request with the key is usually answered within a second.
+            SendError::IdempotencyInProgress => Some(Duration::from_secs(1)),
+            // Momentary: a queue or the in-flight limit is full.
+            SendError::Busy | SendError::TooManyInFlight { .. } => Some(Duration::from_secs(1)),
+            // The database is down or failing over: retrying at once only adds load.
+            SendError::Unavailable(_) => Some(Duration::from_secs(5)),
+            _ => None,
         }
     }
 }

@@ -68,7 +68,7 @@ impl SendService {
                 catalog: Catalog::new(settings, appcodes)?,
                 store_full_numbers: settings.privacy.store_full_numbers,
                 observers,
-                in_flight: InFlight::default(),
+                in_flight: InFlight::with_limit(settings.server.limits.max_in_flight_sends),
             }),
         })
     }
@@ -99,7 +99,13 @@ impl SendService {
         }
         let prepared = self.prepare(&request)?;
         let service = self.clone();
-        let guard = self.inner.in_flight.enter();
+        let guard = self
+            .inner
+            .in_flight
+            .try_enter()
+            .ok_or(SendError::TooManyInFlight {
+                limit: self.inner.in_flight.limit(),
+            })?;
         let task = tokio::spawn(async move {
             let _guard = guard;
             service

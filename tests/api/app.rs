@@ -40,7 +40,15 @@ pub struct AppOptions {
     pub database_url: Option<String>,
     /// Extra keys of the `sms_code` channel's table (such as `package_sizes = [1000]`).
     pub sms_code_keys: String,
+    /// Extra keys of `[server]` (such as `max_connections = 2`); `shutdown_grace` may be
+    /// given here to replace the standard one.
+    pub server_keys: String,
+    /// Extra keys of `[database]` (such as `lock_timeout = "500ms"`).
+    pub database_keys: String,
 }
+
+/// The token scrapes present when a test sets `[metrics] token_env = "TEST_METRICS_TOKEN"`.
+pub const METRICS_TOKEN: &str = "metrics-token-3b7e9d41";
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, AppOptions::default()).await
@@ -54,10 +62,12 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         [server]
         listen = "127.0.0.1:0"
         timezone = "Asia/Shanghai"
-        shutdown_grace = "10s"
+        {shutdown_grace}
+        {server_keys}
 
         [database]
         url = "{db_url}"
+        {database_keys}
 
         [ledger]
         mode = "{mode}"
@@ -111,12 +121,20 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         voice_code_url = vendor.url("/chuangxin/yyyzm"),
         extra = options.extra_toml,
         sms_code_keys = options.sms_code_keys,
+        shutdown_grace = if options.server_keys.contains("shutdown_grace") {
+            ""
+        } else {
+            "shutdown_grace = \"10s\""
+        },
+        server_keys = options.server_keys,
+        database_keys = options.database_keys,
     );
     let env: HashMap<&str, &str> = HashMap::from([
         ("TEST_APPCODE", APPCODE),
         ("TEST_ADMIN_TOKEN", ADMIN_TOKEN),
         ("TEST_SHOP_TOKEN", SHOP_TOKEN),
         ("TEST_WEBHOOK_SECRET", crate::notifiers::WEBHOOK_SECRET),
+        ("TEST_METRICS_TOKEN", METRICS_TOKEN),
     ]);
     let lookup = |key: &str| env.get(key).map(|v| v.to_string());
     let settings =

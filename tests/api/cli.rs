@@ -262,3 +262,31 @@ async fn config_check_reports_missing_secrets_and_empty_channels() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn config_check_names_wrong_limits_of_the_edge() {
+    let cli = Cli::new(
+        Backend::Sqlite,
+        r#"
+        [server]
+        header_read_timeout = "never"
+        request_timeout = "5s"
+        max_connections = 0
+        max_in_flight_sends = 0
+        "#,
+    )
+    .await;
+
+    let output = cli.run(&["config", "check"]);
+
+    assert!(!output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for key in [
+        "server.header_read_timeout:",
+        "server.request_timeout: must be longer than upstream.timeout",
+        "server.max_connections: must be at least 1",
+        "server.max_in_flight_sends: must be at least 1",
+    ] {
+        assert!(text.contains(key), "{key} missing from {text}");
+    }
+}

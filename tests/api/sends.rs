@@ -590,6 +590,7 @@ async fn every_request_error_code_is_answered_without_charging(backend: Backend)
         .http
         .post(app.url("/v1/messages"))
         .bearer_auth(SHOP_TOKEN)
+        .header("Content-Type", "application/json")
         .body("{")
         .send()
         .await
