@@ -1,4 +1,5 @@
-//! The quota ledger: packages, reservations, charges, reconciliation and quota views.
+//! The quota ledger: packages, reservations, charges, reconciliation (by hand and from
+//! the marketplace's own count) and quota views.
 //!
 //! Only this module changes quota, and only this module reads its tables: everything
 //! else (alerts, metrics, reports, the HTTP handlers, the console) asks through the read
@@ -15,6 +16,7 @@ mod allocation;
 mod backfill;
 mod error;
 mod housekeeping;
+mod marketplace_counts;
 mod packages;
 mod pool;
 mod quota;
@@ -28,6 +30,7 @@ pub use aggregates::{BucketCounts, Span, HOUR_BUCKETS_KEPT};
 pub use allocation::Allocation;
 pub use error::LedgerError;
 pub use housekeeping::HousekeepingOutcome;
+pub use marketplace_counts::{reconciliation_note, MarketplaceFigures, MarketplaceRun, RunOutcome};
 pub use packages::{NewPackage, NewPackageError, Package, PackageInput, PackageStatus};
 pub use quota::{QuotaView, TotalsRow};
 pub use reconcile::Reconciliation;
