@@ -1,6 +1,8 @@
 //! Evaluation right after each charge, off the send path: the send service's observer
 //! notes the channel and returns; a background task evaluates each noted channel once,
-//! however many sends noted it meanwhile.
+//! however many sends noted it meanwhile. And evaluation right after each marketplace
+//! run, which the run waits for (it is no send, and the command line has no background
+//! task to leave it to).
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -9,6 +11,8 @@ use tokio::sync::{watch, Notify};
 
 use super::engine::AlertEngine;
 use crate::domain::ChannelName;
+use crate::ledger::MarketplaceRun;
+use crate::marketplace::RunObserver;
 use crate::send::{SendEvent, SendObserver};
 
 /// Registered with the send service; never blocks.
@@ -43,6 +47,25 @@ impl SendObserver for AlertObserver {
         if let SendEvent::Settled { channel, .. } = event {
             self.note(channel);
         }
+    }
+}
+
+/// A recorded marketplace run may start or end `ledger.drift`, and a reconciliation it
+/// applied may empty the channel (`quota.exhausted`): the channel is evaluated at once.
+impl RunObserver for AlertEngine {
+    fn run_recorded<'a>(
+        &'a self,
+        run: &'a MarketplaceRun,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let Ok(channel) = ChannelName::parse(&run.channel) else {
+                return;
+            };
+            if let Err(err) = self.evaluate_channel(&channel).await {
+                // The quota_check schedule evaluates it again.
+                tracing::error!(channel = %channel, error = format!("{err:#}"), "alert evaluation after the marketplace run failed");
+            }
+        })
     }
 }
 

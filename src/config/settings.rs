@@ -31,8 +31,6 @@ pub struct Settings {
     pub schedule: super::schedule::ScheduleSettings,
     /// `[marketplace]`: reading the marketplace's own count; `None` without the table.
     pub marketplace: Option<super::marketplace::MarketplaceSettings>,
-    /// Sections that later parts of tollgate act upon; kept to report them.
-    pub unsupported_sections: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
