@@ -8,6 +8,7 @@ mod dashboards;
 mod helpers;
 mod ledger;
 mod marketplace;
+mod marketplace_sync;
 mod metrics;
 mod notifiers;
 mod reports;
