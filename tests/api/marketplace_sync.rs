@@ -658,7 +658,7 @@ async fn two_instances_running_the_job_at_the_same_due_time_reconcile_once() {
         .chain(b.unwrap().runs)
         .filter(|run| run.job == "marketplace_sync")
         .collect();
-    assert_eq!(runs.len(), 2, "both saw the due time: {runs:?}");
+    // The other either lost the claim or, coming later, found the run recorded.
     let ran: Vec<_> = runs
         .iter()
         .filter(|run| run.result != RunResult::ClaimedElsewhere)
