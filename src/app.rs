@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::http::auth::{Caller, Clients};
 use crate::http::{router, AppState};
 use crate::ledger::{Ledger, Sweeper};
+use crate::marketplace::MarketplaceSync;
 use crate::secret::Secret;
 use crate::send::SendService;
 use crate::upstream::VendorClient;
@@ -22,6 +23,8 @@ pub struct Application {
     state: AppState,
     ledger: Ledger,
     alerts: crate::alerts::Alerts,
+    /// The marketplace's count, when `[marketplace]` and a `product_code` call for it.
+    marketplace: Option<MarketplaceSync>,
 }
 
 impl Application {
@@ -77,13 +80,16 @@ impl Application {
         };
 
         let ledger = Ledger::open(&settings, settings.database.max_connections).await?;
-        for section in &settings.unsupported_sections {
-            tracing::warn!(section = %section, "configuration section accepted but not acted upon by this version");
-        }
 
         let vendor = VendorClient::new(settings.upstream.timeout)
             .context("cannot build the HTTP client for the vendor")?;
         let alerts = crate::alerts::Alerts::build(&settings, ledger.clone(), env)?;
+        let marketplace = MarketplaceSync::from_settings(&settings, ledger.clone(), env)
+            .context("[marketplace]")?
+            .map(|sync| sync.observed_by(Arc::new(alerts.engine().clone())));
+        if settings.marketplace.is_some() && marketplace.is_none() {
+            tracing::warn!("[marketplace] is configured but no channel has a product_code: marketplace_sync is not scheduled");
+        }
         let metrics = crate::metrics::MetricsExporter::new(
             ledger.clone(),
             alerts.engine().clone(),
@@ -114,6 +120,7 @@ impl Application {
             state,
             ledger,
             alerts,
+            marketplace,
         })
     }
 
@@ -134,6 +141,11 @@ impl Application {
     /// The alert engine (`evaluate_all` is the `quota_check` job).
     pub fn alerts(&self) -> &crate::alerts::AlertEngine {
         self.alerts.engine()
+    }
+
+    /// The marketplace's count (the `marketplace_sync` job), when configured.
+    pub fn marketplace(&self) -> Option<&MarketplaceSync> {
+        self.marketplace.as_ref()
     }
 
     /// Names, in a warning, every channel without a package: its sends will be refused.
@@ -181,7 +193,7 @@ impl Application {
         let engine = self.alerts.engine().clone();
         let reports = engine.clone();
         let report_context = crate::report::ReportContext::from_channels(&settings.channels);
-        let hooks = crate::schedule::JobHooks::default()
+        let mut hooks = crate::schedule::JobHooks::default()
             .with_quota_check(move || {
                 let engine = engine.clone();
                 async move { engine.evaluate_all().await.map(|_| ()) }
@@ -201,6 +213,9 @@ impl Application {
                         .await
                 }
             });
+        if let Some(sync) = self.marketplace.clone() {
+            hooks = hooks.with_marketplace_sync(sync);
+        }
         let scheduler = crate::schedule::standard_jobs(&settings, self.ledger.clone(), hooks);
         let scheduler = tokio::spawn(scheduler.run(stopped.clone()));
         let alerts = tokio::spawn(self.alerts.run(stopped));

@@ -9,7 +9,8 @@
 //! - [`upstream`]: the vendor's client, its vendor formats, answer classification and the
 //!   sandbox vendor.
 //! - [`marketplace`]: the Market API client (the marketplace's own count), its request
-//!   signing, and its simulation in the sandbox.
+//!   signing, the run that hands its answers to the ledger, and its simulation in the
+//!   sandbox.
 //! - [`send`]: one send from request to settled charge; the only caller of the vendor.
 //! - [`http`]: the API, the drop-in proxy, health, the accept loop and its limits; [`app`]
 //!   builds and runs the server.

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use tollgate_notify::{Event, RenderedReport, Status, EVENT_VERSION};
 
 use super::forecast::{Forecast, SuggestionPlan};
-use super::rules::{ChannelFacts, RuleSpec};
+use super::rules::{ChannelFacts, RuleSpec, Trigger};
 use super::state::{decide, Step};
 use super::store::{self, AckOutcome, AlertRecord, TransitionInput};
 use crate::config::{ChannelSettings, Settings};
@@ -102,7 +102,23 @@ impl AlertEngine {
             days: self.inner.suggest_days,
             package_sizes: settings.package_sizes.clone(),
         };
+        // Only `ledger.drift` reads the marketplace's count, and only on the channels
+        // it applies to: the other evaluations (one after every charge) skip the read.
+        let reads_drift = self
+            .inner
+            .rules
+            .iter()
+            .any(|r| matches!(r.trigger, Trigger::Drift { .. }) && r.applies_to(channel));
+        let marketplace = if reads_drift {
+            ledger
+                .latest_marketplace_run(channel)
+                .await
+                .context("reading the marketplace's count")?
+        } else {
+            None
+        };
         let facts = ChannelFacts {
+            marketplace,
             forecast: Forecast::compute(&quota, &packages, &plan, now),
             has_packages: !packages.is_empty(),
             auth_failing: ledger

@@ -3,6 +3,8 @@
 //! however many sends noted it meanwhile. Under heavy traffic a channel is evaluated at
 //! most every [`MIN_INTERVAL`]: a charge is evaluated at once when the channel was quiet,
 //! and within that interval otherwise, without an evaluation per send.
+//! And evaluation right after each marketplace run, which the run waits for (it is
+//! no send, and the command line has no background task to leave it to).
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -11,6 +13,8 @@ use tokio::sync::{watch, Notify};
 
 use super::engine::AlertEngine;
 use crate::domain::ChannelName;
+use crate::ledger::MarketplaceRun;
+use crate::marketplace::RunObserver;
 use crate::send::{SendEvent, SendObserver};
 
 /// Registered with the send service; never blocks.
@@ -50,6 +54,25 @@ impl SendObserver for AlertObserver {
 
 /// The least time between two evaluation rounds.
 pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A recorded marketplace run may start or end `ledger.drift`, and a reconciliation it
+/// applied may empty the channel (`quota.exhausted`): the channel is evaluated at once.
+impl RunObserver for AlertEngine {
+    fn run_recorded<'a>(
+        &'a self,
+        run: &'a MarketplaceRun,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let Ok(channel) = ChannelName::parse(&run.channel) else {
+                return;
+            };
+            if let Err(err) = self.evaluate_channel(&channel).await {
+                // The quota_check schedule evaluates it again.
+                tracing::error!(channel = %channel, error = format!("{err:#}"), "alert evaluation after the marketplace run failed");
+            }
+        })
+    }
+}
 
 /// Evaluates noted channels until `stop` turns true, then once more for whatever the
 /// last sends noted.

@@ -1,5 +1,6 @@
-//! The rules the engine evaluates: the configured `[[alert_rules]]` and the two built-in
-//! critical rules, each deciding from a channel's facts whether it holds.
+//! The rules the engine evaluates: the configured `[[alert_rules]]` and the built-in
+//! ones (`quota.exhausted`, `provider.auth_failed`, and `ledger.drift` when the
+//! marketplace's count is read), each deciding from a channel's facts whether it holds.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use super::forecast::Forecast;
 use crate::config::alerts::{AlertRule, ChannelSelector, Condition};
 use crate::config::{ChannelSettings, Settings};
 use crate::domain::ChannelName;
-use crate::ledger::QuotaView;
+use crate::ledger::{MarketplaceRun, QuotaView, RunOutcome};
 
 /// What makes a rule hold.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,6 +22,11 @@ pub enum Trigger {
     Exhausted,
     /// Built in: the vendor's last word on the AppCode was a refusal.
     AuthFailed,
+    /// Built in with `[marketplace]`: the channel's latest marketplace run found the
+    /// ledger this many units or more away from the marketplace's count, either way.
+    Drift {
+        units: u64,
+    },
 }
 
 /// One rule as the engine runs it.
@@ -42,13 +48,16 @@ pub struct ChannelFacts {
     /// Whether the channel has ever had a package.
     pub has_packages: bool,
     pub auth_failing: bool,
+    /// The channel's latest marketplace run, when it has a product code and a run.
+    pub marketplace: Option<MarketplaceRun>,
 }
 
 const DEFAULT_REPEAT: Duration = Duration::from_secs(24 * 3600);
 
 impl RuleSpec {
     /// The configured rules followed by the built-in ones, which notify every
-    /// configured notifier.
+    /// configured notifier. `ledger.drift` is built in only when the marketplace's count
+    /// is read (`[marketplace]`), and only for the channels with a `product_code`.
     pub fn all(settings: &Settings) -> Vec<RuleSpec> {
         let everyone: Vec<String> = settings
             .alerts
@@ -72,6 +81,28 @@ impl RuleSpec {
                 trigger,
                 severity: Severity::Critical,
                 notify: everyone.clone(),
+                repeat_every: DEFAULT_REPEAT,
+            });
+        }
+        let product_channels: Vec<ChannelName> = settings
+            .channels
+            .iter()
+            .filter(|c| c.product_code.is_some())
+            .map(|c| c.name.clone())
+            .collect();
+        if let Some(marketplace) = settings
+            .marketplace
+            .as_ref()
+            .filter(|_| !product_channels.is_empty())
+        {
+            rules.push(RuleSpec {
+                name: "ledger.drift".to_owned(),
+                channels: ChannelSelector::Named(product_channels),
+                trigger: Trigger::Drift {
+                    units: marketplace.drift_alert_units,
+                },
+                severity: Severity::Warning,
+                notify: everyone,
                 repeat_every: DEFAULT_REPEAT,
             });
         }
@@ -102,6 +133,10 @@ impl RuleSpec {
         match self.trigger {
             Trigger::Exhausted => facts.has_packages && quota.remaining <= 0,
             Trigger::AuthFailed => facts.auth_failing,
+            Trigger::Drift { units } => facts
+                .marketplace
+                .as_ref()
+                .is_some_and(|run| run.drift_units() >= units),
             Trigger::Condition(Condition::RemainingRatioBelow(ratio)) => {
                 bought && quota.remaining_ratio < ratio
             }
@@ -124,6 +159,7 @@ impl RuleSpec {
     pub fn event_kind(&self, status: Status) -> EventKind {
         match (self.trigger, status) {
             (Trigger::AuthFailed, _) => EventKind::ProviderAuthFailed,
+            (Trigger::Drift { .. }, _) => EventKind::LedgerDrift,
             (Trigger::Condition(Condition::ExpiresWithin(_)), _) => EventKind::PackageExpiring,
             (_, Status::Resolved) => EventKind::QuotaRecovered,
             (Trigger::Exhausted, Status::Firing) => EventKind::QuotaExhausted,
@@ -167,6 +203,9 @@ impl RuleSpec {
             (Trigger::AuthFailed, Status::Resolved) => {
                 format!("渠道 {name} 的 AppCode 认证已恢复正常。")
             }
+            (Trigger::Drift { units }, status) => {
+                drift_summary(name, unit, units, facts.marketplace.as_ref(), status)
+            }
             (Trigger::Exhausted, Status::Firing) => {
                 format!("渠道 {name} 的套餐已用完，发送将被拒绝。{suggestion}")
             }
@@ -187,6 +226,46 @@ impl RuleSpec {
             }
             (_, Status::Resolved) => format!("渠道 {name} 套餐余量已恢复：{left}。"),
         }
+    }
+}
+
+/// `ledger.drift`'s summary: both counts, the difference, what was done about it, and
+/// where to look for units billed around tollgate.
+fn drift_summary(
+    name: &ChannelName,
+    unit: &str,
+    threshold: u64,
+    run: Option<&MarketplaceRun>,
+    status: Status,
+) -> String {
+    let Some(run) = run else {
+        return format!("渠道 {name} 尚无云市场余量的记录。");
+    };
+    let counts = format!(
+        "云市场剩余 {} {unit}，账本剩余 {} {unit}",
+        run.marketplace_remaining, run.ledger_remaining
+    );
+    match status {
+        Status::Firing => {
+            let done = match run.outcome {
+                RunOutcome::Reconciled => format!(
+                    "已按云市场的余量自动对账（调整 {} {unit}）",
+                    run.adjusted_units
+                ),
+                RunOutcome::Recorded | RunOutcome::Agreed => {
+                    "未自动调整（[marketplace] apply = false）；核对无误后可用 tollgate reconcile 记录"
+                        .to_owned()
+                }
+            };
+            format!(
+                "渠道 {name} 的账本与云市场的余量相差 {} {unit}（{counts}；告警阈值 {threshold} {unit}），{done}。\
+                 请检查是否有绕过 tollgate 的调用（云市场的调试控制台、使用同一 AppCode 的其他应用）以及结果为 uncertain 的发送。",
+                run.drift_units()
+            )
+        }
+        Status::Resolved => format!(
+            "渠道 {name} 的账本与云市场的余量差异已回到告警阈值 {threshold} {unit} 以内：{counts}。"
+        ),
     }
 }
 
@@ -236,7 +315,135 @@ mod tests {
             },
             has_packages: true,
             auth_failing: false,
+            marketplace: None,
         }
+    }
+
+    fn run(
+        marketplace_remaining: i64,
+        ledger_remaining: i64,
+        outcome: RunOutcome,
+    ) -> MarketplaceRun {
+        MarketplaceRun {
+            id: 1,
+            channel: "voice_notice".into(),
+            product_code: "cmapi00037415".into(),
+            observed_at: Utc::now(),
+            rows: 1,
+            total_quota: marketplace_remaining,
+            total_usage: 100 - marketplace_remaining,
+            total_capacity: Some(100),
+            marketplace_remaining,
+            confirmed: true,
+            ledger_remaining,
+            drift: marketplace_remaining - ledger_remaining,
+            outcome,
+            applied: outcome == RunOutcome::Reconciled,
+            reconciliation_id: (outcome == RunOutcome::Reconciled).then_some(7),
+            adjusted_units: if outcome == RunOutcome::Reconciled {
+                ledger_remaining - marketplace_remaining
+            } else {
+                0
+            },
+            request_ids: vec![],
+        }
+    }
+
+    fn drift_rule() -> RuleSpec {
+        RuleSpec {
+            name: "ledger.drift".into(),
+            channels: ChannelSelector::All,
+            trigger: Trigger::Drift { units: 10 },
+            severity: Severity::Warning,
+            notify: vec![],
+            repeat_every: DEFAULT_REPEAT,
+        }
+    }
+
+    #[test]
+    fn a_drift_holds_from_the_threshold_on_either_way_and_not_without_a_run() {
+        let rule = drift_rule();
+        let mut facts = facts(100, 0.0, None);
+        let now = Utc::now();
+        assert!(!rule.holds(&facts, now), "no run yet");
+        for (marketplace, ledger, holds) in [
+            (85, 100, true),
+            (110, 100, true),
+            (91, 100, false),
+            (90, 100, true),
+            (100, 100, false),
+        ] {
+            facts.marketplace = Some(run(marketplace, ledger, RunOutcome::Recorded));
+            assert_eq!(rule.holds(&facts, now), holds, "{marketplace} vs {ledger}");
+        }
+        assert_eq!(rule.event_kind(Status::Firing), EventKind::LedgerDrift);
+        assert_eq!(rule.event_kind(Status::Resolved), EventKind::LedgerDrift);
+    }
+
+    #[test]
+    fn a_drift_summary_gives_both_counts_what_was_done_and_what_to_check() {
+        let rule = drift_rule();
+        let mut facts = facts(85, 0.0, None);
+        facts.marketplace = Some(run(85, 100, RunOutcome::Reconciled));
+        let firing = rule.summary(
+            &voice_channel(),
+            &facts,
+            Status::Firing,
+            chrono_tz::Asia::Shanghai,
+        );
+        assert_eq!(
+            firing,
+            "渠道 voice_notice 的账本与云市场的余量相差 15 次（云市场剩余 85 次，账本剩余 100 次；告警阈值 10 次），\
+             已按云市场的余量自动对账（调整 15 次）。\
+             请检查是否有绕过 tollgate 的调用（云市场的调试控制台、使用同一 AppCode 的其他应用）以及结果为 uncertain 的发送。"
+        );
+        facts.marketplace = Some(run(85, 100, RunOutcome::Recorded));
+        let recorded = rule.summary(
+            &voice_channel(),
+            &facts,
+            Status::Firing,
+            chrono_tz::Asia::Shanghai,
+        );
+        assert!(
+            recorded.contains("未自动调整（[marketplace] apply = false）"),
+            "{recorded}"
+        );
+        facts.marketplace = Some(run(85, 85, RunOutcome::Agreed));
+        let resolved = rule.summary(
+            &voice_channel(),
+            &facts,
+            Status::Resolved,
+            chrono_tz::Asia::Shanghai,
+        );
+        assert_eq!(
+            resolved,
+            "渠道 voice_notice 的账本与云市场的余量差异已回到告警阈值 10 次 以内：云市场剩余 85 次，账本剩余 85 次。"
+        );
+    }
+
+    #[test]
+    fn ledger_drift_is_built_in_only_with_the_marketplace_and_only_for_its_channels() {
+        let channels = "[[channels]]\nname = \"voice_notice\"\nkind = \"voice_notice\"\nurl = \"https://a\"\nproduct_code = \"cmapi00037415\"\n\
+            [[channels]]\nname = \"sms_code\"\nkind = \"sms_code\"\nurl = \"https://b\"\nsignature = \"【卡池】\"\n\
+            [[notifiers]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"https://hooks.example.com/x\"\n";
+        let names = |text: &str| -> Vec<String> {
+            let settings = load_str("t", text, &|_| None).unwrap();
+            RuleSpec::all(&settings)
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(names(channels), ["quota.exhausted", "provider.auth_failed"]);
+
+        let text = format!("{channels}[marketplace]\ndrift_alert_units = 25\n");
+        let settings = load_str("t", &text, &|_| None).unwrap();
+        let rules = RuleSpec::all(&settings);
+        let drift = rules.iter().find(|r| r.name == "ledger.drift").unwrap();
+        assert_eq!(drift.trigger, Trigger::Drift { units: 25 });
+        assert_eq!(drift.severity, Severity::Warning);
+        assert_eq!(drift.notify, ["hook"], "the built-in alerts' notifiers");
+        assert!(drift.applies_to(&ChannelName::parse("voice_notice").unwrap()));
+        assert!(!drift.applies_to(&ChannelName::parse("sms_code").unwrap()));
     }
 
     fn rule(condition: Condition) -> RuleSpec {

@@ -35,13 +35,7 @@ pub async fn run(
         }
     };
     let mut errors = environment_problems(&settings, source, env);
-    let mut warnings: Vec<String> = settings
-        .unsupported_sections
-        .iter()
-        .map(|section| {
-            format!("[{section}] is accepted but not acted upon by this version of tollgate")
-        })
-        .collect();
+    let mut warnings = marketplace_warnings(&settings);
     match channels_without_packages(&settings).await {
         Ok(empty) => warnings.extend(empty.into_iter().map(|channel| {
             format!("channel {channel} has no package registered: every send to it will be refused (register one with `tollgate package add`)")
@@ -130,6 +124,28 @@ pub fn environment_problems(
     problems
 }
 
+/// What `[marketplace]` and the channels' `product_code`s leave undone: each is only
+/// acted upon with the other.
+pub fn marketplace_warnings(settings: &Settings) -> Vec<String> {
+    let with_code: Vec<&str> = settings
+        .channels
+        .iter()
+        .filter(|c| c.product_code.is_some())
+        .map(|c| c.name.as_str())
+        .collect();
+    match (&settings.marketplace, with_code.is_empty()) {
+        (Some(_), true) => vec![
+            "[marketplace] is configured but no channel has a product_code: there is nothing to compare with the marketplace's count".to_owned(),
+        ],
+        (None, false) => vec![format!(
+            "{} {} a product_code but there is no [marketplace] table: the marketplace's count is not read",
+            with_code.join(", "),
+            if with_code.len() == 1 { "has" } else { "have" }
+        )],
+        _ => Vec::new(),
+    }
+}
+
 /// Channels that have never had a package registered.
 pub async fn channels_without_packages(settings: &Settings) -> anyhow::Result<Vec<String>> {
     let ledger = Ledger::open(settings, 1).await?;
@@ -143,4 +159,34 @@ pub async fn channels_without_packages(settings: &Settings) -> anyhow::Result<Ve
         .collect();
     ledger.db().close().await;
     Ok(empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warnings(extra: &str) -> Vec<String> {
+        let text = format!(
+            "[[channels]]\nname = \"voice_notice\"\nkind = \"voice_notice\"\nurl = \"https://a\"\n{extra}"
+        );
+        marketplace_warnings(&config::load_str("t", &text, &|_| None).unwrap())
+    }
+
+    #[test]
+    fn the_marketplace_and_a_product_code_each_warn_without_the_other() {
+        let code = "product_code = \"cmapi00037415\"\n";
+        assert_eq!(warnings(""), Vec::<String>::new());
+        assert_eq!(
+            warnings(&format!("{code}[marketplace]\n")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            warnings("[marketplace]\n"),
+            ["[marketplace] is configured but no channel has a product_code: there is nothing to compare with the marketplace's count"]
+        );
+        assert_eq!(
+            warnings(code),
+            ["voice_notice has a product_code but there is no [marketplace] table: the marketplace's count is not read"]
+        );
+    }
 }

@@ -50,7 +50,8 @@ pub enum Command {
     Package(packages::PackageCommand),
     /// Show the remaining quota of every channel, or of one.
     Quota(quota::QuotaArgs),
-    /// Record the vendor console's remaining count for a channel.
+    /// Record the vendor console's remaining count for a channel, or the marketplace's
+    /// (--from-marketplace).
     Reconcile(quota::ReconcileArgs),
     /// Check the configuration and environment, and print every problem found.
     #[command(subcommand)]

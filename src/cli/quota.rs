@@ -1,12 +1,17 @@
-//! `tollgate quota` and `tollgate reconcile`.
+//! `tollgate quota` and `tollgate reconcile` (with the console's count, or the
+//! marketplace's).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::Args;
 
 use super::output::{self, opt, Format, Rows};
 use super::Context;
-use crate::ledger::QuotaView;
+use crate::alerts::AlertEngine;
+use crate::ledger::{MarketplaceRun, QuotaView, RunOutcome};
+use crate::marketplace::{MarketplaceSync, SyncScope};
 
 #[derive(Debug, Args)]
 pub struct QuotaArgs {
@@ -18,13 +23,23 @@ pub struct QuotaArgs {
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
-    #[arg(long)]
-    pub channel: String,
+    /// The channel (with --from-marketplace: only this one; default every channel with a
+    /// product_code).
+    #[arg(long, required_unless_present = "from_marketplace")]
+    pub channel: Option<String>,
     /// The remaining count shown in the vendor's console.
-    #[arg(long)]
-    pub remaining: u64,
-    #[arg(long)]
+    #[arg(
+        long,
+        required_unless_present = "from_marketplace",
+        conflicts_with = "from_marketplace"
+    )]
+    pub remaining: Option<u64>,
+    #[arg(long, conflicts_with = "from_marketplace")]
     pub note: Option<String>,
+    /// Ask the marketplace (DescribeApiMetering) instead: record what it says of each
+    /// channel's product_code and, with [marketplace] apply = true, reconcile to it.
+    #[arg(long)]
+    pub from_marketplace: bool,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }
@@ -45,10 +60,16 @@ pub async fn run_quota(args: QuotaArgs, context: &Context) -> anyhow::Result<Exi
 }
 
 pub async fn run_reconcile(args: ReconcileArgs, context: &Context) -> anyhow::Result<ExitCode> {
-    let channel = context.channel(&args.channel)?;
+    if args.from_marketplace {
+        return from_marketplace(args, context).await;
+    }
+    let (Some(channel), Some(remaining)) = (&args.channel, args.remaining) else {
+        anyhow::bail!("--channel and --remaining are required without --from-marketplace");
+    };
+    let channel = context.channel(channel)?;
     let record = context
         .ledger
-        .reconcile(&channel, args.remaining, args.note)
+        .reconcile(&channel, remaining, args.note)
         .await?;
     output::print(args.format, &record, || Rows {
         headers: vec![
@@ -71,6 +92,104 @@ pub async fn run_reconcile(args: ReconcileArgs, context: &Context) -> anyhow::Re
         ]],
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `reconcile --from-marketplace`: one run of the marketplace's count, the alert rules
+/// evaluated after each channel's (their notifications wait in the outbox for a running
+/// server to deliver). Exits 1 if any channel failed; what was recorded is printed.
+async fn from_marketplace(args: ReconcileArgs, context: &Context) -> anyhow::Result<ExitCode> {
+    let settings = &context.settings;
+    anyhow::ensure!(
+        settings.marketplace.is_some(),
+        "--from-marketplace needs a [marketplace] table in the configuration (see the README, \"Reconciling with the marketplace's count\")"
+    );
+    let only = args
+        .channel
+        .as_deref()
+        .map(|name| context.channel(name))
+        .transpose()?;
+    if let Some(channel) = &only {
+        let has_code = settings
+            .channel(channel.as_str())
+            .is_some_and(|c| c.product_code.is_some());
+        anyhow::ensure!(
+            has_code,
+            "channel {channel} has no product_code: the marketplace cannot be asked about it"
+        );
+    }
+    let env = |key: &str| std::env::var(key).ok();
+    let engine = AlertEngine::new(
+        context.ledger.clone(),
+        settings,
+        crate::domain::system_clock(),
+    );
+    let Some(sync) = MarketplaceSync::from_settings(settings, context.ledger.clone(), &env)
+        .context("[marketplace]")?
+    else {
+        anyhow::bail!("no channel has a product_code: there is nothing to ask the marketplace");
+    };
+    let sync = sync.observed_by(Arc::new(engine));
+    let scope = match &only {
+        Some(channel) => SyncScope::Only(channel),
+        None => SyncScope::Every,
+    };
+    let outcome = sync.try_run_once(scope).await;
+    if !outcome.runs.is_empty() || outcome.failures.is_empty() {
+        output::print(args.format, &outcome.runs, || {
+            marketplace_table(&outcome.runs)
+        })?;
+    }
+    for failure in &outcome.failures {
+        eprintln!("error: {failure}");
+    }
+    for channel in &outcome.skipped {
+        eprintln!(
+            "error: channel {channel} was not asked: the marketplace refused the request itself"
+        );
+    }
+    Ok(if outcome.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn marketplace_table(runs: &[MarketplaceRun]) -> Rows {
+    Rows {
+        headers: vec![
+            "channel",
+            "product_code",
+            "marketplace_remaining",
+            "ledger_remaining",
+            "drift",
+            "applied",
+            "adjusted_units",
+            "reading",
+        ],
+        rows: runs
+            .iter()
+            .map(|run| {
+                vec![
+                    run.channel.clone(),
+                    run.product_code.clone(),
+                    run.marketplace_remaining.to_string(),
+                    run.ledger_remaining.to_string(),
+                    run.drift.to_string(),
+                    match run.outcome {
+                        RunOutcome::Reconciled => "yes".to_owned(),
+                        RunOutcome::Agreed => "no (the counts agree)".to_owned(),
+                        RunOutcome::Recorded => "no (apply = false)".to_owned(),
+                    },
+                    run.adjusted_units.to_string(),
+                    if run.confirmed {
+                        "confirmed".to_owned()
+                    } else {
+                        "unconfirmed".to_owned()
+                    },
+                ]
+            })
+            .collect(),
+    }
 }
 
 fn quota_table(views: &[QuotaView]) -> Rows {

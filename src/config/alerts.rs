@@ -17,8 +17,9 @@ use super::notifier_plugins::{type_list, Plugin};
 use super::settings::ChannelSettings;
 use crate::domain::ChannelName;
 
-/// The built-in rules' names; configured rules may not take them.
-pub const BUILTIN_RULES: [&str; 2] = ["quota.exhausted", "provider.auth_failed"];
+/// The built-in rules' names; configured rules may not take them (`ledger.drift` is
+/// built in only with `[marketplace]`, but its name is kept free either way).
+pub const BUILTIN_RULES: [&str; 3] = ["quota.exhausted", "provider.auth_failed", "ledger.drift"];
 
 /// Everything the alert engine and the outbox are configured with.
 #[derive(Debug, Clone)]
@@ -528,5 +529,21 @@ mod tests {
     fn a_rule_needs_a_condition() {
         let found = problems("[[alert_rules]]\nname = \"x\"\n");
         assert_eq!(found[0].0, "alert_rules[0].remaining_ratio_below");
+    }
+
+    #[test]
+    fn no_configured_rule_may_take_a_built_in_name() {
+        for name in ["quota.exhausted", "provider.auth_failed", "ledger.drift"] {
+            let found = problems(&format!(
+                "{CHANNEL}\n[[alert_rules]]\nname = \"{name}\"\nremaining_units_below = 1\n"
+            ));
+            assert_eq!(
+                found,
+                [(
+                    "alert_rules[0].name".to_owned(),
+                    format!("{name} is a built-in rule")
+                )]
+            );
+        }
     }
 }

@@ -180,12 +180,6 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
         super::metrics::check_metrics(&raw.metrics, p)
     });
 
-    let mut unsupported_sections = Vec::new();
-    // Read and checked, but no run of the marketplace's count exists yet.
-    if marketplace.is_some() {
-        unsupported_sections.push("marketplace".to_owned());
-    }
-
     Settings {
         server,
         database,
@@ -201,7 +195,6 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
         schedule,
         marketplace,
         metrics,
-        unsupported_sections,
     }
 }
 
@@ -622,7 +615,6 @@ mod tests {
         let settings = load_str("spec", text, &no_env).unwrap();
         assert_eq!(settings.channels.len(), 2);
         assert_eq!(settings.templates.len(), 1);
-        assert!(settings.unsupported_sections.is_empty());
         assert_eq!(settings.schedule.report_notify, ["ops-mail"]);
     }
 

@@ -364,8 +364,6 @@ mod tests {
             settings.channels[0].product_code.as_ref().unwrap().as_str(),
             "cmapi00037415"
         );
-        // Until the sync job exists, `config check` says the table is not acted upon.
-        assert_eq!(settings.unsupported_sections, ["marketplace"]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub struct RawSchedule {
     pub report_notify: Vec<String>,
     pub rollup: Option<String>,
     pub retention: Option<String>,
+    pub marketplace_sync: Option<String>,
 }
 
 /// When each scheduled job runs, in `[server] timezone`.
@@ -36,6 +37,9 @@ pub struct ScheduleSettings {
     /// Raw send rows (and their charge entries) older than this are deleted once their
     /// day is rolled up. Off unless set; at least [`MINIMUM_RETENTION`].
     pub retention: Option<Duration>,
+    /// Reading the marketplace's own count (SPEC §14; default on the hour). Scheduled
+    /// only when `[marketplace]` is configured and a channel has a `product_code`.
+    pub marketplace_sync: CronExpr,
 }
 
 impl Default for ScheduleSettings {
@@ -46,6 +50,7 @@ impl Default for ScheduleSettings {
             report_notify: Vec::new(),
             rollup: CronExpr::parse(DEFAULT_ROLLUP).expect("valid default"),
             retention: None,
+            marketplace_sync: CronExpr::parse(DEFAULT_MARKETPLACE_SYNC).expect("valid default"),
         }
     }
 }
@@ -53,6 +58,7 @@ impl Default for ScheduleSettings {
 pub const DEFAULT_QUOTA_CHECK: &str = "*/5 * * * *";
 pub const DEFAULT_MONTHLY_REPORT: &str = "0 9 1 * *";
 pub const DEFAULT_ROLLUP: &str = "7 * * * *";
+pub const DEFAULT_MARKETPLACE_SYNC: &str = "0 * * * *";
 
 /// Validates `[schedule]`, recording every problem with its key inside the table
 /// (`quota_check`; the caller scopes it to `schedule`).
@@ -73,6 +79,11 @@ pub fn check_schedule(raw: &RawSchedule, p: &mut Problems) -> ScheduleSettings {
         DEFAULT_MONTHLY_REPORT,
     );
     let rollup = cron("rollup", &raw.rollup, DEFAULT_ROLLUP);
+    let marketplace_sync = cron(
+        "marketplace_sync",
+        &raw.marketplace_sync,
+        DEFAULT_MARKETPLACE_SYNC,
+    );
 
     let retention = p
         .optional_duration("retention", raw.retention.as_deref())
@@ -97,6 +108,7 @@ pub fn check_schedule(raw: &RawSchedule, p: &mut Problems) -> ScheduleSettings {
         report_notify: raw.report_notify.clone(),
         rollup,
         retention,
+        marketplace_sync,
     }
 }
 
@@ -119,6 +131,7 @@ mod tests {
         assert_eq!(settings.quota_check.as_str(), "*/5 * * * *");
         assert_eq!(settings.monthly_report.as_str(), "0 9 1 * *");
         assert_eq!(settings.retention, None);
+        assert_eq!(settings.marketplace_sync.as_str(), "0 * * * *");
     }
 
     #[test]
@@ -129,6 +142,7 @@ mod tests {
             report_notify: vec![" ".into()],
             rollup: Some("* *".into()),
             retention: Some("1d".into()),
+            marketplace_sync: Some("hourly".into()),
         };
         let (_, keys) = check(&raw);
         assert_eq!(
@@ -137,6 +151,7 @@ mod tests {
                 "schedule.quota_check",
                 "schedule.monthly_report",
                 "schedule.rollup",
+                "schedule.marketplace_sync",
                 "schedule.retention",
                 "schedule.report_notify[0]"
             ]

@@ -34,8 +34,6 @@ pub struct Settings {
     pub marketplace: Option<super::marketplace::MarketplaceSettings>,
     /// `[metrics]`: who may scrape `/metrics`.
     pub metrics: super::metrics::MetricsSettings,
-    /// Sections that later parts of tollgate act upon; kept to report them.
-    pub unsupported_sections: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

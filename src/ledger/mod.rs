@@ -1,4 +1,5 @@
-//! The quota ledger: packages, reservations, charges, reconciliation and quota views.
+//! The quota ledger: packages, reservations, charges, reconciliation (by hand and from
+//! the marketplace's own count) and quota views.
 //!
 //! Only this module changes quota, and only this module reads its tables: everything
 //! else (alerts, metrics, reports, the HTTP handlers, the console) asks through the read
@@ -17,6 +18,7 @@ mod error;
 mod housekeeping;
 mod import;
 mod lease;
+mod marketplace_counts;
 mod packages;
 mod pool;
 mod quota;
@@ -32,6 +34,7 @@ pub use error::LedgerError;
 pub use housekeeping::HousekeepingOutcome;
 pub use import::ImportedCharge;
 pub use lease::{instance_name, LEASE, RENEW_EVERY};
+pub use marketplace_counts::{reconciliation_note, MarketplaceFigures, MarketplaceRun, RunOutcome};
 pub use packages::{NewPackage, NewPackageError, Package, PackageInput, PackageStatus};
 pub use quota::{QuotaView, TotalsRow};
 pub use reconcile::Reconciliation;

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::Package;
+use super::{MarketplaceRun, Package};
 
 /// The burn rate is measured over this trailing window.
 pub const BURN_WINDOW_DAYS: i64 = 7;
@@ -44,9 +44,24 @@ pub struct QuotaView {
     pub unmetered: i64,
     /// Packages in the live pool.
     pub packages: usize,
-    /// The vendor's own count of what is left, from its latest answer that gave one.
+    /// The vendor's own count of what is left, from its latest answer that gave one
+    /// (`remaining_field`, SPEC §13).
     pub vendor_remaining: Option<i64>,
     pub vendor_remaining_at: Option<DateTime<Utc>>,
+    /// `vendor_remaining − remaining`, compared as the marketplace's count is (negative:
+    /// the ledger counts more than the vendor has left). The vendor's count is as of its
+    /// latest answer and the ledger's is now, so they differ by the sends under way, and
+    /// by a package registered or a reconciliation made since that answer, until the
+    /// next answer brings the vendor's count up to date.
+    pub vendor_drift: Option<i64>,
+    /// What the marketplace had left at the channel's latest run of
+    /// `tollgate reconcile --from-marketplace` or `marketplace_sync` (SPEC §14); absent
+    /// without a `product_code` or before the first run.
+    pub marketplace_remaining: Option<i64>,
+    pub marketplace_remaining_at: Option<DateTime<Utc>>,
+    /// The drift that run found: `marketplace_remaining −` the ledger's remaining count
+    /// at that moment (before any reconciliation it applied).
+    pub marketplace_drift: Option<i64>,
 }
 
 /// A channel's running totals as the ledger keeps them (one row of `channel_totals`).
@@ -121,7 +136,19 @@ impl QuotaView {
             packages: live.len(),
             vendor_remaining: totals.vendor_remaining,
             vendor_remaining_at: totals.vendor_remaining_at,
+            vendor_drift: totals.vendor_remaining.map(|vendor| vendor - remaining),
+            marketplace_remaining: None,
+            marketplace_remaining_at: None,
+            marketplace_drift: None,
         }
+    }
+
+    /// Adds what the channel's latest marketplace run found.
+    pub fn with_marketplace_run(mut self, run: &MarketplaceRun) -> Self {
+        self.marketplace_remaining = Some(run.marketplace_remaining);
+        self.marketplace_remaining_at = Some(run.observed_at);
+        self.marketplace_drift = Some(run.drift);
+        self
     }
 
     /// When the quota runs out at the trailing burn rate (absent while nothing is used).
@@ -230,6 +257,17 @@ mod tests {
             Utc::now(),
         );
         assert_eq!(view.burn_rate_per_day, 50.0);
+    }
+
+    #[test]
+    fn the_vendors_own_count_is_compared_with_what_is_left() {
+        let mut row = totals(100, 20, 0, 3);
+        let none = QuotaView::compute("sms", &row, &[package(100, 20)], None, 20, Utc::now());
+        assert_eq!(none.vendor_drift, None, "no answer carried a count");
+        row.vendor_remaining = Some(65);
+        let view = QuotaView::compute("sms", &row, &[package(100, 20)], None, 20, Utc::now());
+        // 80 left here, 65 at the vendor: 15 billed around tollgate.
+        assert_eq!(view.vendor_drift, Some(-15));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::aggregates::Aggregates;
 use super::pool::{LockedPool, Scope};
 use super::{Ledger, LedgerError};
 use crate::domain::{ChannelName, Yuan};
-use crate::store::{from_micros, placeholders, to_micros};
+use crate::store::{from_micros, placeholders, to_micros, Transaction};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Reconciliation {
@@ -33,6 +33,8 @@ pub struct Reconciliation {
 }
 
 impl Ledger {
+    /// Records the vendor console's count `vendor_remaining` for `channel` and applies the
+    /// difference as an adjustment, in one transaction.
     #[tracing::instrument(skip_all, fields(channel = %channel, vendor_remaining))]
     pub async fn reconcile(
         &self,
@@ -46,6 +48,27 @@ impl Ledger {
         let db = self.db();
         let mut tx = db.begin_write().await?;
         let mut pool = LockedPool::load(&mut tx, db, channel, now, Scope::Reconciliation).await?;
+        let record = self
+            .reconcile_locked(&mut tx, &mut pool, channel, vendor_remaining, note, now)
+            .await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Brings `pool` (the channel's packages, locked in `tx` with
+    /// [`Scope::Reconciliation`]) to `vendor_remaining`: records the reconciliation,
+    /// appends the adjustment entries, writes the packages and the aggregates back. The
+    /// caller commits, so that a reconciliation can be one part of a larger transaction
+    /// (the marketplace's count, recorded with the reconciliation it caused).
+    pub(super) async fn reconcile_locked(
+        &self,
+        tx: &mut Transaction,
+        pool: &mut LockedPool,
+        channel: &ChannelName,
+        vendor_remaining: i64,
+        note: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Reconciliation, LedgerError> {
         let local_remaining = pool.remaining();
         let difference = local_remaining - vendor_remaining;
         let parts = match difference {
@@ -65,7 +88,7 @@ impl Ledger {
         .bind(adjusted_units)
         .bind(note.as_deref())
         .bind(to_micros(now))
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?
         .try_get("id")?;
         if !parts.is_empty() {
@@ -84,16 +107,14 @@ impl Ledger {
                     .bind(part.cost.micros())
                     .bind(to_micros(now));
             }
-            insert.execute(&mut *tx).await?;
+            insert.execute(&mut **tx).await?;
         }
-        pool.write_back(&mut tx).await?;
+        pool.write_back(tx).await?;
         if adjusted_units != 0 || adjusted_cost.micros() != 0 {
             let mut aggregates = Aggregates::new(channel.clone(), self.timezone());
             aggregates.adjusted(now, adjusted_units, adjusted_cost.micros());
-            aggregates.write(&mut tx).await?;
+            aggregates.write(tx).await?;
         }
-        let remaining_after = pool.remaining();
-        tx.commit().await?;
         Ok(Reconciliation {
             id,
             channel: channel.to_string(),
@@ -101,7 +122,7 @@ impl Ledger {
             local_remaining,
             adjusted_units,
             adjusted_cost,
-            remaining_after,
+            remaining_after: pool.remaining(),
             note,
             created_at: from_micros(to_micros(now)),
         })

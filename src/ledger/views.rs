@@ -1,11 +1,13 @@
 //! The ledger's read interface: what alerts, metrics, reports, the HTTP handlers and
 //! the console may know of the ledger, and the only place outside the writers that
-//! reads its tables.
+//! reads its tables (with `marketplace_counts.rs`, whose read methods of the
+//! marketplace's runs belong to that concept's own file).
 //!
 //! Every read here costs the same whatever the number of charges ever made: it reads the
 //! running totals (`channel_totals`, one row per channel), the live packages (a
 //! channel's current purchases), and usage buckets over a bounded span of time (at most
-//! 7 × 24 hour buckets for a burn rate; one day bucket per day of a report).
+//! 7 × 24 hour buckets for a burn rate; one day bucket per day of a report), and each
+//! channel's latest marketplace run (`marketplace_counts.rs`, one index seek per channel).
 
 use std::collections::BTreeMap;
 
@@ -70,6 +72,7 @@ impl Ledger {
         let live = self.live_packages(None).await?;
         let since = now - Duration::days(BURN_WINDOW_DAYS);
         let burned = self.billed_since(since).await?;
+        let runs = self.latest_marketplace_runs(channels).await?;
         let mut views = Vec::with_capacity(channels.len());
         for channel in channels {
             let name = channel.as_str();
@@ -80,14 +83,18 @@ impl Ledger {
                 None
             };
             let row = totals.get(name).cloned().unwrap_or_default();
-            views.push(QuotaView::compute(
+            let view = QuotaView::compute(
                 name,
                 &row,
                 &live,
                 last_run_out,
                 burned.get(name).copied().unwrap_or(0),
                 now,
-            ));
+            );
+            views.push(match runs.iter().find(|run| run.channel == name) {
+                Some(run) => view.with_marketplace_run(run),
+                None => view,
+            });
         }
         Ok(views)
     }

@@ -85,6 +85,27 @@ pub enum MarketError {
     TooManyPages,
 }
 
+impl MarketError {
+    /// Whether the error concerns the request itself (the AccessKey, its permissions,
+    /// the clock, the endpoint) rather than one product: asking about another product
+    /// would fail the same way.
+    pub fn concerns_every_product(&self) -> bool {
+        match self {
+            MarketError::Build(_)
+            | MarketError::MissingAccessKey(_)
+            | MarketError::WrongSecret { .. }
+            | MarketError::UnknownAccessKeyId { .. }
+            | MarketError::NotPermitted { .. }
+            | MarketError::ClockSkew { .. }
+            | MarketError::Transport(_) => true,
+            MarketError::Refused { .. }
+            | MarketError::ProductNotFound { .. }
+            | MarketError::UnreadableAnswer { .. }
+            | MarketError::TooManyPages => false,
+        }
+    }
+}
+
 /// The `RequestId` of the answer an error came from, which Alibaba's support asks for.
 /// Displays as ` (RequestId …)`, or as nothing when the answer had none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,11 +1,13 @@
 //! The Alibaba Cloud Marketplace's own count: the Market API client, its request signing,
-//! and the simulation of it that `tollgate sandbox-upstream` serves.
+//! the run that hands its answers to the ledger, and the simulation of it that
+//! `tollgate sandbox-upstream` serves.
 
 mod access_key;
 mod client;
 mod metering;
 pub mod sandbox;
 pub mod signature;
+mod sync;
 
 pub use access_key::{AccessKey, MissingAccessKey};
 pub use client::{
@@ -13,3 +15,7 @@ pub use client::{
 };
 pub use metering::{remaining_from, MeteringRow, PackageKind, ProductMetering, Reading, Remaining};
 pub use signature::RpcRequest;
+pub use sync::{
+    figures, product_channels, MarketplaceSync, RunObserver, SyncError, SyncFailure, SyncOutcome,
+    SyncScope,
+};

@@ -35,6 +35,8 @@ struct Inner {
     ledger: Ledger,
     alerts: AlertEngine,
     channels: Vec<ChannelName>,
+    /// The channels with a `product_code`, when `[marketplace]` reads their count.
+    marketplace_channels: Vec<ChannelName>,
     sends: Arc<SendMetrics>,
 }
 
@@ -42,11 +44,19 @@ impl MetricsExporter {
     pub fn new(ledger: Ledger, alerts: AlertEngine, settings: &Settings) -> Self {
         let channels: Vec<ChannelName> = settings.channels.iter().map(|c| c.name.clone()).collect();
         let sends = Arc::new(SendMetrics::new(&channels));
+        let marketplace_channels = match settings.marketplace {
+            Some(_) => crate::marketplace::product_channels(settings)
+                .into_iter()
+                .map(|(channel, _)| channel)
+                .collect(),
+            None => Vec::new(),
+        };
         Self {
             inner: Arc::new(Inner {
                 ledger,
                 alerts,
                 channels,
+                marketplace_channels,
                 sends,
             }),
         }
@@ -79,6 +89,9 @@ impl MetricsExporter {
             registry.register(Box::new(gauge))?;
         }
         registry.register(Box::new(self.package_expiry().await?))?;
+        for gauge in self.marketplace().await? {
+            registry.register(Box::new(gauge))?;
+        }
         registry.register(Box::new(self.alerts_firing().await?))?;
         registry.register(Box::new(self.notifications().await?))?;
         registry.register(Box::new(build_info()?))?;
@@ -209,6 +222,40 @@ impl MetricsExporter {
                 .set(expires_at.timestamp() as f64);
         }
         Ok(expiry)
+    }
+
+    /// `tollgate_marketplace_remaining_units` and `tollgate_ledger_drift_units` from each
+    /// channel's latest marketplace run (SPEC §14). A channel without a product code, or
+    /// without a run yet, has no series: a 0 would claim the counts agree.
+    async fn marketplace(&self) -> Result<[GaugeVec; 2], ScrapeError> {
+        let remaining = GaugeVec::new(
+            Opts::new(
+                names::MARKETPLACE_REMAINING_UNITS,
+                "Units the marketplace reported left of the channel's product at its latest run (DescribeApiMetering, as tollgate reads its figures).",
+            ),
+            &["channel"],
+        )?;
+        let drift = GaugeVec::new(
+            Opts::new(
+                names::LEDGER_DRIFT_UNITS,
+                "The marketplace's remaining units minus the ledger's at the channel's latest marketplace run (negative: the ledger counts more than the marketplace has left).",
+            ),
+            &["channel"],
+        )?;
+        for run in self
+            .inner
+            .ledger
+            .latest_marketplace_runs(&self.inner.marketplace_channels)
+            .await?
+        {
+            remaining
+                .with_label_values(&[run.channel.as_str()])
+                .set(run.marketplace_remaining as f64);
+            drift
+                .with_label_values(&[run.channel.as_str()])
+                .set(run.drift as f64);
+        }
+        Ok([remaining, drift])
     }
 
     async fn alerts_firing(&self) -> Result<GaugeVec, ScrapeError> {

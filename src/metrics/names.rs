@@ -1,5 +1,5 @@
-//! The metric names of SPEC §9 (and the quota split of SPEC §4 beside them): a contract
-//! with the dashboards and alerting rules.
+//! The metric names of SPEC §9 and §14 (and the quota split of SPEC §4 beside them): a
+//! contract with the dashboards and alerting rules.
 
 pub const SENDS_TOTAL: &str = "tollgate_sends_total";
 pub const BILLED_UNITS_TOTAL: &str = "tollgate_billed_units_total";
@@ -18,11 +18,13 @@ pub const PACKAGE_EXPIRY_TIMESTAMP_SECONDS: &str = "tollgate_package_expiry_time
 pub const UPSTREAM_REQUEST_DURATION_SECONDS: &str = "tollgate_upstream_request_duration_seconds";
 pub const NOTIFICATIONS_TOTAL: &str = "tollgate_notifications_total";
 pub const ALERT_FIRING: &str = "tollgate_alert_firing";
+pub const MARKETPLACE_REMAINING_UNITS: &str = "tollgate_marketplace_remaining_units";
+pub const LEDGER_DRIFT_UNITS: &str = "tollgate_ledger_drift_units";
 pub const BUILD_INFO: &str = "tollgate_build_info";
 
 /// Every metric family tollgate exports (a histogram also exposes `_bucket`, `_sum`
 /// and `_count` series under its name).
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 20] = [
     SENDS_TOTAL,
     BILLED_UNITS_TOTAL,
     COST_YUAN_TOTAL,
@@ -40,6 +42,8 @@ pub const ALL: [&str; 18] = [
     UPSTREAM_REQUEST_DURATION_SECONDS,
     NOTIFICATIONS_TOTAL,
     ALERT_FIRING,
+    MARKETPLACE_REMAINING_UNITS,
+    LEDGER_DRIFT_UNITS,
     BUILD_INFO,
 ];
 

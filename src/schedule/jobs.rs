@@ -1,5 +1,6 @@
-//! The scheduled jobs tollgate runs: `quota_check`, `monthly_report` and
-//! `ledger_housekeeping` (old hour buckets, then raw rows past retention when configured).
+//! The scheduled jobs tollgate runs: `quota_check`, `monthly_report`,
+//! `ledger_housekeeping` (old hour buckets, then raw rows past retention when configured)
+//! and `marketplace_sync` (the marketplace's own count, SPEC §14).
 //!
 //! The scheduler does not know the alert engine or the notifiers: the application hands
 //! their entry points in as [`JobHooks`], so this module depends on neither, and a job
@@ -14,6 +15,7 @@ use chrono_tz::Tz;
 use super::{Job, JobFuture, Scheduler};
 use crate::config::Settings;
 use crate::ledger::Ledger;
+use crate::marketplace::{MarketplaceSync, SyncScope};
 use crate::report::{Month, MonthlyReport};
 
 type QuotaCheck = Arc<dyn Fn() -> JobFuture + Send + Sync>;
@@ -24,6 +26,7 @@ type SendReport = Arc<dyn Fn(MonthlyReport, Vec<String>) -> JobFuture + Send + S
 pub struct JobHooks {
     quota_check: Option<QuotaCheck>,
     send_report: Option<SendReport>,
+    marketplace_sync: Option<MarketplaceSync>,
 }
 
 impl JobHooks {
@@ -47,6 +50,14 @@ impl JobHooks {
         self.send_report = Some(Arc::new(move |report, notifiers| {
             Box::pin(send(report, notifiers))
         }));
+        self
+    }
+
+    /// What `marketplace_sync` runs: every channel with a `product_code` asked of the
+    /// Market API and recorded by the ledger (with whatever observes the runs, such as
+    /// the alert engine, already plugged into it).
+    pub fn with_marketplace_sync(mut self, sync: MarketplaceSync) -> Self {
+        self.marketplace_sync = Some(sync);
         self
     }
 }
@@ -89,6 +100,35 @@ pub fn standard_jobs(settings: &Settings, ledger: Ledger, hooks: JobHooks) -> Sc
                     let report =
                         last_months_report(&ledger, timezone, run.due_at, run.started_at).await?;
                     send(report, notifiers).await
+                }
+            },
+        ));
+    }
+
+    if let Some(sync) = hooks
+        .marketplace_sync
+        .filter(|_| settings.marketplace.is_some())
+    {
+        scheduler = scheduler.with_job(Job::new(
+            "marketplace_sync",
+            schedule.marketplace_sync.clone(),
+            move |_run| {
+                let sync = sync.clone();
+                async move {
+                    // A channel that failed fails the run, so that `schedule_runs`
+                    // records the marketplace's message; the others are recorded.
+                    let runs = sync.try_run_once(SyncScope::Every).await.into_result()?;
+                    for run in &runs {
+                        tracing::info!(
+                            channel = %run.channel,
+                            marketplace_remaining = run.marketplace_remaining,
+                            ledger_remaining = run.ledger_remaining,
+                            drift = run.drift,
+                            outcome = run.outcome.as_str(),
+                            "the marketplace's count was recorded"
+                        );
+                    }
+                    Ok(())
                 }
             },
         ));

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 use tollgate::app::Application;
 use tollgate::config::load_str;
 use tollgate::ledger::Ledger;
+use tollgate::marketplace::sandbox::{SANDBOX_ACCESS_KEY_ID, SANDBOX_ACCESS_KEY_SECRET};
 
 use crate::helpers::{Backend, TestDb};
 use crate::vendor::StandInVendor;
@@ -18,6 +19,8 @@ pub const SHOP_TOKEN: &str = "shop-token-5f3a9c71";
 /// A number that must never appear in full anywhere but the vendor's query string.
 pub const MOBILE: &str = "13912345678";
 pub const MOBILE_MASKED: &str = "139****5678";
+/// A secret the sandbox's Market API does not accept (`$TEST_MARKET_WRONG_SECRET`).
+pub const WRONG_MARKET_SECRET: &str = "not-the-sandbox-secret";
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -25,6 +28,8 @@ pub struct TestApp {
     pub vendor: StandInVendor,
     pub ledger: Ledger,
     pub alerts: tollgate::alerts::AlertEngine,
+    /// The `marketplace_sync` job's sync, when the test configures `[marketplace]`.
+    pub marketplace: Option<tollgate::marketplace::MarketplaceSync>,
     pub db: TestDb,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -135,6 +140,10 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         ("TEST_SHOP_TOKEN", SHOP_TOKEN),
         ("TEST_WEBHOOK_SECRET", crate::notifiers::WEBHOOK_SECRET),
         ("TEST_METRICS_TOKEN", METRICS_TOKEN),
+        // The AccessKey pair the sandbox's Market API accepts, and a wrong secret.
+        ("TEST_MARKET_KEY_ID", SANDBOX_ACCESS_KEY_ID),
+        ("TEST_MARKET_KEY_SECRET", SANDBOX_ACCESS_KEY_SECRET),
+        ("TEST_MARKET_WRONG_SECRET", WRONG_MARKET_SECRET),
     ]);
     let lookup = |key: &str| env.get(key).map(|v| v.to_string());
     let settings =
@@ -145,6 +154,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
     let addr = app.local_addr();
     let ledger = app.ledger().clone();
     let alerts = app.alerts().clone();
+    let marketplace = app.marketplace().cloned();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
@@ -155,6 +165,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         vendor,
         ledger,
         alerts,
+        marketplace,
         db,
         stop: Some(stop),
         server: Some(server),

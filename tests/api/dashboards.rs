@@ -8,7 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use tollgate::marketplace::SyncScope;
 use tollgate::metrics::names;
+use tollgate::secret::Secret;
+use tollgate::upstream::sandbox::{self, SandboxAccount, SandboxConfig};
 
 use crate::app::{spawn_app_with, AppOptions, TestApp};
 use crate::helpers::Backend;
@@ -109,6 +112,8 @@ fn dashboards_use_only_metrics_tollgate_exports() {
         names::PACKAGE_EXPIRY_TIMESTAMP_SECONDS,
         names::ALERT_FIRING,
         names::NOTIFICATIONS_TOTAL,
+        names::MARKETPLACE_REMAINING_UNITS,
+        names::LEDGER_DRIFT_UNITS,
     ] {
         assert!(used.contains(name), "no dashboard shows {name}");
     }
@@ -372,13 +377,28 @@ async fn seed_alert_tables_if_absent(app: &TestApp) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_real_prometheus_finds_data_for_every_panel_and_rule() {
-    // Arrange: tollgate with traffic of every kind, a package that expires, and an
-    // alert rule with a notifier that cannot deliver (so that, with the alerts feature
-    // in place, a rule fires and an attempt fails).
+    // Arrange: tollgate with traffic of every kind, a package that expires, an alert
+    // rule with a notifier that cannot deliver (so that a rule fires and an attempt
+    // fails), and sms_code's count read from the sandbox's Market API (so that the
+    // drift panel and rule have a run to show).
+    let marketplace = sandbox::spawn(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        SandboxConfig {
+            appcodes: vec![SandboxAccount {
+                appcode: Secret::new("dashboards-appcode"),
+                quota: 990,
+                product_code: Some("cmapi00037415".into()),
+            }],
+            latency: Duration::ZERO,
+            ..SandboxConfig::default()
+        },
+    )
+    .await;
     let app = spawn_app_with(
         Backend::Sqlite,
         AppOptions {
-            extra_toml: r#"
+            extra_toml: format!(
+                r#"
                 [[alert_rules]]
                 name = "quota-low"
                 channels = ["*"]
@@ -390,8 +410,15 @@ async fn a_real_prometheus_finds_data_for_every_panel_and_rule() {
                 name = "repurchase-hook"
                 type = "webhook"
                 url = "http://127.0.0.1:9/unreachable"
-            "#
-            .into(),
+
+                [marketplace]
+                access_key_id_env = "TEST_MARKET_KEY_ID"
+                access_key_secret_env = "TEST_MARKET_KEY_SECRET"
+                endpoint = "{}"
+                "#,
+                marketplace.url("")
+            ),
+            sms_code_keys: "product_code = \"cmapi00037415\"".into(),
             ..AppOptions::default()
         },
     )
@@ -399,6 +426,13 @@ async fn a_real_prometheus_finds_data_for_every_panel_and_rule() {
     add_expiring_package(&app, "sms_code", 1000, "45.00").await;
     app.add_package("voice_notice", 10, "1.00").await;
     send_mixed_traffic(&app).await;
+    let synced = app
+        .marketplace
+        .as_ref()
+        .expect("[marketplace] is configured")
+        .try_run_once(SyncScope::Every)
+        .await;
+    assert!(synced.failures.is_empty(), "{:?}", synced.failures);
     seed_alert_tables_if_absent(&app).await;
     let prometheus = Prometheus::start(&app.addr.to_string());
     let http = reqwest::Client::new();
@@ -456,7 +490,7 @@ async fn a_real_prometheus_finds_data_for_every_panel_and_rule() {
 
     assert_eq!(
         rules.len(),
-        8,
+        9,
         "Prometheus loaded grafana/prometheus/rules.yml"
     );
     assert!(

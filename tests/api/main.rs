@@ -11,6 +11,7 @@ mod edge;
 mod helpers;
 mod ledger;
 mod marketplace;
+mod marketplace_sync;
 mod metrics;
 mod notifiers;
 mod reports;

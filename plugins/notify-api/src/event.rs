@@ -21,6 +21,9 @@ pub enum EventKind {
     ProviderAuthFailed,
     #[serde(rename = "report.monthly")]
     ReportMonthly,
+    /// The ledger's count and the marketplace's differ by `drift_alert_units` or more.
+    #[serde(rename = "ledger.drift")]
+    LedgerDrift,
     #[serde(rename = "test")]
     Test,
 }
@@ -34,6 +37,7 @@ impl EventKind {
             EventKind::PackageExpiring => "package.expiring",
             EventKind::ProviderAuthFailed => "provider.auth_failed",
             EventKind::ReportMonthly => "report.monthly",
+            EventKind::LedgerDrift => "ledger.drift",
             EventKind::Test => "test",
         }
     }
@@ -275,6 +279,25 @@ mod tests {
         assert_eq!(json["timezone"], "Asia/Shanghai");
         let back: Event = serde_json::from_value(json).unwrap();
         assert_eq!(back.occurred_at, at);
+    }
+
+    #[test]
+    fn every_event_name_is_spelled_the_same_in_json_and_as_str() {
+        for kind in [
+            EventKind::QuotaLow,
+            EventKind::QuotaExhausted,
+            EventKind::QuotaRecovered,
+            EventKind::PackageExpiring,
+            EventKind::ProviderAuthFailed,
+            EventKind::ReportMonthly,
+            EventKind::LedgerDrift,
+            EventKind::Test,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+            let back: EventKind = serde_json::from_value(kind.as_str().into()).unwrap();
+            assert_eq!(back, kind);
+        }
+        assert_eq!(EventKind::LedgerDrift.as_str(), "ledger.drift");
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub fn title_zh(event: &Event) -> String {
         (EventKind::ProviderAuthFailed, Status::Firing) => "AppCode 认证失败",
         (EventKind::ProviderAuthFailed, Status::Resolved) => "AppCode 认证已恢复",
         (EventKind::ReportMonthly, _) => "月度费用报告",
+        (EventKind::LedgerDrift, Status::Firing) => "账本与云市场余量不一致",
+        (EventKind::LedgerDrift, Status::Resolved) => "账本与云市场余量已一致",
         (EventKind::Test, _) => "通知测试",
     };
     let tag = severity_tag(event);
@@ -277,6 +279,24 @@ mod tests {
         assert_eq!(
             title_zh(&event),
             "【已恢复】tollgate：voice_notice 套餐余量已恢复"
+        );
+    }
+
+    #[test]
+    fn a_drift_from_the_marketplace_is_a_warning_until_the_counts_agree() {
+        let mut event = Event {
+            event: EventKind::LedgerDrift,
+            severity: Severity::Warning,
+            ..low_quota_on_a_voice_channel()
+        };
+        assert_eq!(
+            title_zh(&event),
+            "【警告】tollgate：voice_notice 账本与云市场余量不一致"
+        );
+        event.status = Status::Resolved;
+        assert_eq!(
+            title_zh(&event),
+            "【已恢复】tollgate：voice_notice 账本与云市场余量已一致"
         );
     }
 }
