@@ -87,9 +87,15 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let console = crate::console::SessionKey::derive(
+            clients
+                .iter()
+                .map(|(token, caller)| (caller.name.as_str(), token)),
+        );
         let state = AppState {
             settings: Arc::new(settings),
             sends,
+            console,
             clients: Clients::new(clients),
             metrics,
             alerts: alerts.engine().clone(),

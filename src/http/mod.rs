@@ -1,4 +1,5 @@
-//! The HTTP edge: the JSON API, the drop-in proxy paths, health and readiness.
+//! The HTTP edge: the JSON API, the drop-in proxy paths, health and readiness (and the
+//! console's pages, which `crate::console` defines and this router mounts).
 //!
 //! Handlers parse requests into domain types and hand them to the send service or the
 //! ledger; they never write SQL and never call the vendor themselves.
@@ -13,6 +14,8 @@ mod packages;
 mod proxy;
 mod quota;
 mod reports;
+
+pub use packages::RegisterPackageError;
 
 use std::sync::Arc;
 
@@ -35,6 +38,8 @@ pub struct AppState {
     pub clients: Clients,
     pub metrics: crate::metrics::MetricsExporter,
     pub alerts: crate::alerts::AlertEngine,
+    /// Signs the console's session cookies and form tokens.
+    pub console: crate::console::SessionKey,
 }
 
 impl AppState {
@@ -70,7 +75,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alerts/{id}/ack", post(alerts::acknowledge))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(crate::metrics::serve_metrics));
+        .route("/metrics", get(crate::metrics::serve_metrics))
+        .merge(crate::console::routes());
     for channel in &state.settings.channels {
         let Some(path) = &channel.proxy_path else {
             continue;
