@@ -143,7 +143,9 @@ mod tests {
         );
         assert!(at.iter().all(|g| (g.y + g.height - BASELINE).abs() < 1e-9));
         assert!(at.windows(2).all(|w| w[1].x > w[0].x + w[0].width));
-        assert!(at.iter().all(|g| g.x >= LEFT && g.x + g.width <= WIDTH - RIGHT));
+        assert!(at
+            .iter()
+            .all(|g| g.x >= LEFT && g.x + g.width <= WIDTH - RIGHT));
         // Doubling every value changes nothing: the scale is relative.
         assert_eq!(layout(&[20.0, 10.0, 0.0, 5.0]), at);
     }
@@ -158,9 +160,18 @@ mod tests {
         )
         .into_string();
         assert_eq!(svg.matches("<rect class=\"bar-units\"").count(), 2, "{svg}");
-        assert!(svg.contains(&format!("height=\"{PLOT_HEIGHT:.1}\"")), "{svg}");
-        assert!(svg.contains("2026-11-03 6 条"), "the tooltip names the day and its figure");
-        assert!(svg.contains(">6 条<"), "the scale's top is the tallest day: {svg}");
+        assert!(
+            svg.contains(&format!("height=\"{PLOT_HEIGHT:.1}\"")),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("2026-11-03 6 条"),
+            "the tooltip names the day and its figure"
+        );
+        assert!(
+            svg.contains(">6 条<"),
+            "the scale's top is the tallest day: {svg}"
+        );
     }
 
     #[test]
@@ -168,8 +179,13 @@ mod tests {
         for svg in [
             bar_chart(&[], "bar-units", |v| v.to_string(), "units").into_string(),
             bar_chart(&bars(&[0.0; 30]), "bar-units", |v| v.to_string(), "units").into_string(),
-            bar_chart(&bars(&[f64::NAN, -1.0]), "bar-units", |v| v.to_string(), "units")
-                .into_string(),
+            bar_chart(
+                &bars(&[f64::NAN, -1.0]),
+                "bar-units",
+                |v| v.to_string(),
+                "units",
+            )
+            .into_string(),
         ] {
             assert!(svg.contains("暂无用量"), "{svg}");
             assert!(!svg.contains("<rect"), "{svg}");

@@ -81,8 +81,14 @@ mod tests {
     #[test]
     fn a_cookie_is_found_among_others_and_in_any_cookie_header() {
         let mut headers = HeaderMap::new();
-        headers.append(COOKIE, HeaderValue::from_static("a=1; tollgate_console=v1.x"));
-        headers.append(COOKIE, HeaderValue::from_static("tollgate_console_sign_in=n.5"));
+        headers.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; tollgate_console=v1.x"),
+        );
+        headers.append(
+            COOKIE,
+            HeaderValue::from_static("tollgate_console_sign_in=n.5"),
+        );
         assert_eq!(read(&headers, SESSION), Some("v1.x"));
         assert_eq!(read(&headers, SIGN_IN), Some("n.5"));
         assert_eq!(read(&headers, "b"), None);

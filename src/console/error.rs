@@ -34,27 +34,31 @@ impl ConsoleError {
 
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
-        let (status, zh, en) = match &self {
+        let (status, title, zh, en) = match &self {
             ConsoleError::SignInRequired => {
                 return Redirect::to("/console/sign-in").into_response();
             }
             ConsoleError::AdminOnly => (
                 StatusCode::FORBIDDEN,
+                ("无权访问", "Not allowed"),
                 "只有管理员可以这样做。",
                 "Only an admin may do this.",
             ),
             ConsoleError::CsrfRejected => (
                 StatusCode::FORBIDDEN,
+                ("表单已失效", "Form expired"),
                 "表单已失效：请刷新页面后重试。",
                 "This form is no longer valid: reload the page and try again.",
             ),
             ConsoleError::NotFound => (
                 StatusCode::NOT_FOUND,
+                ("未找到", "Not found"),
                 "没有这个页面。",
                 "There is no such page.",
             ),
             ConsoleError::BadRequest(_) => (
                 StatusCode::BAD_REQUEST,
+                ("请求有误", "Bad request"),
                 "请求有误。",
                 "The request is not valid.",
             ),
@@ -62,6 +66,7 @@ impl IntoResponse for ConsoleError {
                 tracing::error!(error = format!("{err:#}"), "console page failed");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
+                    ("暂不可用", "Unavailable"),
                     "暂时无法读取数据库，请稍后再试。",
                     "The database cannot be read just now; try again shortly.",
                 )
@@ -78,10 +83,6 @@ impl IntoResponse for ConsoleError {
                 p { a href="/console" { (bi("返回控制台", "Back to the console")) } }
             }
         };
-        (
-            status,
-            layout::bare_page(("出错了", "Something went wrong"), body),
-        )
-            .into_response()
+        (status, layout::bare_page(title, body)).into_response()
     }
 }

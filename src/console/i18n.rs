@@ -60,7 +60,7 @@ pub fn percent(ratio: f64) -> String {
     }
 }
 
-/// `12.5`, `3`: days as people write them.
+/// `12.5`, `3`: days (and other counts with a fraction) as people write them.
 pub fn days(value: f64) -> String {
     let text = format!("{value:.1}");
     text.strip_suffix(".0").map(str::to_owned).unwrap_or(text)
@@ -86,6 +86,9 @@ mod tests {
     fn dates_are_local() {
         let at: DateTime<Utc> = "2026-11-30T17:00:00Z".parse().unwrap();
         assert_eq!(date(at, chrono_tz::Asia::Shanghai), "2026-12-01");
-        assert_eq!(time(at, chrono_tz::Asia::Shanghai), "2026-12-01 01:00 (UTC+8)");
+        assert_eq!(
+            time(at, chrono_tz::Asia::Shanghai),
+            "2026-12-01 01:00 (UTC+8)"
+        );
     }
 }

@@ -126,10 +126,10 @@ header.top { display:flex; flex-wrap:wrap; gap:.5rem; justify-content:space-betw
 header.top .en { color:#b8c2cf; }
 .brand { font-weight:700; }
 .who { display:flex; flex-wrap:wrap; gap:.4rem; align-items:center; font-size:.9em; }
-nav { display:flex; gap:.25rem; overflow-x:auto; padding:.4rem .6rem; background:#fff; border-bottom:1px solid var(--line); }
+nav { display:flex; flex-wrap:wrap; gap:.25rem; padding:.4rem .6rem; background:#fff; border-bottom:1px solid var(--line); }
 nav a { white-space:nowrap; padding:.35rem .6rem; border-radius:6px; color:var(--ink); text-decoration:none; }
 nav a[aria-current=page] { background:#e7efff; color:var(--accent); font-weight:600; }
-main { max-width:1100px; margin:0 auto; padding:1rem; }
+main { max-width:1240px; margin:0 auto; padding:1rem; }
 h1 { font-size:1.35rem; margin:.2rem 0 1rem; }
 h2 { font-size:1.1rem; margin:0 0 .6rem; }
 h3 { font-size:1rem; margin:1rem 0 .4rem; }
@@ -142,8 +142,10 @@ h3 { font-size:1rem; margin:1rem 0 .4rem; }
 .bar { height:12px; background:#e9edf2; border-radius:6px; overflow:hidden; margin:.3rem 0 .6rem; }
 .bar > span { display:block; height:100%; background:var(--ok); }
 .bar.warn > span { background:var(--warn); } .bar.bad > span { background:var(--bad); }
-dl.facts { display:grid; grid-template-columns:auto 1fr; gap:.25rem .8rem; margin:0; }
-dl.facts dt { color:var(--muted); } dl.facts dd { margin:0; font-variant-numeric:tabular-nums; }
+dl.facts { display:grid; grid-template-columns:minmax(0,2fr) minmax(0,3fr); gap:.35rem .8rem; margin:0; }
+dl.facts dt { color:var(--muted); line-height:1.3; } dl.facts dt .en { display:block; }
+dl.facts dd { margin:0; font-variant-numeric:tabular-nums; }
+p.explain { margin:.6rem 0 0; font-size:.9em; }
 .scroll { overflow-x:auto; }
 table { border-collapse:collapse; width:100%; font-variant-numeric:tabular-nums; }
 th, td { text-align:left; padding:.4rem .5rem; border-bottom:1px solid var(--line); white-space:nowrap; vertical-align:top; }
@@ -159,6 +161,8 @@ form.stack label { display:grid; gap:.2rem; font-size:.95em; }
 input, select, button { font:inherit; }
 input, select { padding:.45rem .55rem; border:1px solid #c6ccd5; border-radius:6px; background:#fff; width:100%; }
 button { padding:.45rem .9rem; border:0; border-radius:6px; background:var(--accent); color:#fff; cursor:pointer; }
+button .en, .badge .en { color:inherit; opacity:.8; }
+a { color:var(--accent); }
 button.link { background:none; color:inherit; text-decoration:underline; padding:0 .2rem; }
 form.inline { display:inline; margin:0; }
 a.buy { display:inline-block; margin-top:.7rem; padding:.45rem .9rem; border-radius:6px; background:var(--accent); color:#fff; text-decoration:none; }
@@ -167,5 +171,6 @@ a.buy .en { color:#dbe7ff; }
 svg.chart { width:100%; height:auto; display:block; }
 svg.chart .bar-units { fill:#1f6feb; } svg.chart .bar-cost { fill:#8250df; }
 svg.chart text { font-size:11px; fill:#5f6b7a; }
+@media (max-width:600px) { svg.chart text { font-size:18px; } }
 svg.chart line { stroke:#dfe3ea; }
 "#;

@@ -276,7 +276,10 @@ mod tests {
             .filter_map(|part| BASE64.decode(part).ok())
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .collect();
-        assert!(decoded.iter().all(|part| !part.contains("token")), "{decoded:?}");
+        assert!(
+            decoded.iter().all(|part| !part.contains("token")),
+            "{decoded:?}"
+        );
     }
 
     #[test]
@@ -347,9 +350,18 @@ mod tests {
         let now = Utc::now();
         let key = key("admin-token");
         let cookie = Session::start("ops", now).to_cookie_value(&key);
-        assert!(Session::from_cookie_value(&cookie, &key, now + SESSION_LIFETIME - Duration::seconds(2)).is_ok());
+        assert!(Session::from_cookie_value(
+            &cookie,
+            &key,
+            now + SESSION_LIFETIME - Duration::seconds(2)
+        )
+        .is_ok());
         assert_eq!(
-            Session::from_cookie_value(&cookie, &key, now + SESSION_LIFETIME + Duration::seconds(1)),
+            Session::from_cookie_value(
+                &cookie,
+                &key,
+                now + SESSION_LIFETIME + Duration::seconds(1)
+            ),
             Err(SessionError::Expired)
         );
     }
@@ -382,7 +394,12 @@ mod tests {
         assert!(!SignInChallenge::accepts(&key, None, Some(&token), now));
         assert!(!SignInChallenge::accepts(&key, cookie, None, now));
         let other = SignInChallenge::issue(now);
-        assert!(!SignInChallenge::accepts(&key, Some(other.cookie_value()), Some(&token), now));
+        assert!(!SignInChallenge::accepts(
+            &key,
+            Some(other.cookie_value()),
+            Some(&token),
+            now
+        ));
         assert!(!SignInChallenge::accepts(
             &key,
             cookie,

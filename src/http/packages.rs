@@ -58,13 +58,16 @@ pub async fn register(
         vendor_order_id: body.vendor_order_id,
         note: body.note,
     };
-    let (package, created) = state
-        .register_package(channel, input)
-        .await
-        .map_err(|err| match err {
-            RegisterPackageError::Invalid(invalid) => ApiError::invalid_request(invalid.to_string()),
-            RegisterPackageError::Ledger(ledger) => ApiError::from(ledger),
-        })?;
+    let (package, created) =
+        state
+            .register_package(channel, input)
+            .await
+            .map_err(|err| match err {
+                RegisterPackageError::Invalid(invalid) => {
+                    ApiError::invalid_request(invalid.to_string())
+                }
+                RegisterPackageError::Ledger(ledger) => ApiError::from(ledger),
+            })?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -3,7 +3,9 @@
 mod aggregates;
 mod alerts;
 mod app;
+mod browser;
 mod cli;
+mod console;
 mod dashboards;
 mod helpers;
 mod ledger;

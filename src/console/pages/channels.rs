@@ -95,7 +95,7 @@ fn channel_card(
                 dd.days-left {
                     @match quota.days_left {
                         Some(days) => { (i18n::days(days)) " " (bi("天", "days")) }
-                        None => { (bi("—（近 7 天无用量）", "— (nothing used in 7 days)")) }
+                        None => { (bi("—（近 7 天无用量）", "(nothing used in 7 days)")) }
                     }
                 }
                 dt { (bi("预计用完", "Runs out")) }
@@ -130,14 +130,13 @@ fn channel_card(
                 dt { (bi("建议购买", "Suggested purchase")) }
                 dd.suggested {
                     @match &forecast.suggestion {
-                        Some(suggestion) => {
-                            strong { (i18n::units(suggestion.units, kind)) }
-                            br;
-                            span.muted { (suggestion.explain_zh(tollgate_notify::unit_zh(Some(settings.kind.as_str())))) }
-                        }
+                        Some(suggestion) => { strong { (i18n::units(suggestion.units, kind)) } }
                         None => { "—" }
                     }
                 }
+            }
+            @if let Some(suggestion) = &forecast.suggestion {
+                p.explain.muted { (suggestion.explain_zh(tollgate_notify::unit_zh(Some(settings.kind.as_str())))) }
             }
             @if let Some(url) = settings.repurchase_url.as_deref().filter(|url| is_web_link(url)) {
                 a.buy href=(url) rel="noopener noreferrer" target="_blank" { (bi("续费", "Buy more")) }
@@ -168,7 +167,9 @@ mod tests {
 
     #[test]
     fn only_web_addresses_become_buy_links() {
-        assert!(is_web_link("https://market.aliyun.com/products/57124001/cmapi00037415.html"));
+        assert!(is_web_link(
+            "https://market.aliyun.com/products/57124001/cmapi00037415.html"
+        ));
         assert!(!is_web_link("javascript:alert(1)"));
         assert!(!is_web_link("market.aliyun.com"));
     }

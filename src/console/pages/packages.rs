@@ -52,7 +52,14 @@ pub async fn show(
         (None, Some(id)) => Some(Notice::AlreadyRegistered(id)),
         (None, None) => None,
     };
-    render(&state, &viewer, StatusCode::OK, notice, &PackageForm::default()).await
+    render(
+        &state,
+        &viewer,
+        StatusCode::OK,
+        notice,
+        &PackageForm::default(),
+    )
+    .await
 }
 
 /// `POST /console/packages`.
@@ -76,7 +83,14 @@ pub async fn register(
         .map(|c| c.name.clone())
     else {
         let notice = Notice::Invalid("channel: choose a configured channel".to_owned());
-        return render(&state, &viewer, StatusCode::BAD_REQUEST, Some(notice), &fields).await;
+        return render(
+            &state,
+            &viewer,
+            StatusCode::BAD_REQUEST,
+            Some(notice),
+            &fields,
+        )
+        .await;
     };
     let (units, price) = (given(&fields.units), given(&fields.price));
     let (purchased_at, expires_at) = (given(&fields.purchased_at), given(&fields.expires_at));
@@ -91,14 +105,24 @@ pub async fn register(
     match state.register_package(channel, input).await {
         Ok((package, true)) => {
             tracing::info!(package = package.id, by = %viewer.client, "package registered in the console");
-            Ok(Redirect::to(&format!("/console/packages?registered={}", package.id)).into_response())
+            Ok(
+                Redirect::to(&format!("/console/packages?registered={}", package.id))
+                    .into_response(),
+            )
         }
         Ok((package, false)) => {
             Ok(Redirect::to(&format!("/console/packages?existing={}", package.id)).into_response())
         }
         Err(RegisterPackageError::Invalid(invalid)) => {
             let notice = Notice::Invalid(invalid.to_string());
-            render(&state, &viewer, StatusCode::BAD_REQUEST, Some(notice), &fields).await
+            render(
+                &state,
+                &viewer,
+                StatusCode::BAD_REQUEST,
+                Some(notice),
+                &fields,
+            )
+            .await
         }
         Err(RegisterPackageError::Ledger(err)) => Err(ConsoleError::unavailable(err)),
     }

@@ -142,7 +142,7 @@ fn month_card(
             }
             h3 { (bi("按渠道", "By channel")) }
             @if report.channels.is_empty() {
-                p.muted { (bi("本月没有用量。", "No usage this month.")) }
+                p.muted { (bi("没有用量。", "No usage.")) }
             } @else {
                 div.scroll { table.by-channel {
                     thead { tr {
@@ -212,11 +212,15 @@ fn month_card(
                     }
                 } }
             }
-            h3 { (bi("下月预测", "Forecast for")) " " (report.forecast.month.to_string()) }
-            p.forecast {
-                (i18n::money(report.forecast.cost)) " · " (report.forecast.billed_units) " " (bi("计费单位", "units"))
-                @for c in &report.forecast.channels {
-                    br; span.muted { (c.channel) ": " (i18n::money(c.cost)) " · " (c.billed_units) }
+            // A finished month's forecast is of the month now running, which its own
+            // report shows as it happens: only the running month's is worth reading.
+            @if !report.complete {
+                h3 { (bi("下月预测", "Forecast for")) " " (report.forecast.month.to_string()) }
+                p.forecast {
+                    (i18n::money(report.forecast.cost)) " · " (report.forecast.billed_units) " " (bi("计费单位", "units"))
+                    @for c in &report.forecast.channels {
+                        br; span.muted { (c.channel) ": " (i18n::money(c.cost)) " · " (c.billed_units) }
+                    }
                 }
             }
         }

@@ -51,10 +51,11 @@ pub async fn show(
         .map(|day| (day, Day::default()))
         .collect();
     let mut by_channel: BTreeMap<String, Day> = BTreeMap::new();
-    for row in rows
-        .iter()
-        .filter(|row| viewer.only_client().is_none_or(|client| row.client == client))
-    {
+    for row in rows.iter().filter(|row| {
+        viewer
+            .only_client()
+            .is_none_or(|client| row.client == client)
+    }) {
         let day = row.bucket_start.with_timezone(&timezone).date_naive();
         for total in [
             days.entry(day).or_default(),
@@ -96,7 +97,7 @@ pub async fn show(
         }
         section.card #units-chart {
             h2 { (bi("每日计费单位", "Billed units per day")) }
-            (bar_chart(&unit_bars, "bar-units", |v| format!("{v:.0}"), "billed units per day"))
+            (bar_chart(&unit_bars, "bar-units", i18n::days, "billed units per day"))
         }
         section.card #cost-chart {
             h2 { (bi("每日费用", "Cost per day")) }
