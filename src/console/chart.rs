@@ -8,10 +8,12 @@ use maud::{html, Markup};
 /// The drawing's coordinate space; the SVG scales to its container's width.
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 220.0;
-const LEFT: f64 = 64.0;
+// Room for the scale's labels at the size a phone needs (the style sheet makes them
+// larger in these units when the drawing is narrow).
+const LEFT: f64 = 100.0;
 const RIGHT: f64 = 8.0;
-const TOP: f64 = 12.0;
-const BOTTOM: f64 = 28.0;
+const TOP: f64 = 22.0;
+const BOTTOM: f64 = 36.0;
 const PLOT_WIDTH: f64 = WIDTH - LEFT - RIGHT;
 const PLOT_HEIGHT: f64 = HEIGHT - TOP - BOTTOM;
 const BASELINE: f64 = TOP + PLOT_HEIGHT;
@@ -71,8 +73,9 @@ pub fn bar_chart(bars: &[Bar], class: &str, axis: impl Fn(f64) -> String, label:
         .filter(|v| v.is_finite())
         .fold(0.0, f64::max);
     let geometry = layout(&values);
-    // About six date labels whatever the number of days, and always the last day.
-    let every = bars.len().div_ceil(6).max(1);
+    // About four date labels whatever the number of days (a phone has room for no more),
+    // and always the last day.
+    let every = bars.len().div_ceil(4).max(1);
     let view_box = format!("0 0 {WIDTH} {HEIGHT}");
     html! {
         svg.chart xmlns="http://www.w3.org/2000/svg" viewBox=(view_box) role="img" aria-label=(label) {
@@ -98,8 +101,17 @@ pub fn bar_chart(bars: &[Bar], class: &str, axis: impl Fn(f64) -> String, label:
                 }
             }
             @for (i, (bar, at)) in bars.iter().zip(&geometry).enumerate() {
-                @if i % every == 0 || i + 1 == bars.len() {
-                    text x=(fmt(at.x + at.width / 2.0)) y=(HEIGHT - 8.0) text-anchor="middle" {
+                // A regular label too close to the last one gives way to it.
+                @if (i % every == 0 && i + every < bars.len()) || i + 1 == bars.len() {
+                    // The first and last labels keep inside the drawing.
+                    @let (x, anchor) = if i == 0 && bars.len() > 1 {
+                        (at.x, "start")
+                    } else if i + 1 == bars.len() && bars.len() > 1 {
+                        (at.x + at.width, "end")
+                    } else {
+                        (at.x + at.width / 2.0, "middle")
+                    };
+                    text x=(fmt(x)) y=(HEIGHT - 10.0) text-anchor=(anchor) {
                         (bar.day.format("%m-%d"))
                     }
                 }

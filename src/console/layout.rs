@@ -135,6 +135,8 @@ h2 { font-size:1.1rem; margin:0 0 .6rem; }
 h3 { font-size:1rem; margin:1rem 0 .4rem; }
 .grid { display:grid; gap:1rem; grid-template-columns:1fr; }
 @media (min-width:720px) { .grid { grid-template-columns:repeat(auto-fill,minmax(320px,1fr)); } }
+.pair { display:grid; gap:0 1rem; grid-template-columns:1fr; }
+@media (min-width:900px) { .pair { grid-template-columns:1fr 1fr; } }
 .card { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:1rem; margin-bottom:1rem; }
 .grid .card { margin-bottom:0; }
 .muted { color:var(--muted); }
@@ -170,7 +172,7 @@ a.buy .en { color:#dbe7ff; }
 .row { display:flex; flex-wrap:wrap; gap:.5rem 1.5rem; align-items:baseline; }
 svg.chart { width:100%; height:auto; display:block; }
 svg.chart .bar-units { fill:#1f6feb; } svg.chart .bar-cost { fill:#8250df; }
-svg.chart text { font-size:11px; fill:#5f6b7a; }
-@media (max-width:600px) { svg.chart text { font-size:18px; } }
+svg.chart text { font-size:14px; fill:#5f6b7a; }
+@media (max-width:600px) { svg.chart text { font-size:24px; } }
 svg.chart line { stroke:#dfe3ea; }
 "#;

@@ -95,13 +95,15 @@ pub async fn show(
             (bi("合计", "total")) " " strong #total-units { (total.units) } " " (bi("计费单位", "units")) ", "
             strong #total-cost { (i18n::money(Yuan::from_micros(total.cost_micros))) }
         }
-        section.card #units-chart {
-            h2 { (bi("每日计费单位", "Billed units per day")) }
-            (bar_chart(&unit_bars, "bar-units", i18n::days, "billed units per day"))
-        }
-        section.card #cost-chart {
-            h2 { (bi("每日费用", "Cost per day")) }
-            (bar_chart(&cost_bars, "bar-cost", |v| i18n::money(Yuan::from_micros(v.round() as i64)), "cost per day"))
+        div.pair {
+            section.card #units-chart {
+                h2 { (bi("每日计费单位", "Billed units per day")) }
+                (bar_chart(&unit_bars, "bar-units", i18n::days, "billed units per day"))
+            }
+            section.card #cost-chart {
+                h2 { (bi("每日费用", "Cost per day")) }
+                (bar_chart(&cost_bars, "bar-cost", |v| i18n::money(Yuan::from_micros(v.round() as i64)), "cost per day"))
+            }
         }
         @if !by_channel.is_empty() {
             section.card.scroll {
