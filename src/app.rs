@@ -107,9 +107,15 @@ impl Application {
             .take_lease(&crate::ledger::instance_name(port))
             .await
             .context("cannot take this instance's lease in the database")?;
+        let console = crate::console::SessionKey::derive(
+            clients
+                .iter()
+                .map(|(token, caller)| (caller.name.as_str(), token)),
+        );
         let state = AppState {
             settings: Arc::new(settings),
             sends,
+            console,
             clients: Clients::new(clients),
             metrics,
             scrapes: crate::metrics::ScrapeAccess::new(scrape_token),

@@ -14,6 +14,8 @@
 //! - [`send`]: one send from request to settled charge; the only caller of the vendor.
 //! - [`http`]: the API, the drop-in proxy, health, the accept loop and its limits; [`app`]
 //!   builds and runs the server.
+//! - [`console`]: the web pages for the people who repurchase (balances, alerts,
+//!   packages, reports, a burn chart), reading the ledger's read interface.
 //! - [`metrics`], [`alerts`], [`schedule`], [`report`]: what is built on the ledger.
 //! - [`cli`]: the `tollgate` command line; [`secret`], [`telemetry`]: small shared pieces.
 
@@ -21,6 +23,7 @@ pub mod alerts;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod http;
 pub mod ledger;

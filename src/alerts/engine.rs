@@ -15,7 +15,7 @@ use super::state::{decide, Step};
 use super::store::{self, AckOutcome, AlertRecord, TransitionInput};
 use crate::config::{ChannelSettings, Settings};
 use crate::domain::{ChannelName, Clock};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Package, QuotaView};
 
 /// One state change that was made, with the notifications it queued.
 #[derive(Debug, Clone, Serialize)]
@@ -98,10 +98,6 @@ impl AlertEngine {
             .list_packages(Some(channel))
             .await
             .context("reading the packages")?;
-        let plan = SuggestionPlan {
-            days: self.inner.suggest_days,
-            package_sizes: settings.package_sizes.clone(),
-        };
         // Only `ledger.drift` reads the marketplace's count, and only on the channels
         // it applies to: the other evaluations (one after every charge) skip the read.
         let reads_drift = self
@@ -119,7 +115,7 @@ impl AlertEngine {
         };
         let facts = ChannelFacts {
             marketplace,
-            forecast: Forecast::compute(&quota, &packages, &plan, now),
+            forecast: Forecast::compute(&quota, &packages, &self.plan(settings), now),
             has_packages: !packages.is_empty(),
             auth_failing: ledger
                 .auth_failing(channel)
@@ -180,6 +176,32 @@ impl AlertEngine {
             self.inner.outbox_signal.notify_one();
         }
         Ok(changes)
+    }
+
+    /// The forecast the reminders give for `quota` now: when it runs out, and what to
+    /// buy by the channel's package sizes. `packages` are the channel's (any order; more
+    /// are ignored). For the console, which shows the same suggestion as the reminders.
+    pub fn forecast(&self, quota: &QuotaView, packages: &[Package]) -> Forecast {
+        let plan = self
+            .inner
+            .channels
+            .iter()
+            .find(|c| c.name.as_str() == quota.channel)
+            .map(|settings| self.plan(settings))
+            .unwrap_or_default();
+        let own: Vec<Package> = packages
+            .iter()
+            .filter(|p| p.channel == quota.channel)
+            .cloned()
+            .collect();
+        Forecast::compute(quota, &own, &plan, (self.inner.clock)())
+    }
+
+    fn plan(&self, channel: &ChannelSettings) -> SuggestionPlan {
+        SuggestionPlan {
+            days: self.inner.suggest_days,
+            package_sizes: channel.package_sizes.clone(),
+        }
     }
 
     fn event(

@@ -217,7 +217,9 @@ fn print_welcome(app: &Application, sandbox: &Sandbox) {
          -H 'Content-Type: application/json' \\\n    \
          -d '{{\"channel\":\"sms_code\",\"to\":\"13800138000\",\"template\":\"login_code\",\"params\":{{\"code\":\"123456\"}}}}'\n\n\
          or: tollgate send --channel sms_code --to 13800138000 --template login_code --param code=123456\n\
-         Quota: curl -s http://{addr}/v1/quota -H 'Authorization: Bearer {token}'\n",
+         Quota: curl -s http://{addr}/v1/quota -H 'Authorization: Bearer {token}'\n\n\
+         Console (balances, alerts, packages, reports): open http://{addr}/console\n\
+         and sign in with the token {token:?}.\n",
         vendor = sandbox.handle.addr(),
     );
 }

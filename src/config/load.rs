@@ -422,7 +422,7 @@ fn channel(
         }
     };
     if let Some(path) = &ch.proxy_path {
-        let reserved = ["/v1/", "/metrics", "/healthz", "/readyz"];
+        let reserved = ["/v1/", "/metrics", "/healthz", "/readyz", "/console"];
         if !path.starts_with('/') || path.len() < 2 {
             p.add("proxy_path", "must be a path starting with '/'");
         } else if reserved.iter().any(|r| path.starts_with(r)) {

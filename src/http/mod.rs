@@ -1,4 +1,5 @@
-//! The HTTP edge: the JSON API, the drop-in proxy paths, health and readiness.
+//! The HTTP edge: the JSON API, the drop-in proxy paths, health and readiness (and the
+//! console's pages, which `crate::console` defines and this router mounts).
 //!
 //! Handlers parse requests into domain types and hand them to the send service or the
 //! ledger; they never write SQL and never call the vendor themselves.
@@ -15,6 +16,8 @@ mod quota;
 mod reports;
 pub mod request_timeout;
 pub mod serve;
+
+pub use packages::RegisterPackageError;
 
 use std::sync::Arc;
 
@@ -39,6 +42,8 @@ pub struct AppState {
     /// Who may scrape `/metrics`, one scrape at a time.
     pub scrapes: crate::metrics::ScrapeAccess,
     pub alerts: crate::alerts::AlertEngine,
+    /// Signs the console's session cookies and form tokens.
+    pub console: crate::console::SessionKey,
 }
 
 impl AppState {
@@ -111,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::metrics::serve_metrics))
+        .merge(crate::console::routes())
         .route_layer(from_fn_with_state(timeout, request_timeout::limit_request))
         .merge(sends)
         .fallback(|| async { ApiError::not_found("no such endpoint") })

@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use super::AppState;
 use crate::domain::ChannelName;
-use crate::ledger::{NewPackage, PackageInput};
+use crate::ledger::{LedgerError, NewPackage, NewPackageError, Package, PackageInput};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,21 +58,54 @@ pub async fn register(
         vendor_order_id: body.vendor_order_id,
         note: body.note,
     };
-    let new = NewPackage::from_input(channel.clone(), input, state.settings.server.timezone)
-        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
-    let (package, created) = state.sends.ledger().register_package(new).await?;
-    if created {
-        // A new package may end a low-quota alert: resolve it now, not at the next check.
-        if let Err(err) = state.alerts.evaluate_channel(&channel).await {
-            tracing::error!(channel = %channel, error = format!("{err:#}"), "alert evaluation after a new package failed");
-        }
-    }
+    let (package, created) =
+        state
+            .register_package(channel, input)
+            .await
+            .map_err(|err| match err {
+                RegisterPackageError::Invalid(invalid) => {
+                    ApiError::invalid_request(invalid.to_string())
+                }
+                RegisterPackageError::Ledger(ledger) => ApiError::from(ledger),
+            })?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok((status, Json(package)).into_response())
+}
+
+/// Why a purchase was not registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterPackageError {
+    /// The purchase as written is not valid (units, price, dates, order id, note).
+    #[error(transparent)]
+    Invalid(#[from] NewPackageError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl AppState {
+    /// Registers a purchase written as text and, when it is new, re-evaluates the
+    /// channel's alerts: the one sequence behind `POST /v1/packages` and the console's
+    /// form, so both validate alike and a repeated order id is a no-op in both. Returns
+    /// the package and whether it was newly created.
+    pub async fn register_package(
+        &self,
+        channel: ChannelName,
+        input: PackageInput<'_>,
+    ) -> Result<(Package, bool), RegisterPackageError> {
+        let new = NewPackage::from_input(channel.clone(), input, self.settings.server.timezone)?;
+        let (package, created) = self.sends.ledger().register_package(new).await?;
+        if created {
+            // A new package may end a low-quota alert: resolve it now, not at the next check.
+            if let Err(err) = self.alerts.evaluate_channel(&channel).await {
+                tracing::error!(channel = %channel, error = format!("{err:#}"), "alert evaluation after a new package failed");
+            }
+        }
+        Ok((package, created))
+    }
 }
 
 pub async fn list(

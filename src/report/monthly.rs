@@ -28,6 +28,11 @@ use crate::ledger::{BucketCounts, Ledger, LedgerError, Span};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MonthlyReport {
     pub month: Month,
+    /// Present when the report is one client's own ([`MonthlyReport::build_for_client`]):
+    /// its lines only, without purchases, expiries or reconciliation adjustments, which
+    /// belong to no client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     pub timezone: String,
     /// The month's first instant and the next month's first instant, as UTC.
     pub from: DateTime<Utc>,
@@ -178,16 +183,42 @@ impl MonthlyReport {
         month: Month,
         now: DateTime<Utc>,
     ) -> Result<Self, LedgerError> {
+        Self::build_scoped(ledger, month, now, None).await
+    }
+
+    /// The report of one client's own use: its usage lines, its total, the same month
+    /// before and its forecast, with nothing of other clients (what a client that is not
+    /// an admin may see).
+    #[tracing::instrument(skip_all, fields(month = %month))]
+    pub async fn build_for_client(
+        ledger: &Ledger,
+        month: Month,
+        now: DateTime<Utc>,
+        client: &str,
+    ) -> Result<Self, LedgerError> {
+        Self::build_scoped(ledger, month, now, Some(client)).await
+    }
+
+    async fn build_scoped(
+        ledger: &Ledger,
+        month: Month,
+        now: DateTime<Utc>,
+        client: Option<&str>,
+    ) -> Result<Self, LedgerError> {
         let timezone = ledger.timezone();
         let (from, to) = (month.start(timezone), month.end(timezone));
-        let usage = MonthUsage::read(ledger, from, to.min(now.max(from))).await?;
+        let mut usage = MonthUsage::read(ledger, from, to.min(now.max(from))).await?;
         let previous = month.previous();
-        let previous_usage = MonthUsage::read(
+        let mut previous_usage = MonthUsage::read(
             ledger,
             previous.start(timezone),
             previous.end(timezone).min(from),
         )
         .await?;
+        if let Some(client) = client {
+            usage.keep_only(client);
+            previous_usage.keep_only(client);
+        }
 
         let lines: Vec<UsageLine> = usage
             .usage
@@ -242,10 +273,13 @@ impl MonthlyReport {
             })
             .collect();
 
+        // Purchases and expiries are the account's, not a client's.
+        let everyone = client.is_none();
         let purchases: Vec<Purchase> = ledger
             .purchases_between(from, to)
             .await?
             .into_iter()
+            .filter(|_| everyone)
             .map(|p| Purchase {
                 package_id: p.id,
                 channel: p.channel,
@@ -259,6 +293,7 @@ impl MonthlyReport {
             .expired_between(from, to.min(now))
             .await?
             .into_iter()
+            .filter(|_| everyone)
             .map(|e| Expired {
                 package_id: e.package_id,
                 channel: e.channel,
@@ -313,6 +348,7 @@ impl MonthlyReport {
         };
         Ok(MonthlyReport {
             month,
+            client: client.map(str::to_owned),
             timezone: timezone.name().to_owned(),
             from,
             to,
@@ -381,6 +417,12 @@ impl MonthUsage {
             }
         }
         Ok(month)
+    }
+
+    /// Only `client`'s sends; reconciliation adjustments belong to no client.
+    fn keep_only(&mut self, client: &str) {
+        self.usage.retain(|(_, c), _| c == client);
+        self.adjustments.clear();
     }
 
     fn total(&self) -> BucketCounts {
