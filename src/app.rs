@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Settings;
+use crate::domain::HashKey;
 use crate::http::auth::{Caller, Clients};
 use crate::http::{router, AppState};
 use crate::ledger::{Ledger, Sweeper};
@@ -80,6 +81,18 @@ impl Application {
         };
 
         let ledger = Ledger::open(&settings, settings.database.max_connections).await?;
+        let configured_key = match &settings.privacy.hash_key_env {
+            None => None,
+            Some(name) => {
+                let value = env(name).filter(|v| !v.is_empty()).with_context(|| {
+                    format!("[privacy] hash_key_env: set the environment variable {name} to the installation's hash key (at least 16 bytes)")
+                })?;
+                Some(HashKey::new(value.into_bytes()).with_context(|| {
+                    format!("[privacy] hash_key_env: the value of {name} is too short")
+                })?)
+            }
+        };
+        let hash_key = ledger.hash_key(configured_key).await?;
 
         let vendor = VendorClient::new(settings.upstream.timeout)
             .context("cannot build the HTTP client for the vendor")?;
@@ -96,7 +109,14 @@ impl Application {
             &settings,
         );
         let observers = vec![metrics.send_observer(), alerts.send_observer()];
-        let sends = SendService::new(&settings, ledger.clone(), vendor, &appcodes, observers)?;
+        let sends = SendService::new(
+            &settings,
+            ledger.clone(),
+            vendor,
+            &appcodes,
+            observers,
+            hash_key,
+        )?;
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;

@@ -186,6 +186,11 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
         ledger,
         privacy: PrivacySettings {
             store_full_numbers: raw.privacy.store_full_numbers.unwrap_or(false),
+            hash_key_env: raw
+                .privacy
+                .hash_key_env
+                .clone()
+                .filter(|name| !name.trim().is_empty()),
         },
         upstream,
         channels,

@@ -67,6 +67,7 @@ pub struct RawLedger {
 #[serde(deny_unknown_fields, default)]
 pub struct RawPrivacy {
     pub store_full_numbers: Option<bool>,
+    pub hash_key_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -86,6 +86,10 @@ pub struct LedgerSettings {
 #[derive(Debug, Clone)]
 pub struct PrivacySettings {
     pub store_full_numbers: bool,
+    /// The environment variable holding the key of keyed hashes (idempotency
+    /// fingerprints, per-number limits); without it a key is generated once and kept
+    /// in the database.
+    pub hash_key_env: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -82,7 +82,7 @@ async fn send_checked(
                 .to_str()
                 .map_err(|_| ApiError::invalid_request("Idempotency-Key must be visible ASCII"))?;
             Some(
-                IdempotencyKey::new(key, &canonical)
+                IdempotencyKey::new(key, &canonical, state.sends.hash_key())
                     .map_err(|e| ApiError::invalid_request(e.to_string()))?,
             )
         }

@@ -15,6 +15,7 @@ mod aggregates;
 mod allocation;
 mod backfill;
 mod error;
+mod hash_key;
 mod housekeeping;
 mod import;
 mod lease;

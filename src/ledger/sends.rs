@@ -2,11 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{Ledger, LedgerError};
-use crate::domain::{Outcome, SendClass, Yuan};
+use crate::domain::{HashKey, Outcome, SendClass, Yuan};
 use crate::store::from_micros;
 
 /// Where a send stands in the ledger: reserved while the vendor call is under way, then
@@ -64,15 +63,16 @@ pub struct IdempotencyKeyError;
 
 impl IdempotencyKey {
     /// `request` is a canonical form of the request (e.g. its parsed JSON re-serialized),
-    /// so that two byte-wise different encodings of the same request still match.
-    pub fn new(key: &str, request: &[u8]) -> Result<Self, IdempotencyKeyError> {
+    /// so that two byte-wise different encodings of the same request still match. Its
+    /// fingerprint is a keyed hash: the request holds the full mobile number, which a
+    /// plain digest would let anyone holding the table recover by trying every number.
+    pub fn new(key: &str, request: &[u8], hash_key: &HashKey) -> Result<Self, IdempotencyKeyError> {
         if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(IdempotencyKeyError);
         }
-        let digest = Sha256::digest(request);
         Ok(Self {
             key: key.to_owned(),
-            request_hash: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            request_hash: hash_key.hash("request", request),
         })
     }
 
@@ -180,5 +180,28 @@ impl Ledger {
                 .map(from_micros),
             request_hash: row.try_get("request_hash")?,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_fingerprint_is_keyed_so_a_number_cannot_be_tried_back() {
+        let request = br#"{"channel":"sms_code","to":"13912345678"}"#;
+        let key = HashKey::generate();
+        let idem = IdempotencyKey::new("k-1", request, &key).unwrap();
+        let again = IdempotencyKey::new("k-1", request, &key).unwrap();
+        let other_key = IdempotencyKey::new("k-1", request, &HashKey::generate()).unwrap();
+        assert_eq!(idem.request_hash(), again.request_hash());
+        assert_ne!(idem.request_hash(), other_key.request_hash());
+        use sha2::{Digest, Sha256};
+        let plain: String = Sha256::digest(request)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_ne!(idem.request_hash(), plain);
+        assert!(IdempotencyKey::new("", request, &key).is_err());
     }
 }

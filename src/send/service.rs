@@ -18,7 +18,7 @@ use super::observer::{SendEvent, SendObserver};
 use super::prepare::{Catalog, PreparedSend};
 use super::request::SendRequest;
 use crate::config::Settings;
-use crate::domain::{ChannelName, LedgerMode, Outcome, Yuan};
+use crate::domain::{ChannelName, HashKey, LedgerMode, Outcome, Yuan};
 use crate::ledger::{
     IdempotencyKey, Ledger, LedgerError, Reservation, ReserveOutcome, ReserveRequest, SendRecord,
     SendStatus, Settlement, UpstreamRecord,
@@ -49,6 +49,9 @@ struct Inner {
     store_full_numbers: bool,
     observers: Vec<Arc<dyn SendObserver>>,
     in_flight: InFlight,
+    /// The installation's key for keyed hashes (idempotency fingerprints, per-number
+    /// limits).
+    hash_key: HashKey,
 }
 
 impl SendService {
@@ -60,6 +63,7 @@ impl SendService {
         vendor: VendorClient,
         appcodes: &HashMap<ChannelName, Secret>,
         observers: Vec<Arc<dyn SendObserver>>,
+        hash_key: HashKey,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             inner: Arc::new(Inner {
@@ -68,6 +72,7 @@ impl SendService {
                 catalog: Catalog::new(settings, appcodes)?,
                 store_full_numbers: settings.privacy.store_full_numbers,
                 observers,
+                hash_key,
                 in_flight: InFlight::with_limit(settings.server.limits.max_in_flight_sends),
             }),
         })
@@ -75,6 +80,11 @@ impl SendService {
 
     pub fn ledger(&self) -> &Ledger {
         &self.inner.ledger
+    }
+
+    /// The installation's key for keyed hashes.
+    pub fn hash_key(&self) -> &HashKey {
+        &self.inner.hash_key
     }
 
     /// Sends under way (shutdown waits for them).

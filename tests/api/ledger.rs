@@ -414,7 +414,12 @@ async fn the_same_idempotency_key_reserves_and_charges_once(backend: Backend) {
         },
     )
     .await;
-    let key = IdempotencyKey::new("order-42-login", b"{\"to\":\"13800138000\"}").unwrap();
+    let key = IdempotencyKey::new(
+        "order-42-login",
+        b"{\"to\":\"13800138000\"}",
+        &tollgate::domain::HashKey::generate(),
+    )
+    .unwrap();
 
     let tasks: Vec<_> = (0..20)
         .map(|_| {
