@@ -239,6 +239,7 @@ impl Application {
                         .await
                 }
             });
+        hooks = hooks.with_traffic_limits(self.state.sends.limits().clone());
         if let Some(sync) = self.marketplace.clone() {
             hooks = hooks.with_marketplace_sync(sync);
         }

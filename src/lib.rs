@@ -29,6 +29,7 @@ pub mod http;
 pub mod ledger;
 pub mod marketplace;
 pub mod metrics;
+pub mod policy;
 pub mod report;
 pub mod schedule;
 pub mod secret;

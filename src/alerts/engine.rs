@@ -10,9 +10,10 @@ use tokio::sync::Notify;
 use tollgate_notify::{Event, RenderedReport, Status, EVENT_VERSION};
 
 use super::forecast::{Forecast, SuggestionPlan};
-use super::rules::{ChannelFacts, RuleSpec, Trigger};
+use super::rules::{ChannelFacts, HourlyTraffic, RuleSpec, Trigger};
 use super::state::{decide, Step};
 use super::store::{self, AckOutcome, AlertRecord, TransitionInput};
+use crate::config::alerts::Condition;
 use crate::config::{ChannelSettings, Settings};
 use crate::domain::{ChannelName, Clock};
 use crate::ledger::{Ledger, Package, QuotaView};
@@ -113,8 +114,29 @@ impl AlertEngine {
         } else {
             None
         };
+        // Only a burst rule reads the hourly traffic (7 days of hour buckets).
+        let reads_traffic = self.inner.rules.iter().any(|r| {
+            matches!(
+                r.trigger,
+                Trigger::Condition(Condition::BurstFactorAbove { .. })
+            ) && r.applies_to(channel)
+        });
+        let traffic = if reads_traffic {
+            let hours = ledger
+                .sends_per_hour(
+                    channel,
+                    now - chrono::Duration::days(7) - chrono::Duration::hours(2),
+                    now + chrono::Duration::hours(1),
+                )
+                .await
+                .context("reading the hourly traffic")?;
+            Some(HourlyTraffic::from_hours(&hours, now))
+        } else {
+            None
+        };
         let facts = ChannelFacts {
             marketplace,
+            traffic,
             forecast: Forecast::compute(&quota, &packages, &self.plan(settings), now),
             has_packages: !packages.is_empty(),
             auth_failing: ledger
@@ -227,7 +249,8 @@ impl AlertEngine {
             channel: Some(channel.name.to_string()),
             channel_kind: Some(channel.kind.as_str().to_owned()),
             remaining_units: Some(quota.remaining),
-            purchased_units: Some(quota.purchased),
+            // What `remaining_ratio` is measured against: the live pool's units.
+            purchased_units: Some(quota.pool_units),
             remaining_ratio: Some(quota.remaining_ratio),
             burn_rate_per_day: Some(quota.burn_rate_per_day),
             days_left: quota.days_left,
@@ -237,6 +260,10 @@ impl AlertEngine {
             summary: rule.summary(channel, facts, status, self.inner.timezone),
             occurred_at: now,
             timezone: self.inner.timezone.name().to_owned(),
+            last_hour_sends: facts.traffic.map(|t| t.last_hour),
+            hourly_average_sends: facts
+                .traffic
+                .map(|t| (t.hourly_average * 100.0).round() / 100.0),
             report_html: None,
             report_text: None,
         }

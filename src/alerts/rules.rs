@@ -50,6 +50,52 @@ pub struct ChannelFacts {
     pub auth_failing: bool,
     /// The channel's latest marketplace run, when it has a product code and a run.
     pub marketplace: Option<MarketplaceRun>,
+    /// Its sends per hour lately, when a burst rule applies to it.
+    pub traffic: Option<HourlyTraffic>,
+}
+
+/// A channel's recent traffic, for the burst rule (SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HourlyTraffic {
+    /// Sends settled in the last hour: the larger of the trailing 60 minutes (estimated
+    /// from hour buckets) and the last complete hour, so that a burst straddling an hour
+    /// boundary is seen whole rather than split.
+    pub last_hour: i64,
+    /// Sends per hour over the 7 days before that hour.
+    pub hourly_average: f64,
+}
+
+impl HourlyTraffic {
+    /// From hour buckets (`(start, sends)`, oldest first) up to `now`: the trailing hour
+    /// is the current bucket and the part of the one before that falls in it (shared by
+    /// time, since a bucket does not say when in its hour its sends were); the last
+    /// complete hour is that bucket whole.
+    pub fn from_hours(hours: &[(DateTime<Utc>, i64)], now: DateTime<Utc>) -> HourlyTraffic {
+        let hour = chrono::Duration::hours(1);
+        let window_start = now - hour;
+        let mut last_hour = 0.0;
+        let mut last_complete_hour = 0;
+        let mut before = 0.0;
+        for &(start, sends) in hours {
+            let end = start + hour;
+            let sends = sends as f64;
+            if start >= window_start {
+                last_hour += sends;
+            } else if end > window_start {
+                // Straddles the start of the trailing hour: shared by share of time.
+                let inside = (end - window_start).num_seconds() as f64 / 3_600.0;
+                last_hour += sends * inside;
+                before += sends * (1.0 - inside);
+                last_complete_hour = sends as i64;
+            } else {
+                before += sends;
+            }
+        }
+        HourlyTraffic {
+            last_hour: (last_hour.round() as i64).max(last_complete_hour),
+            hourly_average: before / (7.0 * 24.0),
+        }
+    }
 }
 
 const DEFAULT_REPEAT: Duration = Duration::from_secs(24 * 3600);
@@ -152,6 +198,15 @@ impl RuleSpec {
                     .next_expiry
                     .is_some_and(|expiry| expiry > now && expiry - now <= within)
             }
+            Trigger::Condition(Condition::ReserveEntered) => {
+                bought && quota.reserve_units > 0 && quota.remaining <= quota.reserve_units
+            }
+            Trigger::Condition(Condition::BurstFactorAbove {
+                factor,
+                min_hourly_sends,
+            }) => facts.traffic.is_some_and(|t| {
+                t.last_hour >= min_hourly_sends && t.last_hour as f64 > factor * t.hourly_average
+            }),
         }
     }
 
@@ -161,6 +216,7 @@ impl RuleSpec {
             (Trigger::AuthFailed, _) => EventKind::ProviderAuthFailed,
             (Trigger::Drift { .. }, _) => EventKind::LedgerDrift,
             (Trigger::Condition(Condition::ExpiresWithin(_)), _) => EventKind::PackageExpiring,
+            (Trigger::Condition(Condition::BurstFactorAbove { .. }), _) => EventKind::TrafficBurst,
             (_, Status::Resolved) => EventKind::QuotaRecovered,
             (Trigger::Exhausted, Status::Firing) => EventKind::QuotaExhausted,
             (Trigger::Condition(_), Status::Firing) => EventKind::QuotaLow,
@@ -183,7 +239,7 @@ impl RuleSpec {
         let left = format!(
             "剩余 {} / {} {unit}（{:.1}%）",
             quota.remaining,
-            quota.purchased,
+            quota.pool_units,
             quota.remaining_ratio * 100.0
         );
         let forecast = match quota.days_left {
@@ -221,11 +277,48 @@ impl RuleSpec {
             (Trigger::Condition(Condition::ExpiresWithin(_)), Status::Resolved) => {
                 format!("渠道 {name} 已无即将过期的套餐；{left}。")
             }
+            (Trigger::Condition(Condition::BurstFactorAbove { factor, .. }), status) => {
+                burst_summary(name, factor, facts.traffic, status)
+            }
+            (Trigger::Condition(Condition::ReserveEntered), Status::Firing) => format!(
+                "渠道 {name} 的余量已进入为验证码保留的 {} {unit}：现在只有验证码（critical）还能发送，通知和营销短信会被拒绝；{left}。{suggestion}",
+                quota.reserve_units
+            ),
             (Trigger::Condition(_), Status::Firing) => {
                 format!("渠道 {name} 套餐余量不足：{left}{forecast}。{suggestion}")
             }
             (_, Status::Resolved) => format!("渠道 {name} 套餐余量已恢复：{left}。"),
         }
+    }
+}
+
+/// `traffic.burst`'s summary: the figures, and what to look at.
+fn burst_summary(
+    name: &ChannelName,
+    factor: f64,
+    traffic: Option<HourlyTraffic>,
+    status: Status,
+) -> String {
+    let Some(t) = traffic else {
+        return format!("渠道 {name} 暂无流量数据。");
+    };
+    match status {
+        Status::Firing => format!(
+            "渠道 {name} 最近一小时发送 {} 次，约为过去 7 天每小时平均 {:.1} 次的 {:.0} 倍（阈值 {factor} 倍）。\
+             请检查是否有人在刷验证码接口（短信轰炸）、短信拉量（SMS pumping）或有失控的批量任务：\
+             查看这段时间的调用方与号码分布，必要时收紧 [[limits]] 或停用相关客户端。",
+            t.last_hour,
+            t.hourly_average,
+            if t.hourly_average > 0.0 {
+                t.last_hour as f64 / t.hourly_average
+            } else {
+                factor
+            }
+        ),
+        Status::Resolved => format!(
+            "渠道 {name} 的发送量已恢复：最近一小时 {} 次，过去 7 天每小时平均 {:.1} 次。",
+            t.last_hour, t.hourly_average
+        ),
     }
 }
 
@@ -301,6 +394,7 @@ mod tests {
             Utc::now(),
         );
         quota.purchased = 1000;
+        quota.pool_units = 1000;
         quota.remaining = remaining;
         quota.remaining_ratio = remaining as f64 / 1000.0;
         quota.burn_rate_per_day = per_day;
@@ -316,6 +410,7 @@ mod tests {
             has_packages: true,
             auth_failing: false,
             marketplace: None,
+            traffic: None,
         }
     }
 
@@ -547,5 +642,59 @@ mod tests {
             .expect("README shows an example email");
         let example = &readme[start..start + readme[start..].find("```").unwrap()];
         assert_eq!(example, written);
+    }
+
+    #[test]
+    fn the_trailing_hour_takes_its_share_of_the_bucket_it_starts_in() {
+        let at = |raw: &str| -> DateTime<Utc> { DateTime::parse_from_rfc3339(raw).unwrap().into() };
+        let now = at("2026-12-01T10:15:00Z");
+        let hours = [
+            (at("2026-11-28T10:00:00Z"), 168),
+            (at("2026-12-01T09:00:00Z"), 40),
+            (at("2026-12-01T10:00:00Z"), 30),
+        ];
+        let traffic = HourlyTraffic::from_hours(&hours, now);
+        // 30 this hour and three quarters of the 40 of 09:00-10:00.
+        assert_eq!(traffic.last_hour, 60);
+        assert!((traffic.hourly_average - (168.0 + 10.0) / 168.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_burst_just_before_the_hour_is_seen_whole_after_it() {
+        let at = |raw: &str| -> DateTime<Utc> { DateTime::parse_from_rfc3339(raw).unwrap().into() };
+        // 40 sends in 09:20-09:59; at 10:10 only a sixth of their bucket is in the
+        // trailing 60 minutes, but the last complete hour holds all of them.
+        let hours = [(at("2026-12-01T09:00:00Z"), 40)];
+        let traffic = HourlyTraffic::from_hours(&hours, at("2026-12-01T10:10:00Z"));
+        assert_eq!(traffic.last_hour, 40);
+        // Once that hour is more than an hour ago, it is history.
+        let later = HourlyTraffic::from_hours(&hours, at("2026-12-01T11:00:00Z"));
+        assert_eq!(later.last_hour, 0);
+    }
+
+    #[test]
+    fn a_burst_needs_both_the_factor_and_the_floor() {
+        let rule = rule(Condition::BurstFactorAbove {
+            factor: 10.0,
+            min_hourly_sends: 20,
+        });
+        let mut facts = facts(500, 10.0, None);
+        let holds = |facts: &ChannelFacts| rule.holds(facts, Utc::now());
+        facts.traffic = Some(HourlyTraffic {
+            last_hour: 200,
+            hourly_average: 2.0,
+        });
+        assert!(holds(&facts));
+        facts.traffic = Some(HourlyTraffic {
+            last_hour: 15,
+            hourly_average: 1.0,
+        });
+        assert!(!holds(&facts), "below min_hourly_sends");
+        facts.traffic = Some(HourlyTraffic {
+            last_hour: 200,
+            hourly_average: 30.0,
+        });
+        assert!(!holds(&facts), "within 10x");
+        assert_eq!(rule.event_kind(Status::Firing), EventKind::TrafficBurst);
     }
 }

@@ -59,6 +59,21 @@ pub async fn run(
             settings.clients.len(),
             settings.ledger.mode.as_str()
         );
+        for channel in settings.channels.iter().filter(|c| !c.reserve.is_empty()) {
+            let rule = &channel.reserve;
+            let part = |t: Option<crate::domain::QuotaThreshold>| {
+                t.map_or("none".to_owned(), |t| t.to_string())
+            };
+            println!(
+                "reserve {}: reserve_critical {}, shed_bulk_below {}",
+                channel.name,
+                part(rule.critical),
+                part(rule.shed_bulk)
+            );
+        }
+        for limit in settings.traffic.effective() {
+            println!("limit {limit}");
+        }
         Ok(ExitCode::SUCCESS)
     } else {
         println!("{} problem(s) found", errors.len());

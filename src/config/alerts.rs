@@ -34,6 +34,9 @@ pub struct AlertSettings {
 /// The default of `[alerts] suggest_days`.
 pub const DEFAULT_SUGGEST_DAYS: u32 = 30;
 
+/// The fewest sends in the last hour that can count as a burst (SPEC §12).
+pub const DEFAULT_MIN_HOURLY_SENDS: i64 = 20;
+
 /// One `[[alert_rules]]` entry.
 #[derive(Debug, Clone)]
 pub struct AlertRule {
@@ -70,6 +73,14 @@ pub enum Condition {
     DaysLeftBelow(f64),
     /// The earliest expiry of a live package is this close.
     ExpiresWithin(Duration),
+    /// The last hour's sends exceed `factor` times the trailing 7-day hourly average,
+    /// and number at least `min_hourly_sends`.
+    BurstFactorAbove {
+        factor: f64,
+        min_hourly_sends: i64,
+    },
+    /// What is left is within the units kept for critical sends.
+    ReserveEntered,
 }
 
 /// One `[[notifiers]]` entry, checked; [`BuildNotifier::build`] makes it a notifier.
@@ -109,9 +120,50 @@ pub struct RawAlertRule {
     pub remaining_units_below: Option<i64>,
     pub days_left_below: Option<f64>,
     pub expires_within: Option<String>,
+    /// SPEC §12: the last hour's sends above this many times the trailing 7-day hourly
+    /// average (`traffic.burst`), with at least `min_hourly_sends` in that hour.
+    pub burst_factor_above: Option<f64>,
+    pub min_hourly_sends: Option<i64>,
+    /// SPEC §11: what is left has fallen into the units kept for critical sends.
+    pub reserve_entered: Option<bool>,
     pub severity: Option<String>,
     pub notify: Option<OneOrMany>,
     pub repeat_every: Option<String>,
+}
+
+/// `channels = "*"`, `["*"]` or `["a", "b"]`: which channels a rule or limit covers
+/// (every one when absent), each name a configured channel.
+pub(super) fn channel_selector(
+    raw: Option<OneOrMany>,
+    channels: &[ChannelSettings],
+    p: &mut Problems,
+) -> ChannelSelector {
+    match raw.map(OneOrMany::into_vec) {
+        None => ChannelSelector::All,
+        Some(names) if names.iter().any(|n| n == "*") => {
+            if names.len() > 1 {
+                p.add("channels", "\"*\" already means every channel");
+            }
+            ChannelSelector::All
+        }
+        Some(names) if names.is_empty() => {
+            p.add(
+                "channels",
+                "names no channel (use [\"*\"] for every channel)",
+            );
+            ChannelSelector::All
+        }
+        Some(names) => {
+            let mut found = Vec::new();
+            for name in names {
+                match channels.iter().find(|c| c.name.as_str() == name) {
+                    Some(channel) => found.push(channel.name.clone()),
+                    None => p.add("channels", format!("no channel is named {name:?}")),
+                }
+            }
+            ChannelSelector::Named(found)
+        }
+    }
 }
 
 /// `"*"` or `["a", "b"]`.
@@ -123,7 +175,7 @@ pub enum OneOrMany {
 }
 
 impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
+    pub(super) fn into_vec(self) -> Vec<String> {
         match self {
             OneOrMany::One(one) => vec![one],
             OneOrMany::Many(many) => many,
@@ -305,32 +357,7 @@ fn rule(
             p.add("name", format!("rule {name} is defined twice"));
         }
     }
-    let selector = match raw.channels.clone().map(OneOrMany::into_vec) {
-        None => ChannelSelector::All,
-        Some(names) if names.iter().any(|n| n == "*") => {
-            if names.len() > 1 {
-                p.add("channels", "\"*\" already means every channel");
-            }
-            ChannelSelector::All
-        }
-        Some(names) if names.is_empty() => {
-            p.add(
-                "channels",
-                "names no channel (use [\"*\"] for every channel)",
-            );
-            ChannelSelector::All
-        }
-        Some(names) => {
-            let mut found = Vec::new();
-            for name in names {
-                match channels.iter().find(|c| c.name.as_str() == name) {
-                    Some(channel) => found.push(channel.name.clone()),
-                    None => p.add("channels", format!("no channel is named {name:?}")),
-                }
-            }
-            ChannelSelector::Named(found)
-        }
-    };
+    let selector = channel_selector(raw.channels.clone(), channels, p);
     let mut conditions = Vec::new();
     if let Some(ratio) = raw.remaining_ratio_below {
         if !(ratio > 0.0 && ratio <= 1.0) {
@@ -357,12 +384,35 @@ fn rule(
         let within = p.duration("expires_within", Some(within), Duration::ZERO);
         conditions.push(Condition::ExpiresWithin(within));
     }
+    if let Some(factor) = raw.burst_factor_above {
+        if !(factor > 1.0 && factor.is_finite()) {
+            p.add("burst_factor_above", "must be a factor above 1, such as 10");
+        }
+        let min_hourly_sends = raw.min_hourly_sends.unwrap_or(DEFAULT_MIN_HOURLY_SENDS);
+        if min_hourly_sends < 1 {
+            p.add("min_hourly_sends", "must be at least 1");
+        }
+        conditions.push(Condition::BurstFactorAbove {
+            factor,
+            min_hourly_sends,
+        });
+    } else if raw.min_hourly_sends.is_some() {
+        p.add("min_hourly_sends", "goes with burst_factor_above");
+    }
+    match raw.reserve_entered {
+        Some(true) => conditions.push(Condition::ReserveEntered),
+        Some(false) => p.add(
+            "reserve_entered",
+            "can only be true (leave it out for no such condition)",
+        ),
+        None => {}
+    }
     let condition = match conditions.as_slice() {
         [one] => Some(*one),
         [] => {
             p.add(
                 "remaining_ratio_below",
-                "a rule needs one condition: remaining_ratio_below, remaining_units_below, days_left_below or expires_within",
+                "a rule needs one condition: remaining_ratio_below, remaining_units_below, days_left_below, expires_within, burst_factor_above or reserve_entered",
             );
             None
         }

@@ -12,7 +12,7 @@ use super::raw::{
 use super::settings::*;
 use crate::domain::template::TemplateBody;
 use crate::domain::window::SendingWindow;
-use crate::domain::{ChannelKind, ChannelName};
+use crate::domain::{ChannelKind, ChannelName, QuotaThreshold, ReserveRule, SendClass};
 use crate::domain::{LedgerMode, VendorMethod};
 use crate::secret::Secret;
 use crate::store::{SessionLimits, SqliteSynchronous};
@@ -161,6 +161,7 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
         super::marketplace::check_marketplace(raw.marketplace.as_ref());
     p.extend(marketplace_problems);
     let templates = templates(&raw.templates, &channels, p);
+    let traffic = super::traffic::check_traffic(&raw.traffic, &raw.limits, &channels, p);
     let clients = clients(&raw.clients, p);
 
     let alerts = super::alerts::check(&raw.alerts, &raw.alert_rules, &raw.notifiers, &channels, p);
@@ -200,6 +201,7 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
         schedule,
         marketplace,
         metrics,
+        traffic,
     }
 }
 
@@ -444,6 +446,10 @@ fn channel(
     }
     let package_sizes = package_sizes(ch.package_sizes.as_deref().unwrap_or_default(), p);
     let format = super::vendor_format::check_channel_format(ch, p);
+    let reserve = ReserveRule {
+        critical: threshold("reserve_critical", ch.reserve_critical.as_ref(), p),
+        shed_bulk: threshold("shed_bulk_below", ch.shed_bulk_below.as_ref(), p),
+    };
     let sending_window = match ch.sending_window.as_deref() {
         None => SendingWindow::default_marketing(),
         Some(raw_window) => p
@@ -470,7 +476,23 @@ fn channel(
         package_sizes,
         format,
         product_code: None,
+        reserve,
     })
+}
+
+/// `reserve_critical` / `shed_bulk_below`: `"10%"` of the live pool, or units (`200`).
+fn threshold(key: &str, raw: Option<&toml::Value>, p: &mut Problems) -> Option<QuotaThreshold> {
+    match raw? {
+        toml::Value::String(text) => p.check(key, QuotaThreshold::parse(text)),
+        toml::Value::Integer(units) => p.check(key, QuotaThreshold::units(*units)),
+        _ => {
+            p.add(
+                key,
+                "must be a number of units (200) or a percentage (\"10%\")",
+            );
+            None
+        }
+    }
 }
 
 /// `package_sizes = [1000, 5000, 10000]`: each above 0, in any order (they are sorted),
@@ -525,6 +547,10 @@ fn template(
     let body = p
         .required("body", t.body.as_deref())
         .and_then(|b| p.check("body", TemplateBody::parse(b)));
+    let class = t
+        .class
+        .as_deref()
+        .and_then(|class| p.check("class", class.parse::<SendClass>()));
     let vendor_template_id = channel.and_then(|channel| {
         super::vendor_format::check_vendor_template_id(t, body.as_ref(), channel, p)
     });
@@ -552,6 +578,7 @@ fn template(
         channel: channel.name.clone(),
         body,
         vendor_template_id,
+        class,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod notifier_plugins;
 mod raw;
 pub mod schedule;
 mod settings;
+mod traffic;
 mod vendor_format;
 
 pub use load::{load, load_str, locate, ConfigSource, LoadError, BUILTIN_SANDBOX_CONFIG};
@@ -21,3 +22,4 @@ pub use settings::{
 pub use tollgate_notify::config::{
     parse_duration, parse_positive_duration, ConfigProblem, Problems,
 };
+pub use traffic::{window_text, LimitMax, LimitScope, LimitSettings, TrafficSettings};

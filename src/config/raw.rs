@@ -28,6 +28,9 @@ pub struct RawConfig {
     pub marketplace: Option<super::marketplace::RawMarketplace>,
     /// `[metrics]`, checked by [`super::metrics`].
     pub metrics: super::metrics::RawMetrics,
+    /// `[traffic]` and `[[limits]]` (SPEC §12), checked by [`super::traffic`].
+    pub traffic: super::traffic::RawTraffic,
+    pub limits: Vec<super::traffic::RawLimit>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +107,9 @@ pub struct RawChannel {
     pub success_values: Option<Vec<toml::Value>>,
     pub remaining_field: Option<String>,
     pub package_sizes: Option<Vec<i64>>,
+    /// SPEC §11's priority reserve: `"10%"` of the live pool or a number of units.
+    pub reserve_critical: Option<toml::Value>,
+    pub shed_bulk_below: Option<toml::Value>,
     /// The marketplace's code for the channel's product, checked by [`super::marketplace`].
     pub product_code: Option<String>,
 }
@@ -116,6 +122,8 @@ pub struct RawTemplate {
     pub body: Option<String>,
     /// The vendor's id of this template, for a `template`-format channel.
     pub vendor_template_id: Option<String>,
+    /// SPEC §11: the class of the template's sends, overriding the channel kind's.
+    pub class: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

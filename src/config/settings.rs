@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 
 use crate::domain::template::TemplateBody;
 use crate::domain::window::SendingWindow;
-use crate::domain::{ChannelKind, ChannelName, ProductCode};
+use crate::domain::{ChannelKind, ChannelName, ProductCode, ReserveRule, SendClass};
 use crate::domain::{LedgerMode, VendorMethod};
 use crate::secret::Secret;
 use crate::store::{ConnectOptions, SessionLimits, SqliteSynchronous};
@@ -34,6 +34,8 @@ pub struct Settings {
     pub marketplace: Option<super::marketplace::MarketplaceSettings>,
     /// `[metrics]`: who may scrape `/metrics`.
     pub metrics: super::metrics::MetricsSettings,
+    /// `[traffic]` and `[[limits]]`: limits checked before a send is charged.
+    pub traffic: super::traffic::TrafficSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +122,8 @@ pub struct ChannelSettings {
     /// The marketplace's code for the channel's product (`cmapi…`), whose count the
     /// Market API reports.
     pub product_code: Option<ProductCode>,
+    /// The priority reserve (`reserve_critical`, `shed_bulk_below`, SPEC §11).
+    pub reserve: ReserveRule,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +135,8 @@ pub struct TemplateSettings {
     /// The vendor's id of the template; set exactly when the channel's format is
     /// `template`.
     pub vendor_template_id: Option<String>,
+    /// The class its sends have; the channel kind's when absent (SPEC §11).
+    pub class: Option<SendClass>,
 }
 
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use crate::domain::sms::{rate_sms, signature_of, sms_length, SmsError};
 use crate::domain::template::{RenderError, TemplateBody};
 use crate::domain::voice::{VoiceCode, VoiceCodeError, VOICE_NOTICE_MAX_LEN};
 use crate::domain::window::SendingWindow;
-use crate::domain::{ChannelKind, Units};
+use crate::domain::{ChannelKind, SendClass, Units};
 
 /// The unsubscribe text a marketing SMS must end with unless the channel configures another.
 pub const DEFAULT_UNSUBSCRIBE_SUFFIX: &str = "退订回N";
@@ -23,11 +23,15 @@ pub const DEFAULT_UNSUBSCRIBE_SUFFIX: &str = "退订回N";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentRules {
     pub kind: ChannelKind,
+    /// Whether the marketing rules apply: the sending window and, for SMS, the
+    /// unsubscribe suffix. On for a marketing channel, and for every `bulk` send
+    /// (SPEC §11; see [`ContentRules::for_class`]).
+    pub marketing: bool,
     /// The channel's `【…】` signature, added to SMS texts that carry none of their own.
     pub signature: Option<String>,
-    /// What a marketing SMS must end with; ignored for other kinds.
+    /// What a marketing SMS must end with; ignored unless `marketing`.
     pub unsubscribe_suffix: String,
-    /// When marketing SMS may be sent; ignored for other kinds.
+    /// When marketing sends may be sent; ignored unless `marketing`.
     pub sending_window: SendingWindow,
     /// The timezone the sending window is read in.
     pub timezone: Tz,
@@ -39,10 +43,24 @@ impl ContentRules {
     pub fn with_defaults(kind: ChannelKind, timezone: Tz) -> ContentRules {
         ContentRules {
             kind,
+            marketing: kind == ChannelKind::SmsMarketing,
             signature: None,
             unsubscribe_suffix: DEFAULT_UNSUBSCRIBE_SUFFIX.to_owned(),
             sending_window: SendingWindow::default_marketing(),
             timezone,
+        }
+    }
+
+    /// The rules for a send of `class`: a `bulk` send is marketing whatever its
+    /// channel's kind.
+    pub fn for_class(&self, class: SendClass) -> std::borrow::Cow<'_, ContentRules> {
+        if class == SendClass::Bulk && !self.marketing {
+            std::borrow::Cow::Owned(ContentRules {
+                marketing: true,
+                ..self.clone()
+            })
+        } else {
+            std::borrow::Cow::Borrowed(self)
         }
     }
 }
@@ -133,9 +151,7 @@ pub fn rate_message(
     body: MessageBody<'_>,
     now: DateTime<Utc>,
 ) -> Result<RatedMessage, ContentError> {
-    if rules.kind == ChannelKind::SmsMarketing
-        && !rules.sending_window.contains(now, rules.timezone)
-    {
+    if rules.marketing && !rules.sending_window.contains(now, rules.timezone) {
         return Err(ContentError::OutsideSendingWindow {
             window: rules.sending_window.to_string(),
             timezone: rules.timezone.name().to_owned(),
@@ -199,7 +215,7 @@ fn rate_sms_message(rules: &ContentRules, text: &str) -> Result<RatedMessage, Co
         // A signature alone says nothing to the recipient.
         return Err(ContentError::Empty);
     }
-    if rules.kind == ChannelKind::SmsMarketing && !text.ends_with(&rules.unsubscribe_suffix) {
+    if rules.marketing && !text.ends_with(&rules.unsubscribe_suffix) {
         return Err(ContentError::MissingUnsubscribeSuffix {
             suffix: rules.unsubscribe_suffix.clone(),
         });
@@ -454,6 +470,21 @@ mod tests {
             late_evening()
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_bulk_send_on_a_notice_channel_keeps_the_marketing_rules() {
+        let notice = rules(ChannelKind::SmsNotice);
+        let bulk = notice.for_class(SendClass::Bulk);
+        let late = rate_message(&bulk, MessageBody::Text("大促"), late_evening()).unwrap_err();
+        assert_eq!(late.code(), "outside_sending_window");
+        let unsuffixed =
+            rate_message(&bulk, MessageBody::Text("大促"), office_hours()).unwrap_err();
+        assert_eq!(unsuffixed.code(), "missing_unsubscribe_suffix");
+        assert!(rate_message(&bulk, MessageBody::Text("大促，退订回N"), office_hours()).is_ok());
+        // A normal send on the same channel is not marketing.
+        assert!(notice.for_class(SendClass::Normal).marketing == notice.marketing);
+        assert!(rate_message(&notice, MessageBody::Text("通知"), late_evening()).is_ok());
     }
 
     #[test]

@@ -165,7 +165,10 @@ impl From<LedgerError> for ApiError {
 impl From<SendError> for ApiError {
     fn from(err: SendError) -> Self {
         let status = match &err {
-            SendError::QuotaExhausted { .. } => StatusCode::PAYMENT_REQUIRED,
+            SendError::QuotaExhausted { .. } | SendError::QuotaReserved { .. } => {
+                StatusCode::PAYMENT_REQUIRED
+            }
+            SendError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             SendError::IdempotencyConflict | SendError::IdempotencyInProgress => {
                 StatusCode::CONFLICT
             }
@@ -203,6 +206,15 @@ mod tests {
         let busy = ApiError::from(SendError::Busy).into_response();
         assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(busy.headers().contains_key(header::RETRY_AFTER));
+
+        let limited = ApiError::from(SendError::RateLimited {
+            limit: "per-number".into(),
+            window: Duration::from_secs(60),
+            retry_after: Duration::from_millis(20_100),
+        })
+        .into_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "21");
 
         let conflict = ApiError::from(SendError::IdempotencyConflict).into_response();
         assert!(!conflict.headers().contains_key(header::RETRY_AFTER));

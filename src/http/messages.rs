@@ -177,6 +177,7 @@ fn message_json(record: &SendRecord, remaining: Option<i64>) -> serde_json::Valu
         "id": record.id,
         "channel": record.channel,
         "to": record.to,
+        "class": record.class,
         "status": record.status,
         "charged": record.charged(),
         "units": record.units,

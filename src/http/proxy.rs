@@ -81,11 +81,29 @@ fn url_pairs(text: &str) -> Vec<(String, String)> {
 
 fn refusal(err: SendError) -> Response {
     match &err {
-        SendError::QuotaExhausted { .. } => gateway_error(
+        // What is left being kept for a higher class looks to a drop-in client like
+        // the package being used up, which is what it means for that send (SPEC §11).
+        SendError::QuotaExhausted { .. } | SendError::QuotaReserved { .. } => gateway_error(
             StatusCode::FORBIDDEN,
             "Quota Exhausted",
-            Some(("quota_exhausted", err.to_string())),
+            Some((err.code(), err.to_string())),
         ),
+        // A traffic limit answers as the gateway's own flow control does: 403, with
+        // when to retry.
+        SendError::RateLimited { .. } => {
+            let mut response = gateway_error(
+                StatusCode::FORBIDDEN,
+                "Throttled by USER Flow Control",
+                Some((err.code(), err.to_string())),
+            );
+            if let Some(wait) = err.retry_after() {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from(wait.as_secs().max(1)),
+                );
+            }
+            response
+        }
         SendError::Unavailable(_) | SendError::Busy | SendError::TooManyInFlight { .. } => {
             let mut response = gateway_error(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -52,7 +52,7 @@ use std::sync::{Arc, Mutex};
 use chrono_tz::Tz;
 
 use crate::config::Settings;
-use crate::domain::{system_clock, ChannelName, Clock, LedgerMode};
+use crate::domain::{system_clock, ChannelName, Clock, LedgerMode, ReserveRule};
 use crate::store::Db;
 
 /// How a ledger is set up. `LedgerOptions::new(mode)` gives the defaults.
@@ -67,6 +67,8 @@ pub struct LedgerOptions {
     /// At most this many operations per transaction; 1 gives one transaction per
     /// operation (the benchmark's baseline).
     pub batch_limit: usize,
+    /// Each channel's priority reserve (SPEC §11); channels absent keep none.
+    pub reserves: HashMap<ChannelName, ReserveRule>,
 }
 
 impl LedgerOptions {
@@ -76,6 +78,7 @@ impl LedgerOptions {
             timezone: chrono_tz::Asia::Shanghai,
             clock: system_clock(),
             batch_limit: writer::MAX_BATCH,
+            reserves: HashMap::new(),
         }
     }
 
@@ -83,6 +86,12 @@ impl LedgerOptions {
     pub fn from_settings(settings: &Settings) -> Self {
         Self {
             timezone: settings.server.timezone,
+            reserves: settings
+                .channels
+                .iter()
+                .map(|c| (c.name.clone(), c.reserve))
+                .filter(|(_, rule)| !rule.is_empty())
+                .collect(),
             ..Self::new(settings.ledger.mode)
         }
     }
@@ -101,6 +110,7 @@ pub(crate) struct Context {
     timezone: Tz,
     clock: Clock,
     batch_limit: usize,
+    reserves: HashMap<ChannelName, ReserveRule>,
     /// Recorded on every reservation this process makes: the instance whose lease says
     /// whether the reservation is still looked after.
     instance: String,
@@ -186,6 +196,7 @@ impl Ledger {
                     timezone: options.timezone,
                     clock: options.clock,
                     batch_limit: options.batch_limit.max(1),
+                    reserves: options.reserves,
                     instance: format!("inst_{}", uuid::Uuid::now_v7().simple()),
                     stats: WriterStats::default(),
                 }),
@@ -215,6 +226,16 @@ impl Ledger {
     /// How this process's writers have written their batches so far.
     pub fn batch_counts(&self) -> BatchCounts {
         self.inner.context.stats.snapshot()
+    }
+
+    /// The channel's priority reserve (none configured: admits everything).
+    pub fn reserve_rule(&self, channel: &ChannelName) -> ReserveRule {
+        self.inner
+            .context
+            .reserves
+            .get(channel)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The id this process records on its reservations.

@@ -159,6 +159,16 @@ impl LockedPool {
             .collect()
     }
 
+    /// The units of the live pool (unexpired packages not used up): what a reserve's
+    /// percentage is of.
+    pub fn pool_units(&self) -> i64 {
+        self.packages
+            .iter()
+            .filter(|p| p.expires_at.is_none_or(|at| at > self.now) && p.charged < p.units)
+            .map(|p| p.units)
+            .sum()
+    }
+
     /// What the batch changed, package by package.
     pub fn moves(&self) -> Vec<PackageMove> {
         self.packages

@@ -42,6 +42,10 @@ pub struct QuotaView {
     pub next_expiry: Option<DateTime<Utc>>,
     /// Observe mode only: units sent beyond the packages (metered, not priced).
     pub unmetered: i64,
+    /// The priority reserve in units now (`reserve_critical` of the live pool, SPEC §11;
+    /// 0 without one), and what of it is left: units only critical sends may take.
+    pub reserve_units: i64,
+    pub reserved_for_critical: i64,
     /// Packages in the live pool.
     pub packages: usize,
     /// The vendor's own count of what is left, from its latest answer that gave one
@@ -133,6 +137,8 @@ impl QuotaView {
             days_left,
             next_expiry: live.iter().filter_map(|p| p.expires_at).min(),
             unmetered: totals.unmetered_units,
+            reserve_units: 0,
+            reserved_for_critical: 0,
             packages: live.len(),
             vendor_remaining: totals.vendor_remaining,
             vendor_remaining_at: totals.vendor_remaining_at,
@@ -148,6 +154,16 @@ impl QuotaView {
         self.marketplace_remaining = Some(run.marketplace_remaining);
         self.marketplace_remaining_at = Some(run.observed_at);
         self.marketplace_drift = Some(run.drift);
+        self
+    }
+
+    /// The view with the channel's priority reserve filled in.
+    pub fn with_reserve(mut self, rule: &crate::domain::ReserveRule) -> Self {
+        self.reserve_units = rule
+            .critical
+            .map(|t| t.units_of(self.pool_units))
+            .unwrap_or(0);
+        self.reserved_for_critical = rule.held_back(self.remaining, self.pool_units);
         self
     }
 

@@ -90,7 +90,8 @@ impl Ledger {
                 last_run_out,
                 burned.get(name).copied().unwrap_or(0),
                 now,
-            );
+            )
+            .with_reserve(&self.reserve_rule(channel));
             views.push(match runs.iter().find(|run| run.channel == name) {
                 Some(run) => view.with_marketplace_run(run),
                 None => view,

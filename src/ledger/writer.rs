@@ -105,6 +105,11 @@ pub enum ReserveOutcome {
     QuotaExhausted {
         remaining: i64,
     },
+    /// Enforce mode: the units left are kept for a higher class (the channel's priority
+    /// reserve, SPEC §11). Nothing was recorded.
+    QuotaReserved {
+        remaining: i64,
+    },
     /// The client already sent a request with this idempotency key.
     Duplicate {
         existing_id: String,
@@ -716,6 +721,21 @@ fn plan<'a>(
                     remaining: pool.remaining(),
                 }));
                 continue;
+            }
+        }
+        // The priority reserve: decided here, with the rows locked (or checked by the
+        // optimistic statement), like every other quota rule.
+        if context.mode == LedgerMode::Enforce {
+            if let Some(rule) = context.reserves.get(channel) {
+                if !rule.admits(request.class, pool.remaining(), pool.pool_units()) {
+                    pool.release(&allocation)
+                        .expect("units just taken are reserved and can be released");
+                    plan.refused_for_quota = true;
+                    results[i] = Some(OpResult::Reserve(ReserveOutcome::QuotaReserved {
+                        remaining: pool.remaining(),
+                    }));
+                    continue;
+                }
             }
         }
         // Only a planned reservation claims its key: a request refused for quota leaves

@@ -136,7 +136,7 @@ impl MetricsExporter {
     /// (nothing charged in the last 7 days).
     async fn quota(&self) -> Result<Vec<GaugeVec>, ScrapeError> {
         type Figure = fn(&QuotaView) -> Option<f64>;
-        let gauges: [(&str, &str, Figure); 10] = [
+        let gauges: [(&str, &str, Figure); 11] = [
             (
                 names::QUOTA_REMAINING_UNITS,
                 "Units left in the channel's live packages (not expired, not used up).",
@@ -159,8 +159,13 @@ impl MetricsExporter {
             ),
             (
                 names::QUOTA_RESERVED_UNITS,
-                "Units held by sends under way.",
+                "Units held by sends under way (reservations not yet settled).",
                 |v| Some(v.reserved as f64),
+            ),
+            (
+                names::QUOTA_RESERVE_UNITS,
+                "Units the priority reserve holds back for critical sends now (reserve_critical, up to what is left; 0 without a reserve).",
+                |v| Some(v.reserved_for_critical as f64),
             ),
             (
                 names::QUOTA_RECONCILED_UNITS,

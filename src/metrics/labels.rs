@@ -6,24 +6,28 @@ use crate::domain::Outcome;
 ///
 /// A send that reached the vendor is labelled with the vendor outcome (`sent`,
 /// `vendor_rejected`, …, the strings of [`Outcome::as_str`]). A send refused before the
-/// vendor was called is labelled `quota_exhausted` (no local quota left, 402) or
-/// `rejected` (any request or content error: invalid mobile, unknown template, outside
-/// the sending window, …). Error codes are deliberately folded into `rejected`: the
+/// vendor was called is labelled `quota_exhausted` (no local quota left, 402),
+/// `quota_reserved` (what is left is kept for a higher class, 402), `rate_limited` (over
+/// a traffic limit, 429) or `rejected` (any request or content error: invalid mobile,
+/// unknown template, outside the sending window, …). Error codes are deliberately folded into `rejected`: the
 /// API's answers tell the caller which rule failed; the metric tells ops how many.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SendOutcomeLabel {
     Vendor(Outcome),
     QuotaExhausted,
+    QuotaReserved,
+    RateLimited,
     Rejected,
 }
 
 impl SendOutcomeLabel {
     /// The label of a send refused with the API error `code`.
     pub fn for_refusal(code: &str) -> Self {
-        if code == "quota_exhausted" {
-            SendOutcomeLabel::QuotaExhausted
-        } else {
-            SendOutcomeLabel::Rejected
+        match code {
+            "quota_exhausted" => SendOutcomeLabel::QuotaExhausted,
+            "quota_reserved" => SendOutcomeLabel::QuotaReserved,
+            "rate_limited" => SendOutcomeLabel::RateLimited,
+            _ => SendOutcomeLabel::Rejected,
         }
     }
 
@@ -31,6 +35,8 @@ impl SendOutcomeLabel {
         match self {
             SendOutcomeLabel::Vendor(outcome) => outcome.as_str(),
             SendOutcomeLabel::QuotaExhausted => "quota_exhausted",
+            SendOutcomeLabel::QuotaReserved => "quota_reserved",
+            SendOutcomeLabel::RateLimited => "rate_limited",
             SendOutcomeLabel::Rejected => "rejected",
         }
     }
@@ -40,7 +46,12 @@ impl SendOutcomeLabel {
         Outcome::ALL
             .into_iter()
             .map(SendOutcomeLabel::Vendor)
-            .chain([SendOutcomeLabel::QuotaExhausted, SendOutcomeLabel::Rejected])
+            .chain([
+                SendOutcomeLabel::QuotaExhausted,
+                SendOutcomeLabel::QuotaReserved,
+                SendOutcomeLabel::RateLimited,
+                SendOutcomeLabel::Rejected,
+            ])
     }
 }
 
@@ -55,7 +66,7 @@ mod tests {
 
     /// Every error code a refused send can carry (SPEC §5 and the mobile and content
     /// errors), none of which may become a label value of its own.
-    const REFUSAL_CODES: [&str; 16] = [
+    const REFUSAL_CODES: [&str; 18] = [
         "invalid_request",
         "unknown_channel",
         "invalid_mobile",
@@ -69,15 +80,17 @@ mod tests {
         "invalid_voice_code",
         "outside_sending_window",
         "quota_exhausted",
+        "quota_reserved",
+        "rate_limited",
         "idempotency_conflict",
         "unavailable",
         "some error text with 13912345678 in it",
     ];
 
     #[test]
-    fn the_outcome_label_takes_nine_values() {
+    fn the_outcome_label_takes_eleven_values() {
         let values: HashSet<&str> = SendOutcomeLabel::all().map(|l| l.as_str()).collect();
-        assert_eq!(values.len(), 9);
+        assert_eq!(values.len(), 11);
         assert!(values.contains("sent"));
         assert!(values.contains("quota_exhausted"));
         assert!(values.contains("rejected"));
@@ -91,7 +104,15 @@ mod tests {
             .map(|code| SendOutcomeLabel::for_refusal(code).as_str())
             .collect();
         assert!(seen.is_subset(&known));
-        assert_eq!(seen, HashSet::from(["quota_exhausted", "rejected"]));
+        assert_eq!(
+            seen,
+            HashSet::from([
+                "quota_exhausted",
+                "quota_reserved",
+                "rate_limited",
+                "rejected"
+            ])
+        );
     }
 
     #[test]

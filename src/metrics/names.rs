@@ -9,6 +9,7 @@ pub const QUOTA_PURCHASED_UNITS: &str = "tollgate_quota_purchased_units";
 pub const QUOTA_POOL_UNITS: &str = "tollgate_quota_pool_units";
 pub const QUOTA_USED_UNITS: &str = "tollgate_quota_used_units";
 pub const QUOTA_RESERVED_UNITS: &str = "tollgate_quota_reserved_units";
+pub const QUOTA_RESERVE_UNITS: &str = "tollgate_quota_reserve_units";
 pub const QUOTA_RECONCILED_UNITS: &str = "tollgate_quota_reconciled_units";
 pub const QUOTA_EXPIRED_UNITS: &str = "tollgate_quota_expired_units";
 pub const QUOTA_BURN_RATE_UNITS_PER_DAY: &str = "tollgate_quota_burn_rate_units_per_day";
@@ -24,7 +25,7 @@ pub const BUILD_INFO: &str = "tollgate_build_info";
 
 /// Every metric family tollgate exports (a histogram also exposes `_bucket`, `_sum`
 /// and `_count` series under its name).
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 21] = [
     SENDS_TOTAL,
     BILLED_UNITS_TOTAL,
     COST_YUAN_TOTAL,
@@ -33,6 +34,7 @@ pub const ALL: [&str; 20] = [
     QUOTA_POOL_UNITS,
     QUOTA_USED_UNITS,
     QUOTA_RESERVED_UNITS,
+    QUOTA_RESERVE_UNITS,
     QUOTA_RECONCILED_UNITS,
     QUOTA_EXPIRED_UNITS,
     QUOTA_BURN_RATE_UNITS_PER_DAY,

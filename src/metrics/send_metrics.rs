@@ -6,7 +6,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use super::labels::SendOutcomeLabel;
 use super::names;
-use crate::domain::ChannelName;
+use crate::domain::{ChannelName, SendClass};
 use crate::send::{SendEvent, SendObserver};
 
 /// Vendor latency buckets, in seconds: from a fast gateway answer to the longest
@@ -15,10 +15,10 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
 ];
 
-/// `tollgate_sends_total{channel,outcome}` and
+/// `tollgate_sends_total{channel,outcome,class}` and
 /// `tollgate_upstream_request_duration_seconds{channel}`, per process.
 ///
-/// Every (channel, outcome) series of the configured channels starts at 0, so that
+/// Every (channel, outcome, class) series of the configured channels starts at 0, so that
 /// `rate()` and `increase()` see the first send of each kind, and a channel that is
 /// not configured is never counted: the label sets are fixed when tollgate starts.
 pub struct SendMetrics {
@@ -32,9 +32,9 @@ impl SendMetrics {
         let sends = IntCounterVec::new(
             Opts::new(
                 names::SENDS_TOTAL,
-                "Sends by channel and outcome: the vendor outcome, or quota_exhausted / rejected for sends refused before the vendor was called.",
+                "Sends by channel, outcome and class: the vendor outcome, or quota_exhausted / quota_reserved / rate_limited / rejected for sends refused before the vendor was called.",
             ),
-            &["channel", "outcome"],
+            &["channel", "outcome", "class"],
         )
         .expect("a valid metric definition");
         let upstream_duration = HistogramVec::new(
@@ -49,7 +49,9 @@ impl SendMetrics {
         let channels: HashSet<String> = channels.into_iter().map(|c| c.to_string()).collect();
         for channel in &channels {
             for outcome in SendOutcomeLabel::all() {
-                sends.with_label_values(&[channel.as_str(), outcome.as_str()]);
+                for class in SendClass::ALL {
+                    sends.with_label_values(&[channel.as_str(), outcome.as_str(), class.as_str()]);
+                }
             }
             upstream_duration.with_label_values(&[channel.as_str()]);
         }
@@ -66,10 +68,10 @@ impl SendMetrics {
         registry.register(Box::new(self.upstream_duration.clone()))
     }
 
-    fn count(&self, channel: &ChannelName, outcome: SendOutcomeLabel) {
+    fn count(&self, channel: &ChannelName, outcome: SendOutcomeLabel, class: SendClass) {
         if self.channels.contains(channel.as_str()) {
             self.sends
-                .with_label_values(&[channel.as_str(), outcome.as_str()])
+                .with_label_values(&[channel.as_str(), outcome.as_str(), class.as_str()])
                 .inc();
         }
     }
@@ -78,16 +80,21 @@ impl SendMetrics {
 impl SendObserver for SendMetrics {
     fn observe(&self, event: &SendEvent<'_>) {
         match event {
-            SendEvent::Refused { channel, code } => {
-                self.count(channel, SendOutcomeLabel::for_refusal(code));
+            SendEvent::Refused {
+                channel,
+                class,
+                code,
+            } => {
+                self.count(channel, SendOutcomeLabel::for_refusal(code), *class);
             }
             SendEvent::Settled {
                 channel,
+                class,
                 outcome,
                 latency,
                 ..
             } => {
-                self.count(channel, SendOutcomeLabel::Vendor(*outcome));
+                self.count(channel, SendOutcomeLabel::Vendor(*outcome), *class);
                 if self.channels.contains(channel.as_str()) {
                     self.upstream_duration
                         .with_label_values(&[channel.as_str()])
@@ -113,6 +120,7 @@ mod tests {
     fn settled(channel: &ChannelName, outcome: Outcome, latency_ms: u64) -> SendEvent<'_> {
         SendEvent::Settled {
             channel,
+            class: SendClass::Critical,
             outcome,
             charged_units: 1,
             cost: Yuan::from_micros(45_000),
@@ -122,7 +130,10 @@ mod tests {
     }
 
     fn sends(metrics: &SendMetrics, channel: &str, outcome: &str) -> u64 {
-        metrics.sends.with_label_values(&[channel, outcome]).get()
+        metrics
+            .sends
+            .with_label_values(&[channel, outcome, "critical"])
+            .get()
     }
 
     #[test]
@@ -146,14 +157,17 @@ mod tests {
         let metrics = SendMetrics::new([&sms]);
         metrics.observe(&SendEvent::Refused {
             channel: &sms,
+            class: SendClass::Critical,
             code: "quota_exhausted",
         });
         metrics.observe(&SendEvent::Refused {
             channel: &sms,
+            class: SendClass::Critical,
             code: "invalid_mobile",
         });
         metrics.observe(&SendEvent::Refused {
             channel: &sms,
+            class: SendClass::Critical,
             code: "outside_sending_window",
         });
 
@@ -172,6 +186,7 @@ mod tests {
         metrics.observe(&settled(&stranger, Outcome::Sent, 10));
         metrics.observe(&SendEvent::Refused {
             channel: &stranger,
+            class: SendClass::Critical,
             code: "rejected",
         });
 
@@ -182,8 +197,9 @@ mod tests {
             .iter()
             .find(|f| f.name() == names::SENDS_TOTAL)
             .unwrap();
-        // 2 channels × 9 outcome values, all at zero: the stranger was not counted.
-        assert_eq!(sends_family.get_metric().len(), 18);
+        // 2 channels × 11 outcome values × 3 classes, all at zero: the stranger was not
+        // counted.
+        assert_eq!(sends_family.get_metric().len(), 66);
         assert!(sends_family
             .get_metric()
             .iter()

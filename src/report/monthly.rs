@@ -47,6 +47,9 @@ pub struct MonthlyReport {
     pub adjustments: Vec<AdjustmentLine>,
     pub channels: Vec<ChannelSummary>,
     pub clients: Vec<ClientSummary>,
+    /// Per send class (SPEC §11), most important first; sends recorded before classes
+    /// existed are `unclassified`.
+    pub classes: Vec<ClassSummary>,
     pub purchases: Vec<Purchase>,
     pub expired: Vec<Expired>,
     pub total: Total,
@@ -111,6 +114,16 @@ pub struct ClientSummary {
     #[serde(flatten)]
     pub figures: Figures,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClassSummary {
+    pub class: String,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// The class of sends recorded before classes existed.
+pub const UNCLASSIFIED: &str = "unclassified";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Purchase {
@@ -272,6 +285,26 @@ impl MonthlyReport {
                 figures: (*u).into(),
             })
             .collect();
+        let mut by_class: BTreeMap<&str, BucketCounts> = BTreeMap::new();
+        for ((_, class), u) in &usage.classes {
+            by_class.entry(class).or_default().add(u);
+        }
+        let rank = |class: &str| match class.parse::<crate::domain::SendClass>() {
+            Ok(class) => std::cmp::Reverse(Some(class)),
+            Err(_) => std::cmp::Reverse(None),
+        };
+        let mut classes: Vec<ClassSummary> = by_class
+            .iter()
+            .map(|(class, u)| ClassSummary {
+                class: if class.is_empty() {
+                    UNCLASSIFIED.to_owned()
+                } else {
+                    class.to_string()
+                },
+                figures: (*u).into(),
+            })
+            .collect();
+        classes.sort_by_key(|c| rank(&c.class));
 
         // Purchases and expiries are the account's, not a client's.
         let everyone = client.is_none();
@@ -359,6 +392,7 @@ impl MonthlyReport {
             adjustments,
             channels,
             clients,
+            classes,
             purchases,
             expired,
             total,
@@ -374,11 +408,12 @@ impl MonthlyReport {
     }
 }
 
-/// A range's usage from the day buckets: sends by (channel, client), adjustments by
-/// channel (they belong to no client).
+/// A range's usage from the day buckets: sends by (channel, client) and by (client,
+/// class), adjustments by channel (they belong to no client).
 #[derive(Default)]
 struct MonthUsage {
     usage: BTreeMap<(String, String), BucketCounts>,
+    classes: BTreeMap<(String, String), BucketCounts>,
     adjustments: BTreeMap<String, BucketCounts>,
 }
 
@@ -407,6 +442,11 @@ impl MonthUsage {
                     .entry((row.channel.clone(), row.client.clone()))
                     .or_default()
                     .add(&sends);
+                month
+                    .classes
+                    .entry((row.client.clone(), row.class.clone()))
+                    .or_default()
+                    .add(&sends);
             }
             if adjustment != BucketCounts::default() {
                 month
@@ -422,6 +462,7 @@ impl MonthUsage {
     /// Only `client`'s sends; reconciliation adjustments belong to no client.
     fn keep_only(&mut self, client: &str) {
         self.usage.retain(|(_, c), _| c == client);
+        self.classes.retain(|(c, _), _| c == client);
         self.adjustments.clear();
     }
 

@@ -19,11 +19,12 @@ use crate::domain::ChannelKind;
 
 /// The CSV header. Every row has these columns; `section` says what the row is:
 /// `usage` (a channel and client), `adjustment` (a channel's reconciliations),
-/// `channel` and `client` (subtotals), `purchase`, `expired`, `total`,
+/// `channel`, `client` and `class` (subtotals; `class` rows name theirs in the last
+/// column), `purchase`, `expired`, `total`,
 /// `previous_month_total` and `forecast_next_month`. For `purchase` rows `units` and
 /// `cost` are the package's units and price; for `expired` rows, the units lost and
 /// their value.
-pub const CSV_HEADER: [&str; 10] = [
+pub const CSV_HEADER: [&str; 11] = [
     "section",
     "month",
     "channel",
@@ -34,6 +35,7 @@ pub const CSV_HEADER: [&str; 10] = [
     "uncertain",
     "units",
     "cost",
+    "class",
 ];
 
 pub fn to_csv(report: &MonthlyReport) -> String {
@@ -56,6 +58,7 @@ pub fn to_csv(report: &MonthlyReport) -> String {
             f.uncertain.to_string(),
             f.billed_units.to_string(),
             f.cost.to_string(),
+            String::new(),
         ]
     };
     let amount = |section: &str, month: &str, channel: &str, units: i64, cost: String| {
@@ -70,6 +73,7 @@ pub fn to_csv(report: &MonthlyReport) -> String {
             String::new(),
             units.to_string(),
             cost,
+            String::new(),
         ]
     };
     for l in &report.lines {
@@ -92,6 +96,11 @@ pub fn to_csv(report: &MonthlyReport) -> String {
     }
     for c in &report.clients {
         line(figures("client", &month, "", &c.client, &c.figures));
+    }
+    for c in &report.classes {
+        let mut row = figures("class", &month, "", "", &c.figures);
+        row[10] = c.class.clone();
+        line(row);
     }
     for p in &report.purchases {
         line(amount(
@@ -341,6 +350,18 @@ fn document(report: &MonthlyReport, context: &ReportContext) -> Document {
     let mut client_headers = vec![("客户", "client")];
     client_headers.extend(USAGE_HEADERS);
 
+    let class_rows = report
+        .classes
+        .iter()
+        .map(|c| {
+            let mut row = vec![class_label(&c.class)];
+            row.extend(figure_cells(None, &c.figures));
+            row
+        })
+        .collect();
+    let mut class_headers = vec![("类别", "class")];
+    class_headers.extend(USAGE_HEADERS);
+
     let mut package_rows: Vec<Vec<String>> = report
         .purchases
         .iter()
@@ -402,6 +423,12 @@ fn document(report: &MonthlyReport, context: &ReportContext) -> Document {
                 rows: client_rows,
             },
             Section {
+                title: "按发送类别",
+                title_en: "By class",
+                headers: class_headers,
+                rows: class_rows,
+            },
+            Section {
                 title: "套餐购买与过期",
                 title_en: "Packages",
                 headers: vec![
@@ -429,6 +456,16 @@ fn document(report: &MonthlyReport, context: &ReportContext) -> Document {
             "预测方法：本月日均计费量与费用（月份未结束时按已过天数计）× 下月天数（{} 天）。Forecast method: {}.",
             report.forecast.days, report.forecast.method
         ),
+    }
+}
+
+/// A send class as people read it: `验证码 critical`, `通知 normal`, `营销 bulk`.
+fn class_label(class: &str) -> String {
+    match class {
+        "critical" => "验证码 critical".to_owned(),
+        "normal" => "通知 normal".to_owned(),
+        "bulk" => "营销 bulk".to_owned(),
+        other => format!("未分类 {other}"),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The scheduled jobs tollgate runs: `quota_check`, `monthly_report`,
-//! `ledger_housekeeping` (old hour buckets, then raw rows past retention when configured)
+//! `ledger_housekeeping` (old hour buckets, raw rows past retention when configured,
+//! then spent traffic-limit counts)
 //! and `marketplace_sync` (the marketplace's own count, SPEC §14).
 //!
 //! The scheduler does not know the alert engine or the notifiers: the application hands
@@ -16,6 +17,7 @@ use super::{Job, JobFuture, Scheduler};
 use crate::config::Settings;
 use crate::ledger::Ledger;
 use crate::marketplace::{MarketplaceSync, SyncScope};
+use crate::policy::Limits;
 use crate::report::{Month, MonthlyReport};
 
 type QuotaCheck = Arc<dyn Fn() -> JobFuture + Send + Sync>;
@@ -27,6 +29,7 @@ pub struct JobHooks {
     quota_check: Option<QuotaCheck>,
     send_report: Option<SendReport>,
     marketplace_sync: Option<MarketplaceSync>,
+    traffic_limits: Option<Limits>,
 }
 
 impl JobHooks {
@@ -58,6 +61,12 @@ impl JobHooks {
     /// the alert engine, already plugged into it).
     pub fn with_marketplace_sync(mut self, sync: MarketplaceSync) -> Self {
         self.marketplace_sync = Some(sync);
+        self
+    }
+
+    /// The traffic limits whose spent counts `ledger_housekeeping` deletes.
+    pub fn with_traffic_limits(mut self, limits: Limits) -> Self {
+        self.traffic_limits = Some(limits);
         self
     }
 }
@@ -135,20 +144,30 @@ pub fn standard_jobs(settings: &Settings, ledger: Ledger, hooks: JobHooks) -> Sc
     }
 
     let retention = schedule.retention;
+    let limits = hooks.traffic_limits;
     scheduler.with_job(Job::new(
         "ledger_housekeeping",
         schedule.rollup.clone(),
         move |run| {
             let ledger = ledger.clone();
+            let limits = limits.clone();
             async move {
                 let done = ledger
                     .housekeeping(retention, run.started_at)
                     .await
                     .context("ledger housekeeping")?;
+                let windows = match &limits {
+                    Some(limits) => limits
+                        .housekeeping()
+                        .await
+                        .context("deleting spent traffic-limit counts")?,
+                    None => 0,
+                };
                 tracing::info!(
                     hour_buckets = done.hour_buckets_deleted,
                     entries = done.entries_deleted,
                     sends = done.sends_deleted,
+                    traffic_windows = windows,
                     "ledger housekeeping done"
                 );
                 Ok(())

@@ -1,6 +1,10 @@
 //! Why a send was refused, or failed before the vendor answered.
 
+use std::time::Duration;
+
+use crate::config::window_text;
 use crate::domain::content::ContentError;
+use crate::domain::SendClass;
 use crate::ledger::LedgerError;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +26,21 @@ pub enum SendError {
         channel: String,
         remaining: i64,
         needed: u32,
+    },
+    #[error(
+        "the {remaining} unit(s) left on channel {channel} are kept for {kept_for} sends; this {class} send was not sent"
+    )]
+    QuotaReserved {
+        channel: String,
+        remaining: i64,
+        class: SendClass,
+        kept_for: &'static str,
+    },
+    #[error("over the traffic limit {limit} (per {}); nothing was sent, retry in {}s", window_text(*.window), retry_after_secs(*.retry_after))]
+    RateLimited {
+        limit: String,
+        window: Duration,
+        retry_after: Duration,
     },
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyConflict,
@@ -45,6 +64,8 @@ impl SendError {
             SendError::TemplateRequired { .. } => "invalid_request",
             SendError::Content(e) => e.code(),
             SendError::QuotaExhausted { .. } => "quota_exhausted",
+            SendError::QuotaReserved { .. } => "quota_reserved",
+            SendError::RateLimited { .. } => "rate_limited",
             SendError::IdempotencyConflict => "idempotency_conflict",
             SendError::IdempotencyInProgress => "idempotency_in_progress",
             SendError::Busy | SendError::TooManyInFlight { .. } | SendError::Unavailable(_) => {
@@ -55,9 +76,11 @@ impl SendError {
 
     /// When a retry of the same request may succeed, how long to wait first (the
     /// `Retry-After` of the answer); `None` when repeating it cannot help.
-    pub fn retry_after(&self) -> Option<std::time::Duration> {
-        use std::time::Duration;
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
+            SendError::RateLimited { retry_after, .. } => {
+                Some(Duration::from_secs(retry_after_secs(*retry_after)))
+            }
             // The first request with the key is usually answered within a second.
             SendError::IdempotencyInProgress => Some(Duration::from_secs(1)),
             // Momentary: a queue or the in-flight limit is full.
@@ -76,4 +99,10 @@ impl From<LedgerError> for SendError {
             other => SendError::Unavailable(other),
         }
     }
+}
+
+/// Whole seconds, rounded up, and at least one: a client that waits this long finds the
+/// window has let its send through.
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_micros().div_ceil(1_000_000).max(1) as u64
 }

@@ -8,11 +8,10 @@ use chrono::{DateTime, Utc};
 
 use super::error::SendError;
 use super::request::{MessageSource, Origin, SendRequest};
-use crate::config::{ChannelSettings, Settings};
+use crate::config::{ChannelSettings, Settings, TemplateSettings};
 use crate::domain::content::{rate_message, ContentRules, MessageBody, RatedMessage};
 use crate::domain::mobile::Mobile;
-use crate::domain::template::TemplateBody;
-use crate::domain::{ChannelName, SendClass};
+use crate::domain::{ChannelKind, ChannelName, SendClass};
 use crate::secret::Secret;
 
 /// A configured channel, ready to send: its settings, content rules and AppCode.
@@ -25,7 +24,7 @@ pub(super) struct Channel {
 /// The channels and templates sends are checked against, built once from the settings.
 pub(super) struct Catalog {
     channels: HashMap<String, Arc<Channel>>,
-    templates: HashMap<(String, String), TemplateBody>,
+    templates: HashMap<(String, String), TemplateSettings>,
 }
 
 /// A request that passed every check and is rated, ready to reserve.
@@ -66,6 +65,7 @@ impl Catalog {
             })?;
             let rules = ContentRules {
                 kind: channel.kind,
+                marketing: channel.kind == ChannelKind::SmsMarketing,
                 signature: channel.signature.clone(),
                 unsubscribe_suffix: channel.unsubscribe_suffix.clone(),
                 sending_window: channel.sending_window.clone(),
@@ -83,7 +83,7 @@ impl Catalog {
         let templates = settings
             .templates
             .iter()
-            .map(|t| ((t.channel.to_string(), t.name.clone()), t.body.clone()))
+            .map(|t| ((t.channel.to_string(), t.name.clone()), t.clone()))
             .collect();
         Ok(Self {
             channels,
@@ -108,16 +108,28 @@ impl Catalog {
             .clone();
         let mobile = Mobile::parse(&request.to)?;
         let kind = channel.settings.kind;
-        let rated = match &request.message {
+        // The class is the template's, else the channel kind's: nothing in the request
+        // itself can raise it.
+        let (class, rated) = match &request.message {
             MessageSource::Template { name, params } => {
-                let body = self
+                let template = self
                     .templates
                     .get(&(request.channel.clone(), name.clone()))
                     .ok_or_else(|| SendError::UnknownTemplate {
                         channel: request.channel.clone(),
                         template: name.chars().take(64).collect(),
                     })?;
-                rate_message(&channel.rules, MessageBody::Template { body, params }, now)?
+                let class = template
+                    .class
+                    .unwrap_or_else(|| SendClass::default_for(kind));
+                let body = MessageBody::Template {
+                    body: &template.body,
+                    params,
+                };
+                (
+                    class,
+                    rate_message(&channel.rules.for_class(class), body, now)?,
+                )
             }
             MessageSource::Content(text) => {
                 if kind.is_sms() && request.origin == Origin::Api {
@@ -125,11 +137,16 @@ impl Catalog {
                         kind: kind.as_str(),
                     });
                 }
-                rate_message(&channel.rules, MessageBody::Text(text), now)?
+                let class = SendClass::default_for(kind);
+                let body = MessageBody::Text(text);
+                (
+                    class,
+                    rate_message(&channel.rules.for_class(class), body, now)?,
+                )
             }
         };
         Ok(PreparedSend {
-            class: SendClass::default_for(kind),
+            class,
             channel,
             mobile,
             rated,

@@ -18,11 +18,12 @@ use super::observer::{SendEvent, SendObserver};
 use super::prepare::{Catalog, PreparedSend};
 use super::request::SendRequest;
 use crate::config::Settings;
-use crate::domain::{ChannelName, HashKey, LedgerMode, Outcome, Yuan};
+use crate::domain::{ChannelName, HashKey, LedgerMode, Outcome, SendClass, Yuan};
 use crate::ledger::{
     IdempotencyKey, Ledger, LedgerError, Reservation, ReserveOutcome, ReserveRequest, SendRecord,
     SendStatus, Settlement, UpstreamRecord,
 };
+use crate::policy::{Admission, Limits, SendFacts};
 use crate::secret::Secret;
 use crate::upstream::{VendorCall, VendorClient, VendorMessage, VendorReply};
 
@@ -52,6 +53,7 @@ struct Inner {
     /// The installation's key for keyed hashes (idempotency fingerprints, per-number
     /// limits).
     hash_key: HashKey,
+    limits: Limits,
 }
 
 impl SendService {
@@ -67,11 +69,16 @@ impl SendService {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             inner: Arc::new(Inner {
-                ledger,
+                ledger: ledger.clone(),
                 vendor,
                 catalog: Catalog::new(settings, appcodes)?,
                 store_full_numbers: settings.privacy.store_full_numbers,
                 observers,
+                limits: Limits::new(
+                    ledger.db().clone(),
+                    settings.traffic.effective(),
+                    hash_key.clone(),
+                ),
                 hash_key,
                 in_flight: InFlight::with_limit(settings.server.limits.max_in_flight_sends),
             }),
@@ -85,6 +92,11 @@ impl SendService {
     /// The installation's key for keyed hashes.
     pub fn hash_key(&self) -> &HashKey {
         &self.inner.hash_key
+    }
+
+    /// The traffic limits sends are checked against.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// Sends under way (shutdown waits for them).
@@ -142,6 +154,7 @@ impl SendService {
             if let Some(channel) = self.inner.catalog.channel(&request.channel) {
                 self.tell(SendEvent::Refused {
                     channel: &channel.settings.name,
+                    class: SendClass::default_for(channel.settings.kind),
                     code: err.code(),
                 });
             }
@@ -173,21 +186,46 @@ impl SendService {
                 .store_full_numbers
                 .then(|| prepared.mobile.expose_national().to_owned()),
         };
-        let reservation = match ledger.reserve(&channel.settings.name, request).await? {
-            ReserveOutcome::Reserved(reservation) => reservation,
-            ReserveOutcome::QuotaExhausted { remaining } => {
-                self.tell(SendEvent::Refused {
-                    channel: &channel.settings.name,
-                    code: "quota_exhausted",
-                });
+        let admission = self.admit(&prepared, &request.client).await?;
+        let refused = |code| {
+            self.tell(SendEvent::Refused {
+                channel: &channel.settings.name,
+                class: prepared.class,
+                code,
+            })
+        };
+        let reserved = ledger.reserve(&channel.settings.name, request).await;
+        let reservation = match reserved {
+            Ok(ReserveOutcome::Reserved(reservation)) => reservation,
+            Ok(ReserveOutcome::QuotaExhausted { remaining }) => {
+                self.inner.limits.release(admission);
+                refused("quota_exhausted");
                 return Err(SendError::QuotaExhausted {
                     channel: channel.settings.name.to_string(),
                     remaining,
                     needed: prepared.rated.units.get(),
                 });
             }
-            ReserveOutcome::Duplicate { existing_id } => {
-                return self.replay(&existing_id, idempotency.as_ref()).await
+            Ok(ReserveOutcome::QuotaReserved { remaining }) => {
+                self.inner.limits.release(admission);
+                refused("quota_reserved");
+                return Err(SendError::QuotaReserved {
+                    channel: channel.settings.name.to_string(),
+                    remaining,
+                    class: prepared.class,
+                    kept_for: match prepared.class {
+                        SendClass::Bulk => "normal and critical",
+                        _ => "critical",
+                    },
+                });
+            }
+            Ok(ReserveOutcome::Duplicate { existing_id }) => {
+                self.inner.limits.release(admission);
+                return self.replay(&existing_id, idempotency.as_ref()).await;
+            }
+            Err(err) => {
+                self.inner.limits.release(admission);
+                return Err(err.into());
             }
         };
 
@@ -221,13 +259,17 @@ impl SendService {
             Ok(_) => {
                 // Settled already, by the sweeper while this send waited: the stored
                 // record is the truth, and answering from it keeps retries consistent.
-                return self.stored_outcome(&reservation.send_id, reply).await;
+                let outcome = self.stored_outcome(&reservation.send_id, reply).await?;
+                self.counted(admission, outcome.record.charged_units, outcome.record.cost);
+                return Ok(outcome);
             }
             Err(err) => {
                 // The vendor was called but the ledger cannot record its answer. The
                 // reservation stays, and the sweeper will charge it as `uncertain`:
                 // answer that now, so the client does not retry a send that went out.
                 tracing::error!(send_id = %reservation.send_id, error = %err, "could not settle a send; the sweeper will charge it as uncertain");
+                // It will be charged: it keeps its counts (its cost is not known yet).
+                drop(admission);
                 let mut record =
                     self.record(&reservation, &prepared, &settlement, idempotency.as_ref());
                 record.status = SendStatus::Settled(Outcome::Uncertain);
@@ -245,6 +287,7 @@ impl SendService {
                 });
             }
         };
+        self.counted(admission, settled.charged_units, settled.cost);
         if answer.outcome == Outcome::VendorQuotaExhausted {
             self.vendor_says_exhausted(&channel.settings.name).await;
         }
@@ -255,6 +298,7 @@ impl SendService {
         };
         self.tell(SendEvent::Settled {
             channel: &channel.settings.name,
+            class: prepared.class,
             outcome: answer.outcome,
             charged_units: settled.charged_units,
             cost: settled.cost,
@@ -270,6 +314,42 @@ impl SendService {
             replayed: false,
             vendor: Some(reply),
         })
+    }
+
+    /// Checks the send against the traffic limits; counts it when it fits.
+    async fn admit(&self, prepared: &PreparedSend, client: &str) -> Result<Admission, SendError> {
+        let facts = SendFacts {
+            channel: &prepared.channel.settings.name,
+            class: prepared.class,
+            mobile: &prepared.mobile,
+            client,
+            units: prepared.rated.units.get(),
+        };
+        match self.inner.limits.admit(facts).await? {
+            Ok(admission) => Ok(admission),
+            Err(limited) => {
+                self.tell(SendEvent::Refused {
+                    channel: &prepared.channel.settings.name,
+                    class: prepared.class,
+                    code: "rate_limited",
+                });
+                Err(SendError::RateLimited {
+                    limit: limited.limit,
+                    window: limited.window,
+                    retry_after: limited.retry_after,
+                })
+            }
+        }
+    }
+
+    /// A settled send keeps its counts when it was charged (and adds its cost to its
+    /// budgets); one that was not charged gives them back.
+    fn counted(&self, admission: Admission, charged_units: i64, cost: Yuan) {
+        if charged_units > 0 {
+            self.inner.limits.charged(admission, cost);
+        } else {
+            self.inner.limits.release(admission);
+        }
     }
 
     /// The send's record as settled with `settlement`, built in memory.

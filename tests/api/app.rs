@@ -50,6 +50,10 @@ pub struct AppOptions {
     pub server_keys: String,
     /// Extra keys of `[database]` (such as `lock_timeout = "500ms"`).
     pub database_keys: String,
+    /// Keep SPEC §12's built-in per-number limits for critical sends (1 a minute to a
+    /// number). Off unless a test asks: most tests send many codes to one number to
+    /// prove something else, and the traffic-limit tests turn them on.
+    pub default_limits: bool,
 }
 
 /// The token scrapes present when a test sets `[metrics] token_env = "TEST_METRICS_TOKEN"`.
@@ -116,8 +120,12 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         name = "shop-backend"
         token_env = "TEST_SHOP_TOKEN"
 
+        [traffic]
+        default_limits = {default_limits}
+
         {extra}
         "#,
+        default_limits = options.default_limits,
         db_url = options.database_url.as_deref().unwrap_or(db.url.expose()),
         mode = options.ledger_mode.unwrap_or("enforce"),
         timeout = options.vendor_timeout.unwrap_or("5s"),

@@ -240,6 +240,62 @@ async fn config_check_names_every_problem_and_fails() {
 }
 
 #[tokio::test]
+async fn config_check_names_every_bad_reserve_class_and_limit_by_its_key() {
+    let cli = Cli::new(
+        Backend::Sqlite,
+        r#"
+        reserve_critical = "-5%"
+        shed_bulk_below = "150%"
+
+        [[channels]]
+        name = "voice"
+        kind = "voice_code"
+        url = "https://yyyzm.market.alicloudapi.com/chuangxin/yyyzm"
+        reserve_critical = -20
+
+        [[templates]]
+        name = "login_code"
+        channel = "sms_code"
+        class = "urgent"
+        body = "【卡池】验证码#code#"
+
+        [[limits]]
+        name = "per-number"
+        scope = "mobile"
+        classes = ["vip"]
+        window = "soon"
+        max_sends = 1
+
+        [[limits]]
+        name = "budget"
+        scope = "client"
+        window = "1d"
+        max_cost = "-1.00"
+        "#,
+    )
+    .await;
+
+    let output = cli.run(&["config", "check"]);
+
+    assert!(!output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for key in [
+        "channels[0].reserve_critical",
+        "channels[0].shed_bulk_below",
+        "channels[1].reserve_critical",
+        "templates[0].class",
+        "limits[0].classes[0]",
+        "limits[0].window",
+        "limits[1].max_cost",
+    ] {
+        assert!(
+            text.contains(&format!("{key}: ")),
+            "{key} is not named:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn config_check_reports_missing_secrets_and_empty_channels() {
     let cli = Cli::new(Backend::Sqlite, "").await;
 

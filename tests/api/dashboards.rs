@@ -418,7 +418,8 @@ async fn a_real_prometheus_finds_data_for_every_panel_and_rule() {
                 "#,
                 marketplace.url("")
             ),
-            sms_code_keys: "product_code = \"cmapi00037415\"".into(),
+            // A priority reserve, so that the reserve panel has a line to draw.
+            sms_code_keys: "product_code = \"cmapi00037415\"\nreserve_critical = \"10%\"".into(),
             ..AppOptions::default()
         },
     )
@@ -490,7 +491,7 @@ async fn a_real_prometheus_finds_data_for_every_panel_and_rule() {
 
     assert_eq!(
         rules.len(),
-        9,
+        10,
         "Prometheus loaded grafana/prometheus/rules.yml"
     );
     assert!(

@@ -103,6 +103,7 @@ async fn reserve_and_charge(ledger: &Ledger, units: u32) -> Option<i64> {
             assert!(remaining < i64::from(units));
             None
         }
+        ReserveOutcome::QuotaReserved { .. } => panic!("this channel keeps no reserve"),
         ReserveOutcome::Duplicate { .. } => panic!("no idempotency key was given"),
     }
 }

@@ -20,5 +20,6 @@ mod reports;
 mod schedule;
 mod sends;
 mod store;
+mod traffic;
 mod vendor;
 mod vendor_formats;

@@ -138,7 +138,11 @@ async fn metrics_count_sends_and_read_quota_and_cost_from_the_ledger(backend: Ba
     let sends = |outcome| {
         metrics.value(
             names::SENDS_TOTAL,
-            &[("channel", "sms_code"), ("outcome", outcome)],
+            &[
+                ("channel", "sms_code"),
+                ("outcome", outcome),
+                ("class", "critical"),
+            ],
         )
     };
     assert_eq!(sends("sent"), Some(3.0));
@@ -207,7 +211,13 @@ async fn a_local_quota_refusal_is_counted_as_quota_exhausted(backend: Backend) {
     assert_eq!(app.send_login_code().await.status(), 402);
 
     let metrics = scrape(&app).await;
-    let sms = |outcome| [("channel", "sms_code"), ("outcome", outcome)];
+    let sms = |outcome| {
+        [
+            ("channel", "sms_code"),
+            ("outcome", outcome),
+            ("class", "critical"),
+        ]
+    };
     assert_eq!(
         metrics.value(names::SENDS_TOTAL, &sms("quota_exhausted")),
         Some(1.0)
@@ -258,7 +268,11 @@ async fn ledger_metrics_include_what_other_instances_charged(backend: Backend) {
     assert_eq!(
         metrics.value(
             names::SENDS_TOTAL,
-            &[("channel", "sms_code"), ("outcome", "sent")]
+            &[
+                ("channel", "sms_code"),
+                ("outcome", "sent"),
+                ("class", "critical")
+            ]
         ),
         Some(1.0)
     );

@@ -214,6 +214,8 @@ fn sample_event() -> Event {
         summary: "渠道 sms_code 套餐余量不足：剩余 150 / 1000 条（15.0%）。".into(),
         occurred_at: now,
         timezone: "Asia/Shanghai".into(),
+        last_hour_sends: None,
+        hourly_average_sends: None,
         report_html: None,
         report_text: None,
     }

@@ -24,6 +24,10 @@ pub enum EventKind {
     /// The ledger's count and the marketplace's differ by `drift_alert_units` or more.
     #[serde(rename = "ledger.drift")]
     LedgerDrift,
+    /// A channel's last hour of sends is many times its usual hourly traffic (SMS
+    /// bombing, SMS pumping, a runaway job).
+    #[serde(rename = "traffic.burst")]
+    TrafficBurst,
     #[serde(rename = "test")]
     Test,
 }
@@ -38,6 +42,7 @@ impl EventKind {
             EventKind::ProviderAuthFailed => "provider.auth_failed",
             EventKind::ReportMonthly => "report.monthly",
             EventKind::LedgerDrift => "ledger.drift",
+            EventKind::TrafficBurst => "traffic.burst",
             EventKind::Test => "test",
         }
     }
@@ -119,6 +124,12 @@ pub struct Event {
     /// without this field read as `UTC`.
     #[serde(default = "utc")]
     pub timezone: String,
+    /// `traffic.burst` only: the channel's sends in the last hour, and its average per
+    /// hour over the trailing 7 days. Absent from the JSON of every other event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_hour_sends: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hourly_average_sends: Option<f64>,
     /// `report.monthly` only: the report as HTML (the email body). Absent from the JSON
     /// of every other event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,6 +176,8 @@ impl Event {
             summary: "tollgate 通知测试：收到这条消息说明该通知渠道配置正确。".to_owned(),
             occurred_at,
             timezone: timezone.to_owned(),
+            last_hour_sends: None,
+            hourly_average_sends: None,
             report_html: None,
             report_text: None,
         }

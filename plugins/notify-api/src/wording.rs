@@ -48,6 +48,8 @@ pub fn title_zh(event: &Event) -> String {
         (EventKind::ReportMonthly, _) => "月度费用报告",
         (EventKind::LedgerDrift, Status::Firing) => "账本与云市场余量不一致",
         (EventKind::LedgerDrift, Status::Resolved) => "账本与云市场余量已一致",
+        (EventKind::TrafficBurst, Status::Firing) => "发送量异常激增",
+        (EventKind::TrafficBurst, Status::Resolved) => "发送量已恢复正常",
         (EventKind::Test, _) => "通知测试",
     };
     let tag = severity_tag(event);

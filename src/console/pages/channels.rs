@@ -74,7 +74,6 @@ fn channel_card(
         "width: {:.1}%",
         (quota.remaining_ratio * 100.0).clamp(0.0, 100.0)
     );
-    let (held, held_zh, held_en) = held_back(quota);
     html! {
         section.card id=(format!("channel-{}", quota.channel)) data-channel=(quota.channel) {
             h2 { (quota.channel) " " span.muted { (bi(kind_zh, kind_en)) } }
@@ -114,8 +113,12 @@ fn channel_card(
                         None => { (bi("不过期", "never")) }
                     }
                 }
-                dt { (bi(held_zh, held_en)) }
-                dd.held-back { (i18n::units(held, kind)) }
+                @if quota.reserve_units > 0 {
+                    dt { (bi("留给验证码", "Kept for critical sends")) }
+                    dd.held-back { (i18n::units(quota.reserved_for_critical, kind)) " / " (i18n::units(quota.reserve_units, kind)) }
+                }
+                dt { (bi("在途占用", "Held by sends under way")) }
+                dd.in-flight { (i18n::units(quota.reserved, kind)) }
                 dt { (bi("累计已用", "Used in total")) }
                 dd { (i18n::units(quota.used, kind)) " / " (i18n::units(quota.purchased, kind)) " " (bi("已购", "bought")) }
                 @if let Some(vendor) = quota.vendor_remaining {
@@ -143,16 +146,6 @@ fn channel_card(
             }
         }
     }
-}
-
-/// What the priority reserve holds back, with its label.
-///
-/// SPEC §11's `reserved_for_critical` (the units only critical sends may take now) is not
-/// in the quota view yet. Until it is, this shows `reserved`, the units held by sends
-/// under way, labelled as such; when the field lands, return it here with the label
-/// `留给验证码 / Kept for critical sends`.
-fn held_back(quota: &QuotaView) -> (i64, &'static str, &'static str) {
-    (quota.reserved, "在途占用", "Held by sends under way")
 }
 
 /// Only web addresses become links: a `javascript:` URL in the configuration must not
