@@ -287,7 +287,7 @@ async fn a_package_registered_through_the_form_changes_the_numbers_once() {
                 .await
                 .unwrap();
             browser
-                .find("input[name=vendor_order_id]")
+                .find("input[name=order_id]")
                 .await
                 .send_keys(order)
                 .await
