@@ -19,18 +19,18 @@ pub async fn run(
     source: &ConfigSource,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    println!("configuration: {}", source.describe());
+    say!("configuration: {}", source.describe());
     let settings = match config::load(source, env) {
         Ok(settings) => settings,
         Err(LoadError::Invalid { problems, .. }) => {
             for problem in &problems {
-                println!("error: {problem}");
+                say!("error: {problem}");
             }
-            println!("{} problem(s) found", problems.len());
+            say!("{} problem(s) found", problems.len());
             return Ok(ExitCode::FAILURE);
         }
         Err(err) => {
-            println!("error: {err}");
+            say!("error: {err}");
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -46,13 +46,13 @@ pub async fn run(
         )),
     }
     for warning in &warnings {
-        println!("warning: {warning}");
+        say!("warning: {warning}");
     }
     for error in &errors {
-        println!("error: {error}");
+        say!("error: {error}");
     }
     if errors.is_empty() {
-        println!(
+        say!(
             "ok: {} channel(s), {} template(s), {} client(s), ledger mode {}",
             settings.channels.len(),
             settings.templates.len(),
@@ -61,7 +61,7 @@ pub async fn run(
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{} problem(s) found", errors.len());
+        say!("{} problem(s) found", errors.len());
         Ok(ExitCode::FAILURE)
     }
 }

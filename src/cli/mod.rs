@@ -1,8 +1,10 @@
 //! The `tollgate` command line: parses arguments and calls into the library.
 
+// First, so that its `say!` is known to the modules below.
+#[macro_use]
+mod output;
 mod config_check;
 mod notify;
-mod output;
 mod packages;
 mod quota;
 mod report;
@@ -14,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use output::Format;
+pub use output::{Format, StdoutClosed};
 
 use crate::config::{self, ConfigSource, Settings};
 use crate::ledger::Ledger;
@@ -79,7 +81,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notify(command) => notify::run(command, &source, &env).await,
         Command::Migrate => {
             let context = Context::open(&source).await?;
-            println!(
+            say!(
                 "migrations applied to {}",
                 context.settings.database.url_for_display()
             );

@@ -290,3 +290,37 @@ async fn config_check_names_wrong_limits_of_the_edge() {
         assert!(text.contains(key), "{key} missing from {text}");
     }
 }
+
+/// `tollgate package list | head -1`: the reader leaves before the command writes.
+#[tokio::test]
+async fn a_closed_stdout_ends_every_command_quietly() {
+    let cli = Cli::new(Backend::Sqlite, "").await;
+    for args in [
+        &["package", "list"][..],
+        &["quota", "--format", "json"],
+        &["report", "monthly", "--format", "csv"],
+        &["config", "check"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("--config")
+            .arg(&cli.config)
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closing the only read end now: the command is still starting (reading its
+        // configuration, opening the database), so every line it writes finds no reader.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+
+        assert_eq!(
+            output.status.code(),
+            Some(141),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "", "{args:?}");
+    }
+}
