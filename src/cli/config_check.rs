@@ -12,10 +12,23 @@ use crate::ledger::Ledger;
 pub enum ConfigCommand {
     /// Validate the configuration and environment; exits 1 if anything is wrong.
     Check,
+    /// Write a commented tollgate.toml to start from: every section with its defaults,
+    /// the optional parts as commented-out examples.
+    Init(super::config_init::InitArgs),
 }
 
 pub async fn run(
-    ConfigCommand::Check: ConfigCommand,
+    command: ConfigCommand,
+    source: &ConfigSource,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        ConfigCommand::Check => check(source, env).await,
+        ConfigCommand::Init(args) => super::config_init::run(args),
+    }
+}
+
+async fn check(
     source: &ConfigSource,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<ExitCode> {

@@ -4,6 +4,7 @@
 #[macro_use]
 mod output;
 mod config_check;
+mod config_init;
 mod notify;
 mod packages;
 mod quota;
@@ -55,7 +56,8 @@ pub enum Command {
     /// Record the vendor console's remaining count for a channel, or the marketplace's
     /// (--from-marketplace).
     Reconcile(quota::ReconcileArgs),
-    /// Check the configuration and environment, and print every problem found.
+    /// Check the configuration and environment and print every problem found, or write
+    /// a configuration to start from.
     #[command(subcommand)]
     Config(config_check::ConfigCommand),
     /// Send a test event through the configured notifiers.

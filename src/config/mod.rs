@@ -8,6 +8,7 @@ pub mod notifier_plugins;
 mod raw;
 pub mod schedule;
 mod settings;
+mod starter;
 mod vendor_format;
 
 pub use load::{load, load_str, locate, ConfigSource, LoadError, BUILTIN_SANDBOX_CONFIG};
@@ -15,6 +16,7 @@ pub use settings::{
     ChannelSettings, ClientSettings, DatabaseSettings, EdgeLimits, LedgerSettings, PrivacySettings,
     ServerSettings, Settings, TemplateSettings, UpstreamSettings,
 };
+pub use starter::STARTER_CONFIG;
 /// The one problem type, collector and duration grammar of the whole configuration,
 /// notifier plugins included (they live in the plugin interface crate, which plugins and
 /// tollgate both depend on).
