@@ -12,7 +12,8 @@
 //!   signing, the run that hands its answers to the ledger, and its simulation in the
 //!   sandbox.
 //! - [`send`]: one send from request to settled charge; the only caller of the vendor.
-//! - [`http`]: the API, the drop-in proxy, health, the accept loop and its limits; [`app`]
+//! - [`http`]: the API and its OpenAPI description, the drop-in proxy, health, the accept
+//!   loop and its limits; [`app`]
 //!   builds and runs the server.
 //! - [`console`]: the web pages for the people who repurchase (balances, alerts,
 //!   packages, reports, a burn chart), reading the ledger's read interface.

@@ -16,6 +16,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(tollgate::cli::run(cli)) {
         Ok(code) => code,
+        // `tollgate package list | head`: the reader has what it wanted. End quietly,
+        // with the status a process killed by SIGPIPE would have (128 + 13).
+        Err(err) if err.is::<tollgate::cli::StdoutClosed>() => ExitCode::from(141),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

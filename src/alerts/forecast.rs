@@ -205,7 +205,7 @@ mod tests {
             unit_price: rust_decimal::Decimal::ZERO,
             purchased_at: Utc::now() - Duration::days(purchased_days_ago),
             expires_at: None,
-            vendor_order_id: None,
+            order_id: None,
             note: None,
             used: 0,
             reserved: 0,

@@ -11,7 +11,7 @@ use super::state::{decide, AlertState, Current, Step};
 use crate::store::{from_micros, to_micros, Db};
 
 /// One (rule, channel) as stored, for the API and the engine.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AlertRecord {
     pub id: String,
     pub rule: String,

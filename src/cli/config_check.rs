@@ -12,25 +12,38 @@ use crate::ledger::Ledger;
 pub enum ConfigCommand {
     /// Validate the configuration and environment; exits 1 if anything is wrong.
     Check,
+    /// Write a commented tollgate.toml to start from: every section with its defaults,
+    /// the optional parts as commented-out examples.
+    Init(super::config_init::InitArgs),
 }
 
 pub async fn run(
-    ConfigCommand::Check: ConfigCommand,
+    command: ConfigCommand,
     source: &ConfigSource,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    println!("configuration: {}", source.describe());
+    match command {
+        ConfigCommand::Check => check(source, env).await,
+        ConfigCommand::Init(args) => super::config_init::run(args),
+    }
+}
+
+async fn check(
+    source: &ConfigSource,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<ExitCode> {
+    say!("configuration: {}", source.describe());
     let settings = match config::load(source, env) {
         Ok(settings) => settings,
         Err(LoadError::Invalid { problems, .. }) => {
             for problem in &problems {
-                println!("error: {problem}");
+                say!("error: {problem}");
             }
-            println!("{} problem(s) found", problems.len());
+            say!("{} problem(s) found", problems.len());
             return Ok(ExitCode::FAILURE);
         }
         Err(err) => {
-            println!("error: {err}");
+            say!("error: {err}");
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -46,13 +59,13 @@ pub async fn run(
         )),
     }
     for warning in &warnings {
-        println!("warning: {warning}");
+        say!("warning: {warning}");
     }
     for error in &errors {
-        println!("error: {error}");
+        say!("error: {error}");
     }
     if errors.is_empty() {
-        println!(
+        say!(
             "ok: {} channel(s), {} template(s), {} client(s), ledger mode {}",
             settings.channels.len(),
             settings.templates.len(),
@@ -76,7 +89,7 @@ pub async fn run(
         }
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{} problem(s) found", errors.len());
+        say!("{} problem(s) found", errors.len());
         Ok(ExitCode::FAILURE)
     }
 }

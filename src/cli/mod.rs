@@ -1,8 +1,11 @@
 //! The `tollgate` command line: parses arguments and calls into the library.
 
-mod config_check;
-mod notify;
+// First, so that its `say!` is known to the modules below.
+#[macro_use]
 mod output;
+mod config_check;
+mod config_init;
+mod notify;
 mod packages;
 mod quota;
 mod report;
@@ -14,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use output::Format;
+pub use output::{Format, StdoutClosed};
 
 use crate::config::{self, ConfigSource, Settings};
 use crate::ledger::Ledger;
@@ -53,7 +56,8 @@ pub enum Command {
     /// Record the vendor console's remaining count for a channel, or the marketplace's
     /// (--from-marketplace).
     Reconcile(quota::ReconcileArgs),
-    /// Check the configuration and environment, and print every problem found.
+    /// Check the configuration and environment and print every problem found, or write
+    /// a configuration to start from.
     #[command(subcommand)]
     Config(config_check::ConfigCommand),
     /// Send a test event through the configured notifiers.
@@ -79,7 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notify(command) => notify::run(command, &source, &env).await,
         Command::Migrate => {
             let context = Context::open(&source).await?;
-            println!(
+            say!(
                 "migrations applied to {}",
                 context.settings.database.url_for_display()
             );

@@ -1,8 +1,36 @@
 //! Output for the command line: tables for people, JSON and CSV for scripts.
 
+use std::fmt;
+use std::io::{self, Write};
+
 use clap::ValueEnum;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde::Serialize;
+
+/// `println!` for the commands: writes a line to stdout and returns from the calling
+/// function with [`StdoutClosed`] when nobody reads it any more.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
+/// Standard output was closed by its reader (`tollgate package list | head`): the
+/// command stops, and `main` ends it quietly, as `head`'s other writers end.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+/// Writes `text` to stdout, at once. A closed stdout is [`StdoutClosed`]; any other
+/// failure (a full disk behind a redirect) is an error worth reporting.
+pub fn write_out(text: fmt::Arguments<'_>) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    match stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(err) => Err(anyhow::Error::new(err).context("cannot write to standard output")),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Format {
@@ -24,7 +52,7 @@ pub fn print<T: Serialize>(
     rows: impl FnOnce() -> Rows,
 ) -> anyhow::Result<()> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Format::Json => say!("{}", serde_json::to_string_pretty(value)?),
         Format::Table => {
             let Rows { headers, rows } = rows();
             let mut table = Table::new();
@@ -35,13 +63,13 @@ pub fn print<T: Serialize>(
             for row in rows {
                 table.add_row(row);
             }
-            println!("{table}");
+            say!("{table}");
         }
         Format::Csv => {
             let Rows { headers, rows } = rows();
-            println!("{}", csv_line(headers.iter().map(|h| h.to_string())));
+            say!("{}", csv_line(headers.iter().map(|h| h.to_string())));
             for row in rows {
-                println!("{}", csv_line(row.into_iter()));
+                say!("{}", csv_line(row.into_iter()));
             }
         }
     }

@@ -60,7 +60,7 @@ pub async fn run(command: PackageCommand, context: &Context) -> anyhow::Result<E
                 price: &args.price,
                 purchased_at: args.purchased_at.as_deref(),
                 expires_at: args.expires_at.as_deref(),
-                vendor_order_id: args.order_id,
+                order_id: args.order_id,
                 note: args.note,
             };
             let new = NewPackage::from_input(channel.clone(), input, timezone)?;
@@ -78,7 +78,7 @@ pub async fn run(command: PackageCommand, context: &Context) -> anyhow::Result<E
             if !created && args.format == Format::Table {
                 eprintln!(
                     "order {} was already registered; nothing changed",
-                    opt(&package.vendor_order_id)
+                    opt(&package.order_id)
                 );
             }
             output::print(args.format, &package, || {
@@ -134,7 +134,7 @@ fn table(packages: &[Package]) -> Rows {
                     opt(&p
                         .expires_at
                         .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
-                    opt(&p.vendor_order_id),
+                    opt(&p.order_id),
                 ]
             })
             .collect(),

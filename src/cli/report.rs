@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::output::write_out;
 use super::Context;
 use crate::report::{to_csv, to_html, to_table, Month, MonthlyReport, ReportContext};
 
@@ -46,10 +47,10 @@ pub async fn run(command: ReportCommand, context: &Context) -> anyhow::Result<Ex
     let report = MonthlyReport::build(&context.ledger, month, now).await?;
     let people = ReportContext::from_channels(&context.settings.channels);
     match args.format {
-        ReportFormat::Table => print!("{}", to_table(&report, &people)),
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        ReportFormat::Csv => print!("{}", to_csv(&report)),
-        ReportFormat::Html => print!("{}", to_html(&report, &people)),
+        ReportFormat::Table => write_out(format_args!("{}", to_table(&report, &people)))?,
+        ReportFormat::Json => say!("{}", serde_json::to_string_pretty(&report)?),
+        ReportFormat::Csv => write_out(format_args!("{}", to_csv(&report)))?,
+        ReportFormat::Html => write_out(format_args!("{}", to_html(&report, &people)))?,
     }
     Ok(ExitCode::SUCCESS)
 }

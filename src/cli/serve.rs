@@ -117,7 +117,7 @@ pub async fn serve(source: &ConfigSource, args: ServeArgs) -> anyhow::Result<Exi
     let sandbox = Sandbox::start(&mut settings, Sandbox::config(0.0)).await?;
     let app = Application::build(settings.clone(), &Sandbox::env).await?;
     Sandbox::register_trials(app.ledger(), &settings).await?;
-    print_welcome(&app, &sandbox);
+    print_welcome(&app, &sandbox)?;
     app.run_until_stopped().await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -152,7 +152,7 @@ pub async fn demo(source: &ConfigSource, args: DemoArgs) -> anyhow::Result<ExitC
         )?;
         app.ledger().register_package(package).await?;
     }
-    print_welcome(&app, &sandbox);
+    print_welcome(&app, &sandbox)?;
     let base = format!("http://{}", app.local_addr());
     let traffic = tokio::spawn(synthetic_traffic(base, args.rate));
     let result = app.run_until_stopped().await;
@@ -206,10 +206,10 @@ async fn synthetic_traffic(base: String, rate: f64) {
     }
 }
 
-fn print_welcome(app: &Application, sandbox: &Sandbox) {
+fn print_welcome(app: &Application, sandbox: &Sandbox) -> anyhow::Result<()> {
     let addr = app.local_addr();
     let token = Sandbox::env("TOLLGATE_TOKEN").unwrap_or_default();
-    println!(
+    say!(
         "tollgate is running on http://{addr} with the built-in sandbox (SQLite ./tollgate.db,\n\
          a simulated vendor on {vendor}, a free-trial package of {TRIAL_UNITS} units per channel).\n\n\
          Send a first message:\n\n  \
@@ -222,6 +222,7 @@ fn print_welcome(app: &Application, sandbox: &Sandbox) {
          and sign in with the token {token:?}.\n",
         vendor = sandbox.handle.addr(),
     );
+    Ok(())
 }
 
 /// Used by `tollgate send` to find the server and token of the built-in setup.
@@ -290,16 +291,16 @@ pub async fn sandbox_upstream(args: SandboxArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let handle = sandbox::spawn(listener, config).await;
-    println!(
+    say!(
         "sandbox vendor listening on http://{} (AppCode from ${}, or {SANDBOX_APPCODE:?} if unset; quota {})",
         handle.addr(),
         args.appcode_env,
         args.quota
     );
-    println!(
+    say!(
         "  format = \"template\" (gyytz: mobile, templateId, param) on any path ending in /smsSend, e.g. /sms/smsSend; format = \"kapool\" (content, mobile) on every other path"
     );
-    println!(
+    say!(
         "sandbox Market API at http://{}/ (DescribeApiMetering for {product_code}; AccessKey from ${} and ${}, or {:?} / {:?} if unset)",
         handle.addr(),
         args.access_key_id_env,

@@ -8,6 +8,7 @@ pub mod notifier_plugins;
 mod raw;
 pub mod schedule;
 mod settings;
+mod starter;
 mod traffic;
 mod vendor_format;
 
@@ -16,6 +17,7 @@ pub use settings::{
     ChannelSettings, ClientSettings, DatabaseSettings, EdgeLimits, LedgerSettings, PrivacySettings,
     ServerSettings, Settings, TemplateSettings, UpstreamSettings,
 };
+pub use starter::STARTER_CONFIG;
 /// The one problem type, collector and duration grammar of the whole configuration,
 /// notifier plugins included (they live in the plugin interface crate, which plugins and
 /// tollgate both depend on).

@@ -135,6 +135,23 @@ pub fn mask_mobile_numbers(text: &str) -> String {
     masked
 }
 
+/// A number as it was given, parsed or not, in the form that may be logged or recorded:
+/// a mainland mobile number (with any prefix [`Mobile::parse`] accepts) as
+/// [`Mobile::masked`], anything else as `****`, since its shape is unknown and it may
+/// be a number that is almost right.
+pub fn mask_mobile(raw: &str) -> String {
+    match Mobile::parse(raw) {
+        Ok(mobile) => mobile.masked(),
+        Err(MobileError) => "****".to_owned(),
+    }
+}
+
+/// Whether `digits` is exactly `1[3-9]\d{9}`: a mainland number without prefix or
+/// separators, as a vendor's API takes it.
+pub fn is_mainland_mobile(digits: &str) -> bool {
+    is_national_mobile(digits.as_bytes())
+}
+
 /// Whether `digits` is exactly `1[3-9]\d{9}`.
 fn is_national_mobile(digits: &[u8]) -> bool {
     digits.len() == NATIONAL_LENGTH
@@ -152,6 +169,22 @@ fn mask_national(national: &str) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_number_as_given_is_masked_whole_unless_it_parses() {
+        assert_eq!(mask_mobile("13800138000"), "138****8000");
+        assert_eq!(mask_mobile("+86 138 0013 8000"), "138****8000");
+        assert_eq!(mask_mobile("1380013800"), "****");
+        assert_eq!(mask_mobile("一二三四五六七八"), "****");
+    }
+
+    #[test]
+    fn a_vendor_takes_the_bare_national_digits_only() {
+        assert!(is_mainland_mobile("13800138000"));
+        assert!(!is_mainland_mobile("+8613800138000"));
+        assert!(!is_mainland_mobile("138 0013 8000"));
+        assert!(!is_mainland_mobile("12800138000"));
+    }
 
     #[test]
     fn a_plain_national_number_parses() {

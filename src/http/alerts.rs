@@ -8,19 +8,65 @@ use axum::Json;
 use super::auth::{Admin, Caller};
 use super::error::ApiError;
 use super::AppState;
-use crate::alerts::AckOutcome;
+use crate::alerts::{AckOutcome, AlertRecord};
 
-/// Every alert state: one per (rule, channel) evaluated so far.
+/// Every alert state (`GET /v1/alerts`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct AlertList {
+    pub alerts: Vec<AlertRecord>,
+}
+
+crate::refusals!(
+    /// What listing the alerts can answer instead.
+    ListRefusals {
+        401 => ["unauthorized"],
+        503 => ["unavailable"],
+    }
+);
+
+crate::refusals!(
+    /// What an acknowledgement can answer instead.
+    AckRefusals {
+        401 => ["unauthorized"],
+        403 => ["forbidden"],
+        404 => ["not_found"],
+        409 => ["alert_not_firing"],
+        503 => ["unavailable"],
+    }
+);
+
+/// Every alert state
+///
+/// One per (rule, channel) evaluated so far: `ok`, `firing` or `resolved`.
+#[utoipa::path(
+    get,
+    path = "/v1/alerts",
+    operation_id = "list_alerts",
+    tag = "alerts",
+    responses((status = 200, description = "Every alert state", body = AlertList), ListRefusals),
+    security(("bearer" = [])),
+)]
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Response, ApiError> {
     let alerts = state
         .alerts
         .list()
         .await
         .map_err(|err| ApiError::unavailable(&err))?;
-    Ok(Json(serde_json::json!({ "alerts": alerts })).into_response())
+    Ok(Json(AlertList { alerts }).into_response())
 }
 
-/// Acknowledges a firing alert: it stops repeating until its state changes.
+/// Acknowledge a firing alert
+///
+/// It stops repeating until its state changes (admin clients).
+#[utoipa::path(
+    post,
+    path = "/v1/alerts/{id}/ack",
+    operation_id = "acknowledge_alert",
+    tag = "alerts",
+    params(("id" = String, Path, description = "The alert's `id` from `GET /v1/alerts`")),
+    responses((status = 200, description = "The acknowledged alert", body = AlertRecord), AckRefusals),
+    security(("bearer" = [])),
+)]
 pub async fn acknowledge(
     State(state): State<AppState>,
     Admin(caller): Admin,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::ledger::LedgerError;
 use crate::send::SendError;
@@ -125,19 +125,50 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// Every refusal's body: `{"error": {...}}` (SPEC §5).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong. `code` is for programs and listed per operation; `message` is for
+/// people and may change.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The error code of SPEC §5, such as `quota_exhausted`.
+    pub code: &'static str,
+    pub message: String,
+    /// On send errors only: whether the send was charged anyway (`true` after an
+    /// `uncertain` vendor call); `null` while the send is still under way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<bool>)]
+    pub charged: Option<Charged>,
+    /// The send this error belongs to, when one was recorded (`GET /v1/messages/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl Serialize for Charged {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Charged::Yes => serializer.serialize_bool(true),
+            Charged::No => serializer.serialize_bool(false),
+            Charged::NotYetKnown => serializer.serialize_none(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        match self.charged {
-            Some(Charged::Yes) => error["charged"] = json!(true),
-            Some(Charged::No) => error["charged"] = json!(false),
-            Some(Charged::NotYetKnown) => error["charged"] = serde_json::Value::Null,
-            None => {}
-        }
-        if let Some(id) = self.send_id {
-            error["id"] = json!(id);
-        }
-        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                charged: self.charged,
+                id: self.send_id,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
         if let Some(wait) = self.retry_after {
             response
                 .headers_mut()

@@ -7,35 +7,43 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::send_answer::{MessageRecord, SendAnswer};
 use super::AppState;
 use crate::domain::Outcome;
-use crate::ledger::{IdempotencyKey, SendRecord};
+use crate::ledger::IdempotencyKey;
 use crate::send::{MessageSource, Origin, SendOutcome, SendRequest};
 
 /// A send request. Exactly one of `template` (with `params`) or `content`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"channel": "sms_code", "to": "13912345678", "template": "login_code", "params": {"code": "482913"}}))]
 pub struct SendBody {
+    /// A configured channel's name.
     pub channel: String,
+    /// A mainland China mobile number (`13912345678`, `+86 139 1234 5678`).
     pub to: String,
+    /// A template of the channel, by name; SMS channels send templates only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// Every variable of the template (`#code#` → `"code"`), and no other.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, ParamValue>,
+    /// Free text, for channels that take it (`voice_notice`) or the digits of a
+    /// `voice_code` call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
 }
 
 /// Template parameters may be given as strings or as plain numbers (`"code": 1234`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ParamValue {
     Text(String),
+    #[schema(value_type = f64)]
     Number(serde_json::Number),
 }
 
@@ -48,8 +56,46 @@ impl ParamValue {
     }
 }
 
-/// Every refusal of a send says `"charged": false`, including those of the extractors
-/// (authentication, malformed or oversized bodies), so clients can rely on the field.
+crate::refusals!(
+    /// What a send can answer instead of [`SendAnswer`]. Every one carries `charged`.
+    SendRefusals {
+        400 => [
+            "invalid_request", "unknown_channel", "invalid_mobile", "unknown_template",
+            "missing_template_param", "unknown_template_param", "content_empty",
+            "content_too_long", "missing_signature", "missing_unsubscribe_suffix",
+            "invalid_voice_code", "outside_sending_window",
+        ],
+        401 => ["unauthorized"],
+        402 => ["quota_exhausted", "quota_reserved", "vendor_quota_exhausted"],
+        408 => ["request_timeout"],
+        409 => ["idempotency_conflict", "idempotency_in_progress"],
+        413 => ["payload_too_large"],
+        415 => ["unsupported_media_type"],
+        429 => ["throttled", "rate_limited"],
+        502 => ["upstream_error", "upstream_auth_failed"],
+        503 => ["unavailable"],
+        504 => ["upstream_timeout", "send_in_progress"],
+    }
+);
+
+/// Send a message
+///
+/// Rates the message, reserves its units, calls the vendor and settles the charge.
+/// Every refusal says `"charged"` (`false` unless the vendor call may have gone out),
+/// including those of authentication and of malformed or oversized bodies.
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    operation_id = "send_message",
+    tag = "messages",
+    request_body = SendBody,
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1-255 visible ASCII characters: a repeat with the same key and body answers the first result without a second send or charge"),
+    ),
+    responses((status = 200, description = "The vendor's outcome, the charge and what is left", body = SendAnswer), SendRefusals),
+    security(("bearer" = [])),
+)]
 pub async fn send(
     state: State<AppState>,
     caller: Result<Caller, ApiError>,
@@ -125,6 +171,27 @@ async fn send_checked(
     Ok(send_response(&outcome))
 }
 
+crate::refusals!(
+    /// What looking up a send can answer instead of the send.
+    GetRefusals {
+        401 => ["unauthorized"],
+        404 => ["not_found"],
+        503 => ["unavailable"],
+    }
+);
+
+/// One send with its charge
+///
+/// Clients see their own sends; admin clients see every client's.
+#[utoipa::path(
+    get,
+    path = "/v1/messages/{id}",
+    operation_id = "get_message",
+    tag = "messages",
+    params(("id" = String, Path, description = "The `id` a send answered")),
+    responses((status = 200, description = "The send", body = MessageRecord), GetRefusals),
+    security(("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -134,13 +201,7 @@ pub async fn get(
     match record {
         // Clients see their own sends; admins see all.
         Some(record) if caller.admin || record.client == caller.name => {
-            let mut body = message_json(&record, None);
-            body["client"] = json!(record.client);
-            body["created_at"] = json!(record.created_at);
-            body["settled_at"] = json!(record.settled_at);
-            body["needs_reconciliation"] = json!(record.needs_reconciliation);
-            body["upstream"]["remain_point"] = json!(record.upstream.remain_point);
-            Ok(Json(body).into_response())
+            Ok(Json(MessageRecord::new(&record)).into_response())
         }
         _ => Err(ApiError::not_found(format!("no message {id:?}"))),
     }
@@ -159,7 +220,7 @@ pub fn send_response(outcome: &SendOutcome) -> Response {
         Some(Outcome::Sent | Outcome::VendorRejected) | None => None,
     };
     let Some((status, code, message)) = failure else {
-        return Json(message_json(record, Some(outcome.remaining))).into_response();
+        return Json(SendAnswer::new(record, outcome.remaining)).into_response();
     };
     let detail = record
         .upstream
@@ -170,27 +231,4 @@ pub fn send_response(outcome: &SendOutcome) -> Response {
     let mut error = ApiError::new(status, code, detail).charged(record.charged());
     error.send_id = Some(record.id.clone());
     error.into_response()
-}
-
-fn message_json(record: &SendRecord, remaining: Option<i64>) -> serde_json::Value {
-    let mut body = json!({
-        "id": record.id,
-        "channel": record.channel,
-        "to": record.to,
-        "class": record.class,
-        "status": record.status,
-        "charged": record.charged(),
-        "units": record.units,
-        "cost": record.cost,
-        "upstream": {
-            "status": record.upstream.status,
-            "request_id": record.upstream.request_id,
-            "task_id": record.upstream.task_id,
-            "message": record.upstream.message,
-        },
-    });
-    if let Some(remaining) = remaining {
-        body["quota"] = json!({ "remaining_units": remaining });
-    }
-    body
 }

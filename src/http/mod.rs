@@ -10,21 +10,26 @@ pub mod error;
 mod health;
 pub mod json;
 mod messages;
+pub mod openapi;
 mod packages;
 mod proxy;
 mod quota;
 mod reports;
 pub mod request_timeout;
+mod send_answer;
 pub mod serve;
 
 pub use packages::RegisterPackageError;
+pub use send_answer::{MessageRecord, QuotaLeft, SendAnswer, UpstreamAnswer};
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::response::IntoResponse;
-use axum::routing::{any, get, post};
-use axum::Router;
+use axum::routing::{on, MethodFilter};
+use axum::{Extension, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Settings;
 use crate::domain::ChannelName;
@@ -65,60 +70,25 @@ impl AppState {
     }
 }
 
+/// Routes the router serves that the OpenAPI document leaves out, with the reason.
+/// Everything else it serves is described, by construction: every other route is added
+/// with its handler's `#[utoipa::path]` annotation (`routes!`), and the drop-in paths
+/// with the proxy's.
+pub const UNDOCUMENTED_ROUTES: &[(&str, &str)] = &[(
+    "/console",
+    "the web console: HTML pages for people, signed in with a session cookie, whose forms \
+     carry CSRF tokens; not part of the API of SPEC §5",
+)];
+
 /// The whole HTTP surface. Public so that tests can drive it without a socket.
 ///
 /// Every route is held to `server.request_timeout`; the sends (`POST /v1/messages`
 /// and the drop-in proxy paths) by a variant that never cuts a send
-/// ([`request_timeout`]).
+/// ([`request_timeout`]). `GET /openapi.json` describes every route but the console's.
 pub fn router(state: AppState) -> Router {
-    use axum::middleware::from_fn_with_state;
-    let timeout = request_timeout::RequestTimeout(state.settings.server.limits.request_timeout);
-    let mut sends = Router::new().route("/v1/messages", post(messages::send));
-    for channel in &state.settings.channels {
-        let Some(path) = &channel.proxy_path else {
-            continue;
-        };
-        let name = channel.name.to_string();
-        sends = sends.route(
-            path,
-            any(move |state: State<AppState>, request: Request| {
-                let name = name.clone();
-                async move {
-                    let (parts, body) = request.into_parts();
-                    let query = axum::extract::Query::try_from_uri(&parts.uri)
-                        .unwrap_or_else(|_| axum::extract::Query(Default::default()));
-                    let body = match axum::body::to_bytes(body, json::MAX_BODY_BYTES).await {
-                        Ok(bytes) => bytes,
-                        Err(_) => {
-                            return ApiError::new(
-                                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                                "payload_too_large",
-                                "the request body is too large",
-                            )
-                            .into_response()
-                        }
-                    };
-                    proxy::handle(state, name, parts, query, body).await
-                }
-            }),
-        );
-    }
-    let sends = sends.route_layer(from_fn_with_state(timeout, request_timeout::limit_send));
-    Router::new()
-        .route("/v1/messages/{id}", get(messages::get))
-        .route("/v1/quota", get(quota::all))
-        .route("/v1/quota/{channel}", get(quota::one))
-        .route("/v1/packages", post(packages::register).get(packages::list))
-        .route("/v1/reconciliations", post(packages::reconcile))
-        .route("/v1/reports/monthly", get(reports::monthly))
-        .route("/v1/alerts", get(alerts::list))
-        .route("/v1/alerts/{id}/ack", post(alerts::acknowledge))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(crate::metrics::serve_metrics))
-        .merge(crate::console::routes())
-        .route_layer(from_fn_with_state(timeout, request_timeout::limit_request))
-        .merge(sends)
+    let (router, document) = described_routes(&state).split_for_parts();
+    router
+        .layer(Extension(openapi::finish(&document)))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -129,4 +99,66 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Every route with its description, the router and the document built together.
+fn described_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    use axum::middleware::from_fn_with_state;
+    let timeout = request_timeout::RequestTimeout(state.settings.server.limits.request_timeout);
+    let mut sends = OpenApiRouter::default().routes(routes!(messages::send));
+    for channel in &state.settings.channels {
+        let Some(path) = &channel.proxy_path else {
+            continue;
+        };
+        sends = sends.route(path, proxy_route(channel.name.to_string()));
+        let template = <proxy::__path_handle as utoipa::Path>::operation();
+        openapi::describe_proxy_path(
+            sends.get_openapi_mut(),
+            path,
+            channel.name.as_str(),
+            template,
+        );
+    }
+    let sends = sends.route_layer(from_fn_with_state(timeout, request_timeout::limit_send));
+    OpenApiRouter::with_openapi(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(messages::get))
+        .routes(routes!(quota::all))
+        .routes(routes!(quota::one))
+        .routes(routes!(packages::register, packages::list))
+        .routes(routes!(packages::reconcile))
+        .routes(routes!(reports::monthly))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::acknowledge))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(crate::metrics::serve_metrics))
+        .routes(routes!(openapi::serve_document))
+        .merge(OpenApiRouter::from(crate::console::routes()))
+        .route_layer(from_fn_with_state(timeout, request_timeout::limit_request))
+        .merge(sends)
+}
+
+/// A drop-in path: the vendor takes `GET` and `POST`, and so does tollgate.
+fn proxy_route(channel: String) -> axum::routing::MethodRouter<AppState> {
+    on(
+        MethodFilter::GET.or(MethodFilter::POST),
+        move |state: State<AppState>, request: Request| {
+            let channel = channel.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = match axum::body::to_bytes(body, json::MAX_BODY_BYTES).await {
+                    Ok(bytes) => bytes,
+                    Err(_) => {
+                        return ApiError::new(
+                            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                            "payload_too_large",
+                            "the request body is too large",
+                        )
+                        .into_response()
+                    }
+                };
+                proxy::handle(state, channel, parts, body).await
+            }
+        },
+    )
 }

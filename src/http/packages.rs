@@ -11,37 +11,141 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use super::AppState;
 use crate::domain::ChannelName;
-use crate::ledger::{LedgerError, NewPackage, NewPackageError, Package, PackageInput};
+use crate::ledger::{
+    LedgerError, NewPackage, NewPackageError, Package, PackageInput, Reconciliation,
+};
 
-#[derive(Debug, Deserialize)]
+/// A purchase to register (SPEC §4).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"channel": "sms_code", "units": 1000, "price": "45.00", "expires_at": "2027-11-28", "order_id": "2026112800001"}))]
 pub struct PackageBody {
+    /// A configured channel's name.
     pub channel: String,
+    /// Units bought: a positive whole number (or its digits as a string).
+    #[schema(schema_with = integer_or_string)]
     pub units: serde_json::Value,
     /// An exact decimal: a string (`"45.00"`) is exact always. A plain JSON number is
     /// parsed as a double and printed back in its shortest form, which gives back the
     /// digits as written for any price of up to 15 significant digits; longer ones must
     /// be strings.
+    #[schema(schema_with = number_or_string)]
     pub price: serde_json::Value,
+    /// RFC 3339, or a date (midnight in `[server] timezone`); now when absent.
     pub purchased_at: Option<String>,
+    /// RFC 3339, or a date; the package never expires when absent.
     pub expires_at: Option<String>,
-    pub vendor_order_id: Option<String>,
+    /// The vendor's order id. Registering the same order again changes nothing and
+    /// answers the first record (200 instead of 201).
+    pub order_id: Option<String>,
     pub note: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `GET /v1/packages?channel=…`
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this channel's packages.
     pub channel: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Every registered package (`GET /v1/packages`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PackageList {
+    pub packages: Vec<Package>,
+}
+
+/// The vendor console's count of what is left, to bring the ledger in line with it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"channel": "sms_code", "remaining": 812, "note": "console 2026-12-01"}))]
 pub struct ReconcileBody {
     pub channel: String,
+    /// Units the vendor's console shows as left.
     pub remaining: u64,
     pub note: Option<String>,
 }
 
+fn integer_or_string() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[0-9]+$")),
+        )
+        .into()
+}
+
+fn number_or_string() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[0-9]+(\.[0-9]{1,6})?$")),
+        )
+        .into()
+}
+
+crate::refusals!(
+    /// What registering a package can answer instead.
+    RegisterRefusals {
+        400 => ["invalid_request", "unknown_channel"],
+        401 => ["unauthorized"],
+        403 => ["forbidden"],
+        408 => ["request_timeout"],
+        413 => ["payload_too_large"],
+        415 => ["unsupported_media_type"],
+        503 => ["unavailable"],
+    }
+);
+
+crate::refusals!(
+    /// What listing packages can answer instead.
+    ListRefusals {
+        400 => ["invalid_request", "unknown_channel"],
+        401 => ["unauthorized"],
+        403 => ["forbidden"],
+        503 => ["unavailable"],
+    }
+);
+
+crate::refusals!(
+    /// What a reconciliation can answer instead.
+    ReconcileRefusals {
+        400 => ["invalid_request", "unknown_channel"],
+        401 => ["unauthorized"],
+        403 => ["forbidden"],
+        408 => ["request_timeout"],
+        413 => ["payload_too_large"],
+        415 => ["unsupported_media_type"],
+        503 => ["unavailable"],
+    }
+);
+
+/// Register a purchased package
+///
+/// Admin clients only. The same `order_id` twice registers one package.
+#[utoipa::path(
+    post,
+    path = "/v1/packages",
+    operation_id = "register_package",
+    tag = "packages",
+    request_body = PackageBody,
+    responses(
+        (status = 201, description = "Registered", body = Package),
+        (status = 200, description = "This `order_id` was registered before: the first record, unchanged", body = Package),
+        RegisterRefusals,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn register(
     State(state): State<AppState>,
     _admin: Admin,
@@ -55,7 +159,7 @@ pub async fn register(
         price: &price,
         purchased_at: body.purchased_at.as_deref(),
         expires_at: body.expires_at.as_deref(),
-        vendor_order_id: body.vendor_order_id,
+        order_id: body.order_id,
         note: body.note,
     };
     let (package, created) =
@@ -108,6 +212,18 @@ impl AppState {
     }
 }
 
+/// Every registered package
+///
+/// Admin clients only; with what is left of each.
+#[utoipa::path(
+    get,
+    path = "/v1/packages",
+    operation_id = "list_packages",
+    tag = "packages",
+    params(ListQuery),
+    responses((status = 200, description = "The packages", body = PackageList), ListRefusals),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     _admin: Admin,
@@ -120,9 +236,22 @@ pub async fn list(
         .map(|c| state.channel(c))
         .transpose()?;
     let packages = state.sends.ledger().list_packages(channel.as_ref()).await?;
-    Ok(Json(serde_json::json!({ "packages": packages })).into_response())
+    Ok(Json(PackageList { packages }).into_response())
 }
 
+/// Record the vendor console's remaining count
+///
+/// Admin clients only. The difference is applied as an adjustment entry: history is
+/// appended to, never rewritten.
+#[utoipa::path(
+    post,
+    path = "/v1/reconciliations",
+    operation_id = "reconcile",
+    tag = "packages",
+    request_body = ReconcileBody,
+    responses((status = 201, description = "Recorded and applied", body = Reconciliation), ReconcileRefusals),
+    security(("bearer" = [])),
+)]
 pub async fn reconcile(
     State(state): State<AppState>,
     _admin: Admin,

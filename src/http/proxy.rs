@@ -8,10 +8,8 @@
 //! an unknown token is the gateway's invalid-AppCode answer, and no local quota is
 //! `403 Quota Exhausted`.
 
-use std::collections::HashMap;
-
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -22,12 +20,50 @@ use super::AppState;
 use crate::domain::Outcome;
 use crate::ledger::SendStatus;
 use crate::send::{MessageSource, Origin, SendError, SendOutcome, SendRequest};
+use crate::upstream::format::decode_form;
 
+/// Send in the vendor's own format
+///
+/// `content` and `mobile` in the query (the vendor's samples) or in a form body, and
+/// the client's tollgate token where the AppCode was. The answer is the vendor's,
+/// mirrored (status, `X-Ca-*` headers, body), with the send's id in `X-Tollgate-Id`;
+/// tollgate's own refusals are shaped like the vendor gateway's, with
+/// `X-Ca-Error-Message` and tollgate's code in `X-Tollgate-Error-Code`.
+#[utoipa::path(
+    get,
+    post,
+    path = "/{proxy_path}",
+    params(
+        ("content" = Option<String>, Query, description = "The message text (or the form body's field)"),
+        ("mobile" = Option<String>, Query, description = "The mobile number (or the form body's field)"),
+    ),
+    request_body(content = inline(ProxyForm), content_type = "application/x-www-form-urlencoded",
+        description = "The same fields as a form, where the query has none"),
+    responses(
+        (status = 200, description = "The vendor's answer, mirrored", content_type = "application/json",
+            headers(("X-Tollgate-Id" = String, description = "The send's id"),
+                    ("X-Ca-Request-Id" = String, description = "The vendor's request id"))),
+        (status = 400, description = "`Invalid AppCode` (no client has the token) or `Invalid Param` (tollgate refused the request: `X-Tollgate-Error-Code` says why, e.g. `invalid_mobile`), or the vendor's own 400, mirrored",
+            headers(("X-Ca-Error-Message" = String), ("X-Tollgate-Error-Code" = String))),
+        (status = 403, description = "`Quota Exhausted`: no local quota (`X-Tollgate-Error-Code: quota_exhausted` or `quota_reserved`), or the vendor's own 403, mirrored",
+            headers(("X-Ca-Error-Message" = String), ("X-Tollgate-Error-Code" = String))),
+        (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)"),
+        (status = 429, description = "A traffic limit (`X-Tollgate-Error-Code: rate_limited`, with `Retry-After`), or the vendor's throttling, mirrored",
+            headers(("X-Ca-Error-Message" = String), ("X-Tollgate-Error-Code" = String), ("Retry-After" = u64))),
+        (status = 502, description = "`Failed To Invoke Backend Service`: the vendor could not be reached, or refused tollgate's AppCode (`X-Tollgate-Error-Code: upstream_auth_failed`)",
+            headers(("X-Ca-Error-Message" = String), ("X-Tollgate-Error-Code" = String))),
+        (status = 503, description = "`Service Unavailable`: database unreachable, ledger busy or too many sends under way (`X-Tollgate-Error-Code: unavailable`, with `Retry-After`)",
+            headers(("X-Ca-Error-Message" = String), ("X-Tollgate-Error-Code" = String), ("Retry-After" = u64))),
+        (status = 504, description = "`Async Service`: the vendor did not answer in time; the send is charged and flagged for reconciliation",
+            headers(("X-Ca-Error-Message" = String))),
+        (status = "default", description = "Any other answer of the vendor, mirrored"),
+    ),
+    security(("appcode" = [])),
+)]
 pub async fn handle(
     State(state): State<AppState>,
     channel: String,
     parts: Parts,
-    Query(mut params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
     let Some(caller) = token_from_header(&parts, "APPCODE")
@@ -40,16 +76,21 @@ pub async fn handle(
             None,
         );
     };
-    // The vendor's samples put content and mobile in the query; a form body is accepted too.
-    if let Ok(form) = serde_urlencoded_pairs(&body) {
-        for (key, value) in form {
-            params.entry(key).or_insert(value);
-        }
-    }
+    // The vendor's samples put content and mobile in the query; a form body is accepted
+    // too, for the fields the query does not have.
+    let mut fields = decode_form(parts.uri.query().unwrap_or_default().as_bytes());
+    fields.extend(decode_form(&body));
+    let mut field = |name: &str| {
+        fields
+            .iter()
+            .position(|(key, _)| key == name)
+            .map(|at| fields.swap_remove(at).1)
+            .unwrap_or_default()
+    };
     let request = SendRequest {
         channel,
-        to: params.remove("mobile").unwrap_or_default(),
-        message: MessageSource::Content(params.remove("content").unwrap_or_default()),
+        to: field("mobile"),
+        message: MessageSource::Content(field("content")),
         client: caller.name,
         idempotency: None,
         origin: Origin::Proxy,
@@ -60,23 +101,12 @@ pub async fn handle(
     }
 }
 
-/// Decodes an `application/x-www-form-urlencoded` body into pairs.
-fn serde_urlencoded_pairs(body: &[u8]) -> Result<Vec<(String, String)>, ()> {
-    if body.is_empty() {
-        return Ok(Vec::new());
-    }
-    let text = std::str::from_utf8(body).map_err(|_| ())?;
-    Ok(url_pairs(text))
-}
-
-fn url_pairs(text: &str) -> Vec<(String, String)> {
-    reqwest::Url::parse(&format!("http://form.invalid/?{text}"))
-        .map(|url| {
-            url.query_pairs()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The fields of a drop-in request, as the vendor takes them.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Described, never built: the fields are read by name.
+struct ProxyForm {
+    content: Option<String>,
+    mobile: Option<String>,
 }
 
 fn refusal(err: SendError) -> Response {
@@ -149,11 +179,22 @@ fn gateway_error(status: StatusCode, message: &str, detail: Option<(&str, String
         .expect("a valid response")
 }
 
-/// The vendor's answer as it came, plus the send's id.
+/// The vendor's answer as it came, plus the send's id; but not the vendor's refusal of
+/// tollgate's own AppCode, which the client would read as a refusal of its token.
 fn mirror(outcome: &SendOutcome) -> Response {
     let record = &outcome.record;
     let raw = outcome.vendor.as_ref().and_then(|reply| reply.raw.as_ref());
     let mut response = match raw {
+        // The vendor refused tollgate's AppCode: the client's token was right, so this is
+        // tollgate's backend failing, as the gateway says when a backend cannot be used.
+        Some(_) if record.status == SendStatus::Settled(Outcome::AuthFailed) => gateway_error(
+            StatusCode::BAD_GATEWAY,
+            "Failed To Invoke Backend Service",
+            Some((
+                "upstream_auth_failed",
+                "the vendor refused tollgate's AppCode; nothing was charged".to_owned(),
+            )),
+        ),
         Some(raw) => {
             let mut builder = Response::builder().status(raw.status);
             for (name, value) in &raw.headers {

@@ -13,14 +13,48 @@ use super::error::ApiError;
 use super::AppState;
 use crate::report::{to_csv, to_html, Month, MonthlyReport, ReportContext};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MonthlyQuery {
     /// YYYY-MM in the configured time zone; last month when absent.
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}$", example = "2026-11")]
     pub month: Option<String>,
     /// `json` (default), `csv` or `html`.
+    #[param(pattern = "^(json|csv|html)$")]
     pub format: Option<String>,
 }
 
+crate::refusals!(
+    /// What a report request can answer instead.
+    MonthlyRefusals {
+        400 => ["invalid_request"],
+        401 => ["unauthorized"],
+        403 => ["forbidden"],
+        503 => ["unavailable"],
+    }
+);
+
+/// A month's cost report
+///
+/// Admin clients only: the report shows every client's usage and cost. Month boundaries
+/// are in `[server] timezone`.
+#[utoipa::path(
+    get,
+    path = "/v1/reports/monthly",
+    operation_id = "monthly_report",
+    tag = "reports",
+    params(MonthlyQuery),
+    responses(
+        (status = 200, description = "The report: JSON (`format=json`, the default), CSV (`format=csv`) or the email's HTML (`format=html`)",
+            content(
+                (MonthlyReport = "application/json"),
+                (String = "text/csv"),
+                (String = "text/html"),
+            )),
+        MonthlyRefusals,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn monthly(
     State(state): State<AppState>,
     _admin: Admin,

@@ -19,7 +19,7 @@ pub struct NewPackage {
     price: Yuan,
     purchased_at: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
-    vendor_order_id: Option<String>,
+    order_id: Option<String>,
     note: Option<String>,
 }
 
@@ -33,7 +33,7 @@ pub struct PackageInput<'a> {
     pub purchased_at: Option<&'a str>,
     /// A date or RFC 3339 time; never when absent.
     pub expires_at: Option<&'a str>,
-    pub vendor_order_id: Option<String>,
+    pub order_id: Option<String>,
     pub note: Option<String>,
 }
 
@@ -53,7 +53,7 @@ pub enum NewPackageError {
         purchased_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     },
-    #[error("vendor_order_id must be 1-128 printable characters")]
+    #[error("order_id must be 1-128 printable characters")]
     InvalidOrderId,
     #[error("note must be at most 500 characters")]
     NoteTooLong,
@@ -84,7 +84,7 @@ impl NewPackage {
             Yuan::parse(input.price)?,
             purchased_at,
             expires_at,
-            input.vendor_order_id,
+            input.order_id,
             input.note,
         )
     }
@@ -95,7 +95,7 @@ impl NewPackage {
         price: Yuan,
         purchased_at: DateTime<Utc>,
         expires_at: Option<DateTime<Utc>>,
-        vendor_order_id: Option<String>,
+        order_id: Option<String>,
         note: Option<String>,
     ) -> Result<Self, NewPackageError> {
         if let Some(expires_at) = expires_at {
@@ -106,7 +106,7 @@ impl NewPackage {
                 });
             }
         }
-        if let Some(order) = &vendor_order_id {
+        if let Some(order) = &order_id {
             if order.is_empty()
                 || order.chars().count() > 128
                 || order.chars().any(char::is_control)
@@ -123,13 +123,13 @@ impl NewPackage {
             price,
             purchased_at,
             expires_at,
-            vendor_order_id,
+            order_id,
             note,
         })
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PackageStatus {
     /// Serving sends.
@@ -141,7 +141,7 @@ pub enum PackageStatus {
 }
 
 /// A registered package with what is left of it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Package {
     pub id: i64,
     pub channel: String,
@@ -150,7 +150,7 @@ pub struct Package {
     pub unit_price: rust_decimal::Decimal,
     pub purchased_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
-    pub vendor_order_id: Option<String>,
+    pub order_id: Option<String>,
     pub note: Option<String>,
     pub used: i64,
     pub reserved: i64,
@@ -191,7 +191,7 @@ impl Package {
             price,
             purchased_at: from_micros(row.try_get("purchased_at")?),
             expires_at,
-            vendor_order_id: row.try_get("vendor_order_id")?,
+            order_id: row.try_get("vendor_order_id")?,
             note: row.try_get("note")?,
             used: charged,
             reserved: taken - charged,
@@ -203,7 +203,7 @@ impl Package {
 }
 
 impl Ledger {
-    /// Registers a purchase. Registering the same `vendor_order_id` again changes
+    /// Registers a purchase. Registering the same `order_id` again changes
     /// nothing and returns the first record, with `false` for "not newly created".
     #[tracing::instrument(skip_all, fields(channel = %package.channel, units = package.units.get()))]
     pub async fn register_package(
@@ -222,7 +222,7 @@ impl Ledger {
         .bind(package.price.micros())
         .bind(to_micros(package.purchased_at))
         .bind(package.expires_at.map(to_micros))
-        .bind(package.vendor_order_id.as_deref())
+        .bind(package.order_id.as_deref())
         .bind(package.note.as_deref())
         .bind(to_micros(now))
         .fetch_optional(&mut *tx)
@@ -240,7 +240,7 @@ impl Ledger {
         let existing = sqlx::query(&format!(
             "SELECT {PACKAGE_COLUMNS} FROM packages WHERE vendor_order_id = $1"
         ))
-        .bind(package.vendor_order_id.as_deref())
+        .bind(package.order_id.as_deref())
         .fetch_one(self.db().pool())
         .await?;
         Ok((Package::from_row(&existing, now)?, false))

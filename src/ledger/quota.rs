@@ -21,7 +21,7 @@ pub const BURN_WINDOW_DAYS: i64 = 7;
 /// live pool (unexpired packages with units left; when there is none, the package that
 /// ran out last), so that a channel that has bought for years still reads 20 % when a
 /// fifth of what it currently holds is left.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct QuotaView {
     pub channel: String,
     /// Every unit of every package ever registered.
@@ -197,7 +197,7 @@ mod tests {
             unit_price: rust_decimal::Decimal::ZERO,
             purchased_at: Utc::now() - Duration::days(10),
             expires_at: None,
-            vendor_order_id: None,
+            order_id: None,
             note: None,
             used,
             reserved: 0,

@@ -16,7 +16,7 @@ use super::{Ledger, LedgerError};
 use crate::domain::{ChannelName, Yuan};
 use crate::store::{from_micros, placeholders, to_micros, Transaction};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Reconciliation {
     pub id: i64,
     pub channel: String,

@@ -8,10 +8,27 @@ use super::{MetricsExporter, ScrapeAccess};
 use crate::http::error::ApiError;
 use crate::http::AppState;
 
-/// Answers a scrape. A scrape is all or nothing: when the database cannot be read the
-/// answer is 503 (and Prometheus records `up == 0`), never a half set of series that
-/// dashboards would read as quota having vanished. Who may scrape and how many at once
-/// is [`ScrapeAccess`]'s to say.
+/// Prometheus metrics
+///
+/// The series of SPEC §9 in Prometheus' text format. With `[metrics] token_env` set,
+/// scrapes present that token as `Authorization: Bearer <token>`.
+///
+/// A scrape is all or nothing: when the database cannot be read the answer is 503 (and
+/// Prometheus records `up == 0`), never a half set of series that dashboards would read
+/// as quota having vanished. Who may scrape and how many at once is [`ScrapeAccess`]'s
+/// to say.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 401, description = "`[metrics] token_env` is set and the scrape did not present its token: `unauthorized`", body = crate::http::error::ErrorBody),
+        (status = 503, description = "Another scrape is running (`unavailable`, with `Retry-After`), or the ledger cannot be read (plain text)"),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn serve_metrics(
     State(exporter): State<MetricsExporter>,
     State(access): State<ScrapeAccess>,

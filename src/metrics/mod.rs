@@ -24,7 +24,8 @@ pub mod names;
 mod send_metrics;
 
 pub use access::{ScrapeAccess, ScrapeTurn, SCRAPE_QUEUE_WAIT};
-pub use endpoint::serve_metrics;
+// `__path_serve_metrics` is its OpenAPI description, for the router.
+pub use endpoint::{__path_serve_metrics, serve_metrics};
 pub use exporter::{MetricsExporter, ScrapeError};
 pub use labels::SendOutcomeLabel;
 pub use send_metrics::SendMetrics;

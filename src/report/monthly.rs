@@ -25,7 +25,7 @@ use super::month::Month;
 use crate::domain::Yuan;
 use crate::ledger::{BucketCounts, Ledger, LedgerError, Span};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MonthlyReport {
     pub month: Month,
     /// Present when the report is one client's own ([`MonthlyReport::build_for_client`]):
@@ -57,7 +57,7 @@ pub struct MonthlyReport {
     pub forecast: Forecast,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageLine {
     pub channel: String,
     pub client: String,
@@ -66,7 +66,7 @@ pub struct UsageLine {
 }
 
 /// Counts, units and cost, with cost as exact yuan.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Figures {
     pub sends: i64,
     pub sent: i64,
@@ -89,7 +89,7 @@ impl From<BucketCounts> for Figures {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AdjustmentLine {
     pub channel: String,
     /// Units charged by reconciliation (negative: given back).
@@ -97,7 +97,7 @@ pub struct AdjustmentLine {
     pub cost: Yuan,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ChannelSummary {
     pub channel: String,
     #[serde(flatten)]
@@ -108,14 +108,14 @@ pub struct ChannelSummary {
     pub total_cost: Yuan,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ClientSummary {
     pub client: String,
     #[serde(flatten)]
     pub figures: Figures,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ClassSummary {
     pub class: String,
     #[serde(flatten)]
@@ -125,17 +125,17 @@ pub struct ClassSummary {
 /// The class of sends recorded before classes existed.
 pub const UNCLASSIFIED: &str = "unclassified";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Purchase {
     pub package_id: i64,
     pub channel: String,
     pub units: i64,
     pub price: Yuan,
     pub purchased_at: DateTime<Utc>,
-    pub vendor_order_id: Option<String>,
+    pub order_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Expired {
     pub package_id: i64,
     pub channel: String,
@@ -144,7 +144,7 @@ pub struct Expired {
     pub expired_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Total {
     #[serde(flatten)]
     pub figures: Figures,
@@ -158,14 +158,14 @@ pub struct Total {
     pub expired_value: Yuan,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PreviousMonth {
     pub month: Month,
     pub total_cost: Yuan,
     pub billed_units: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Forecast {
     pub month: Month,
     pub days: u32,
@@ -175,7 +175,7 @@ pub struct Forecast {
     pub channels: Vec<ChannelForecast>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ChannelForecast {
     pub channel: String,
     pub billed_units: i64,
@@ -319,7 +319,7 @@ impl MonthlyReport {
                 units: p.units,
                 price: p.price,
                 purchased_at: p.purchased_at,
-                vendor_order_id: p.vendor_order_id,
+                order_id: p.order_id,
             })
             .collect();
         let expired: Vec<Expired> = ledger

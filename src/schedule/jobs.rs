@@ -88,12 +88,6 @@ pub fn standard_jobs(settings: &Settings, ledger: Ledger, hooks: JobHooks) -> Sc
         ));
     }
 
-    if hooks.send_report.is_none() && !schedule.report_notify.is_empty() {
-        tracing::warn!(
-            notifiers = ?schedule.report_notify,
-            "schedule.report_notify is set, but reports cannot be handed to the notifiers yet; monthly_report is not scheduled"
-        );
-    }
     if let Some(send) = hooks
         .send_report
         .filter(|_| !schedule.report_notify.is_empty())

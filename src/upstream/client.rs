@@ -8,7 +8,8 @@ use reqwest::redirect::Policy;
 
 use super::classify::{classify, VendorAnswer};
 use super::format::{VendorFormat, VendorMessage};
-use super::redact::{mask_mobile, mask_mobile_numbers, sanitize_message};
+use super::redact::sanitize_message;
+use crate::domain::mobile::{mask_mobile, mask_mobile_numbers};
 use crate::domain::Outcome;
 use crate::domain::VendorMethod;
 use crate::secret::Secret;

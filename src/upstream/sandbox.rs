@@ -30,7 +30,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::redact::{mask_mobile, mask_mobile_numbers};
+use super::format::decode_form;
+use crate::domain::mobile::{mask_mobile, mask_mobile_numbers};
 use crate::marketplace::sandbox::{self as market, AccountMetering, MarketSimulation};
 use crate::marketplace::AccessKey;
 use crate::secret::Secret;
@@ -770,14 +771,12 @@ fn received_request(
             .get(name)
             .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
     };
-    let query = form_pairs(uri.query().unwrap_or(""));
+    let query = decode_form(uri.query().unwrap_or("").as_bytes());
     let content_type = header("content-type");
     // The vendor reads `content` and `mobile` from the query, and from a form body when
     // the caller sends one (its samples do both).
     let form = match &content_type {
-        Some(kind) if kind.starts_with("application/x-www-form-urlencoded") => {
-            form_pairs(&String::from_utf8_lossy(body))
-        }
+        Some(kind) if kind.starts_with("application/x-www-form-urlencoded") => decode_form(body),
         _ => Vec::new(),
     };
     let owned = |pairs: &[(String, String)], key: &str| find(pairs, key).map(str::to_owned);
@@ -796,17 +795,6 @@ fn received_request(
         query,
         form,
     }
-}
-
-/// Decodes `application/x-www-form-urlencoded` text (`+` is a space, `%XX` a byte).
-fn form_pairs(text: &str) -> Vec<(String, String)> {
-    if text.is_empty() {
-        return Vec::new();
-    }
-    // `Url` carries the standard form decoder; the base URL is only a vehicle for it.
-    let mut url = reqwest::Url::parse("http://sandbox.invalid/").expect("a valid base URL");
-    url.set_query(Some(text));
-    url.query_pairs().into_owned().collect()
 }
 
 #[cfg(test)]
@@ -843,18 +831,6 @@ mod tests {
             (0.0, 0.0, 0.0)
         );
         assert_eq!(config.throttle_per_second, None);
-    }
-
-    #[test]
-    fn form_text_decodes_plus_and_percent() {
-        assert_eq!(
-            form_pairs("content=%E3%80%90a%E3%80%91b+c&mobile=13800138000"),
-            vec![
-                ("content".to_owned(), "【a】b c".to_owned()),
-                ("mobile".to_owned(), "13800138000".to_owned())
-            ]
-        );
-        assert!(form_pairs("").is_empty());
     }
 
     #[tokio::test]

@@ -147,16 +147,7 @@ async fn a_package_drawn_down_past_a_threshold_notifies_once_and_a_new_package_r
     );
     assert_eq!(event.remaining_ratio, Some(0.4));
     assert!(event.suggested_units.is_some());
-    let alerts: Value = app
-        .http
-        .get(app.url("/v1/alerts"))
-        .bearer_auth(SHOP_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alerts: Value = app.get_json("/v1/alerts", SHOP_TOKEN).await;
     let low = alerts["alerts"]
         .as_array()
         .unwrap()

@@ -188,13 +188,12 @@ impl TestApp {
     /// Registers a package through the API as the admin client.
     pub async fn add_package(&self, channel: &str, units: i64, price: &str) -> Value {
         let response = self
-            .http
-            .post(self.url("/v1/packages"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({ "channel": channel, "units": units, "price": price }))
-            .send()
-            .await
-            .unwrap();
+            .post_json_as(
+                "/v1/packages",
+                ADMIN_TOKEN,
+                &json!({ "channel": channel, "units": units, "price": price }),
+            )
+            .await;
         assert_eq!(response.status(), 201, "registering a package");
         response.json().await.unwrap()
     }
@@ -211,25 +210,54 @@ impl TestApp {
     }
 
     pub async fn send_json(&self, body: &Value) -> reqwest::Response {
+        self.post_json_as("/v1/messages", SHOP_TOKEN, body).await
+    }
+
+    /// `GET path` as the client holding `token`.
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
         self.http
-            .post(self.url("/v1/messages"))
-            .bearer_auth(SHOP_TOKEN)
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET path` as the client holding `token`, which must succeed; its JSON body.
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        let response = self.get_as(path, token).await;
+        let status = response.status();
+        let body = response.json().await.unwrap();
+        assert!(status.is_success(), "GET {path} answered {status}: {body}");
+        body
+    }
+
+    /// `POST path` with a JSON body as the client holding `token`.
+    pub async fn post_json_as(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
             .json(body)
             .send()
             .await
             .unwrap()
     }
 
-    pub async fn quota(&self, channel: &str) -> Value {
+    /// A send through the drop-in path `/chuangxin/yytz` as the vendor's samples make
+    /// it: `content` and `mobile` in the query, the token where the AppCode was.
+    pub async fn send_drop_in(&self, content: &str, token: &str) -> reqwest::Response {
         self.http
-            .get(self.url(&format!("/v1/quota/{channel}")))
-            .bearer_auth(SHOP_TOKEN)
+            .get(self.url("/chuangxin/yytz"))
+            .query(&[("content", content), ("mobile", MOBILE)])
+            .header("Authorization", format!("APPCODE {token}"))
             .send()
             .await
             .unwrap()
-            .json()
+    }
+
+    pub async fn quota(&self, channel: &str) -> Value {
+        self.get_json(&format!("/v1/quota/{channel}"), SHOP_TOKEN)
             .await
-            .unwrap()
     }
 
     /// Stops the server gracefully and waits for it; the database stays for inspection.

@@ -346,3 +346,95 @@ async fn config_check_names_wrong_limits_of_the_edge() {
         assert!(text.contains(key), "{key} missing from {text}");
     }
 }
+
+/// `tollgate package list | head -1`: the reader leaves before the command writes.
+#[tokio::test]
+async fn a_closed_stdout_ends_every_command_quietly() {
+    let cli = Cli::new(Backend::Sqlite, "").await;
+    for args in [
+        &["package", "list"][..],
+        &["quota", "--format", "json"],
+        &["report", "monthly", "--format", "csv"],
+        &["config", "check"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("--config")
+            .arg(&cli.config)
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closing the only read end now: the command is still starting (reading its
+        // configuration, opening the database), so every line it writes finds no reader.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+
+        assert_eq!(
+            output.status.code(),
+            Some(141),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "", "{args:?}");
+    }
+}
+
+/// The real binary in a fresh folder, with the starter's secrets in its environment.
+fn tollgate_in(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("TOLLGATE_CONFIG")
+        .env("ALIYUN_APPCODE", "0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+        .env("TOLLGATE_TOKEN_SHOP", "shop-token-5f3a9c71")
+        .env("TOLLGATE_TOKEN_OPS", "ops-token-8d1e5c2b")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_starter_configuration_passes_config_check_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let init = tollgate_in(dir.path(), &["config", "init"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    let written = std::fs::read_to_string(dir.path().join("tollgate.toml")).unwrap();
+    assert_eq!(written, tollgate::config::STARTER_CONFIG);
+
+    let check = tollgate_in(
+        dir.path(),
+        &["--config", "tollgate.toml", "config", "check"],
+    );
+    let printed = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{printed}{}", stderr(&check));
+    assert!(
+        printed.contains("ok: 2 channel(s), 1 template(s), 2 client(s)"),
+        "{printed}"
+    );
+    assert!(!printed.contains("error:"), "{printed}");
+}
+
+#[test]
+fn config_init_never_overwrites_a_file_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mine.toml");
+    std::fs::write(&file, "# my own\n").unwrap();
+
+    let refused = tollgate_in(dir.path(), &["config", "init", "--output", "mine.toml"]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("--force"), "{}", stderr(&refused));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "# my own\n");
+
+    let forced = tollgate_in(
+        dir.path(),
+        &["config", "init", "--output", "mine.toml", "--force"],
+    );
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        tollgate::config::STARTER_CONFIG
+    );
+}

@@ -66,16 +66,7 @@ async fn quota(app: &TestApp, name: &str) -> Value {
 }
 
 async fn alerts(app: &TestApp) -> Vec<Value> {
-    let body: Value = app
-        .http
-        .get(app.url("/v1/alerts"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.get_json("/v1/alerts", ADMIN_TOKEN).await;
     body["alerts"].as_array().unwrap().clone()
 }
 
@@ -287,7 +278,7 @@ async fn a_package_registered_through_the_form_changes_the_numbers_once() {
                 .await
                 .unwrap();
             browser
-                .find("input[name=vendor_order_id]")
+                .find("input[name=order_id]")
                 .await
                 .send_keys(order)
                 .await
@@ -583,14 +574,8 @@ async fn a_client_that_is_not_an_admin_sees_its_own_usage_and_no_admin_form() {
     let app = console_app().await;
     let alert = fire_the_low_quota_alert(&app).await;
     let id = alert["id"].as_str().unwrap().to_owned();
-    let admin_send = app
-        .http
-        .post(app.url("/v1/messages"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"channel": "sms_code", "to": MOBILE, "template": "login_code", "params": {"code": "1234"}}))
-        .send()
-        .await
-        .unwrap();
+    let admin_send = app.post_json_as("/v1/messages", ADMIN_TOKEN, &json!({"channel": "sms_code", "to": MOBILE, "template": "login_code", "params": {"code": "1234"}}))
+        .await;
     assert_eq!(admin_send.status(), 200);
     let browser = Browser::start().await;
 

@@ -119,6 +119,46 @@ fn dashboards_use_only_metrics_tollgate_exports() {
     }
 }
 
+/// Metrics without a `channel` label, which the Channel variable cannot filter.
+const WITHOUT_CHANNEL: [&str; 2] = ["tollgate_notifications_total", "tollgate_build_info"];
+
+/// Each `tollgate_*` selector of a query, as (metric, its `{…}` matchers or "").
+fn selectors(expr: &str) -> Vec<(&str, &str)> {
+    let mut found = Vec::new();
+    let mut rest = expr;
+    while let Some(start) = rest.find("tollgate_") {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let (name, after) = tail.split_at(end);
+        let matchers = match after.strip_prefix('{') {
+            Some(inner) => &inner[..inner.find('}').unwrap_or(inner.len())],
+            None => "",
+        };
+        found.push((name, matchers));
+        rest = after;
+    }
+    found
+}
+
+#[test]
+fn every_panel_follows_the_channel_variable() {
+    for file in ["operations.json", "cost.json"] {
+        for (title, expr) in panel_queries(&dashboard(file)) {
+            for (metric, matchers) in selectors(&expr) {
+                if WITHOUT_CHANNEL.contains(&metric) {
+                    continue;
+                }
+                assert!(
+                    matchers.contains(r#"channel=~"$channel""#),
+                    "{file} panel {title:?}: {metric} ignores the Channel variable in {expr}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn dashboards_name_no_datasource_uid() {
     for file in DASHBOARDS {

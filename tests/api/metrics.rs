@@ -89,14 +89,8 @@ pub async fn scrape(app: &TestApp) -> Scrape {
 /// A package that expires in 30 days, registered through the API.
 pub async fn add_expiring_package(app: &TestApp, channel: &str, units: i64, price: &str) -> i64 {
     let expires_at = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
-    let response = app
-        .http
-        .post(app.url("/v1/packages"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "channel": channel, "units": units, "price": price, "expires_at": expires_at }))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_json_as("/v1/packages", ADMIN_TOKEN, &json!({ "channel": channel, "units": units, "price": price, "expires_at": expires_at }))
+        .await;
     assert_eq!(response.status(), 201, "registering a package");
     let body: serde_json::Value = response.json().await.unwrap();
     body["id"].as_i64().expect("the package has an id")

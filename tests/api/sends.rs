@@ -680,13 +680,7 @@ async fn secrets_and_full_mobile_numbers_appear_nowhere(backend: Backend) {
         .to_owned();
     answers.push_str(&proxied.text().await.unwrap());
     for path in [format!("/v1/messages/{id}"), "/metrics".to_owned()] {
-        let response = app
-            .http
-            .get(app.url(&path))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let response = app.get_as(&path, ADMIN_TOKEN).await;
         answers.push_str(&response.text().await.unwrap());
     }
 
@@ -740,26 +734,10 @@ async fn admin_endpoints_refuse_other_clients(backend: Backend) {
         json!({"channel": "sms_code", "units": 10, "price": "1", "purchased_at": "2026-02-01", "expires_at": "2026-01-01"}),
     ];
     for body in bad_packages {
-        let response = app
-            .http
-            .post(app.url("/v1/packages"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = app.post_json_as("/v1/packages", ADMIN_TOKEN, &body).await;
         assert_eq!(response.status(), 400, "{body}");
     }
-    let listed: Value = app
-        .http
-        .get(app.url("/v1/packages"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json("/v1/packages", ADMIN_TOKEN).await;
     assert_eq!(
         listed["packages"].as_array().unwrap().len(),
         0,
@@ -775,29 +753,10 @@ async fn a_message_can_be_read_back_with_its_charge(backend: Backend) {
     let id = sent["id"].as_str().unwrap();
 
     let own: Value = app
-        .http
-        .get(app.url(&format!("/v1/messages/{id}")))
-        .bearer_auth(SHOP_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = app
-        .http
-        .get(app.url(&format!("/v1/messages/{id}")))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let missing = app
-        .http
-        .get(app.url("/v1/messages/msg_nope"))
-        .bearer_auth(SHOP_TOKEN)
-        .send()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/messages/{id}"), SHOP_TOKEN)
+        .await;
+    let admin = app.get_as(&format!("/v1/messages/{id}"), ADMIN_TOKEN).await;
+    let missing = app.get_as("/v1/messages/msg_nope", SHOP_TOKEN).await;
 
     assert_eq!(own["status"], "sent");
     assert_eq!(own["cost"], "0.045");

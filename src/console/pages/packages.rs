@@ -36,7 +36,7 @@ pub struct PackageForm {
     price: Option<String>,
     purchased_at: Option<String>,
     expires_at: Option<String>,
-    vendor_order_id: Option<String>,
+    order_id: Option<String>,
     note: Option<String>,
 }
 
@@ -99,7 +99,7 @@ pub async fn register(
         price: price.as_deref().unwrap_or(""),
         purchased_at: purchased_at.as_deref(),
         expires_at: expires_at.as_deref(),
-        vendor_order_id: given(&fields.vendor_order_id),
+        order_id: given(&fields.order_id),
         note: given(&fields.note),
     };
     match state.register_package(channel, input).await {
@@ -199,7 +199,7 @@ fn package_table(packages: &[Package], timezone: Tz) -> Markup {
                     td.num { (p.used) } td.num { (p.reserved) }
                     td.num.left { (p.remaining) } td.num { (p.expired_units) }
                     td { (status(p.status)) }
-                    td { (p.vendor_order_id.as_deref().unwrap_or("—")) }
+                    td { (p.order_id.as_deref().unwrap_or("—")) }
                     td { (p.note.as_deref().unwrap_or("")) }
                 }
             }
@@ -255,7 +255,7 @@ fn register_form(state: &AppState, viewer: &Viewer, form: &PackageForm) -> Marku
                 }
                 label {
                     span { (bi("订单号（可不填）", "Vendor order id (optional)")) }
-                    input type="text" name="vendor_order_id" maxlength="128" value=(value(&form.vendor_order_id));
+                    input type="text" name="order_id" maxlength="128" value=(value(&form.order_id));
                 }
                 label {
                     span { (bi("备注（可不填）", "Note (optional)")) }

@@ -6,12 +6,14 @@
 //! classified in `upstream::classify`, not here.
 
 mod body;
+mod form;
 mod kapool;
 mod params;
 mod template;
 mod vendor_format;
 
 pub use body::BodyFields;
+pub use form::decode_form;
 pub use params::{ParamsError, ParamsIn, ParamsStyle, UnknownParamsIn, UnknownParamsStyle};
 pub use template::TemplateFormat;
 pub use vendor_format::{RequestError, VendorFormat, VendorMessage, VendorRequest};

@@ -8,8 +8,8 @@ use super::body::BodyFields;
 use super::params::ParamsError;
 use super::template::TemplateFormat;
 use super::{kapool, template};
+use crate::domain::mobile::mask_mobile_numbers;
 use crate::domain::VendorMethod;
-use crate::upstream::redact::mask_mobile_numbers;
 
 /// How a channel's vendor takes a message and says it was accepted (SPEC §13).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{BackendBody, ReceivedRequest};
-use crate::upstream::redact::is_mainland_mobile;
+use crate::domain::mobile::is_mainland_mobile;
 
 /// The backend's body, fields in the vendor's order and spelling.
 #[derive(Debug, Serialize)]

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{BackendBody, ReceivedRequest};
-use crate::upstream::redact::is_mainland_mobile;
+use crate::domain::mobile::is_mainland_mobile;
 
 /// The last path segment that selects this backend (any case): `/sms/smsSend`.
 const PATH_SEGMENT: &str = "smsSend";
