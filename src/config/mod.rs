@@ -24,4 +24,4 @@ pub use starter::STARTER_CONFIG;
 pub use tollgate_notify::config::{
     parse_duration, parse_positive_duration, ConfigProblem, Problems,
 };
-pub use traffic::{window_text, LimitMax, LimitScope, LimitSettings, TrafficSettings};
+pub use traffic::{LimitMax, LimitScope, LimitSettings, TrafficSettings};

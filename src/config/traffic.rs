@@ -90,6 +90,14 @@ impl std::fmt::Display for LimitSettings {
     /// `default.critical_per_number_1m: at most 1 send per mobile number per 1m
     /// (critical sends, every channel)`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.rule())
+    }
+}
+
+impl LimitSettings {
+    /// What the limit allows, in words: `at most 1 send per mobile number per 1m
+    /// (critical sends, every channel)`.
+    pub fn rule(&self) -> String {
         let max = match self.max {
             LimitMax::Sends(1) => "1 send".to_owned(),
             LimitMax::Sends(n) => format!("{n} sends"),
@@ -113,16 +121,12 @@ impl std::fmt::Display for LimitSettings {
                 names.join(", ")
             }
         };
-        write!(
-            f,
-            "{}: at most {max} per {per} per {} ({classes}, {channels})",
-            self.name,
+        format!(
+            "at most {max} per {per} per {} ({classes}, {channels})",
             window_text(self.window)
         )
     }
-}
 
-impl LimitSettings {
     /// Whether a send of `class` to `channel` counts against this limit.
     pub fn covers(&self, channel: &crate::domain::ChannelName, class: SendClass) -> bool {
         self.channels.matches(channel) && (self.classes.is_empty() || self.classes.contains(&class))

@@ -240,7 +240,7 @@ mod tests {
 
         let limited = ApiError::from(SendError::RateLimited {
             limit: "per-number".into(),
-            window: Duration::from_secs(60),
+            rule: "at most 1 send per mobile number per 1m".into(),
             retry_after: Duration::from_millis(20_100),
         })
         .into_response();

@@ -68,7 +68,8 @@ pub struct SendFacts<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimited {
     pub limit: String,
-    pub window: Duration,
+    /// What the limit allows, in words ([`LimitSettings::rule`]).
+    pub rule: String,
     pub retry_after: Duration,
 }
 
@@ -108,7 +109,7 @@ struct Key {
 #[derive(Debug, Clone)]
 struct Check {
     key: Key,
-    window: Duration,
+    limit: Arc<LimitSettings>,
     max: u64,
     /// What must fit under `max` now (a budget needs room for one micro-yuan more).
     need: u64,
@@ -131,7 +132,7 @@ enum Op {
 impl Op {
     fn keys(&self) -> Box<dyn Iterator<Item = (&Key, Duration)> + '_> {
         match self {
-            Op::Admit { checks, .. } => Box::new(checks.iter().map(|c| (&c.key, c.window))),
+            Op::Admit { checks, .. } => Box::new(checks.iter().map(|c| (&c.key, c.limit.window))),
             Op::Release(counted) | Op::Spend { counted, .. } => {
                 Box::new(counted.iter().map(|c| (&c.key, c.window)))
             }
@@ -251,7 +252,7 @@ impl Limits {
                         limit: Arc::from(limit.name.as_str()),
                         subject,
                     },
-                    window: limit.window,
+                    limit: limit.clone(),
                     max,
                     need,
                     add,
@@ -403,7 +404,7 @@ fn decide(ops: &[Op], windows: &mut BTreeMap<Key, (Duration, Window)>, now: i64)
                         let (window, slots) = &windows[&check.key];
                         (slots.total() + check.need > check.max).then(|| RateLimited {
                             limit: check.key.limit.to_string(),
-                            window: *window,
+                            rule: check.limit.rule(),
                             retry_after: slots.wait_until_fits(now, *window, check.max, check.need),
                         })
                     })
@@ -473,17 +474,29 @@ mod tests {
         }
     }
 
+    /// A check of one send against "at most `max` sends a minute" named `limit`.
+    fn check(limit: &str, max: u64) -> Check {
+        Check {
+            key: key(limit),
+            limit: Arc::new(LimitSettings {
+                name: limit.to_owned(),
+                scope: LimitScope::Client,
+                classes: Vec::new(),
+                channels: crate::config::alerts::ChannelSelector::All,
+                window: Duration::from_secs(60),
+                max: LimitMax::Sends(max),
+            }),
+            max,
+            need: 1,
+            add: 1,
+            budget: false,
+        }
+    }
+
     fn admit(limit: &str, max: u64) -> Op {
         let (reply, _) = oneshot::channel();
         Op::Admit {
-            checks: vec![Check {
-                key: key(limit),
-                window: Duration::from_secs(60),
-                max,
-                need: 1,
-                add: 1,
-                budget: false,
-            }],
+            checks: vec![check(limit, max)],
             reply,
         }
     }
@@ -497,6 +510,10 @@ mod tests {
         assert!(first[0].is_ok());
         let refused = first[1].as_ref().unwrap_err();
         assert_eq!(refused.limit, "a");
+        assert_eq!(
+            refused.rule,
+            "at most 1 send per client per 1m (every class, every channel)"
+        );
         // The first send's slot (10 s to 11 s) leaves the minute at 71 s.
         assert_eq!(refused.retry_after, Duration::from_secs(61));
         let counted = first.into_iter().next().unwrap().unwrap().counted;
@@ -516,24 +533,7 @@ mod tests {
         let both = |max_b| {
             let (reply, _) = oneshot::channel();
             Op::Admit {
-                checks: vec![
-                    Check {
-                        key: key("a"),
-                        window: Duration::from_secs(60),
-                        max: 5,
-                        need: 1,
-                        add: 1,
-                        budget: false,
-                    },
-                    Check {
-                        key: key("b"),
-                        window: Duration::from_secs(60),
-                        max: max_b,
-                        need: 1,
-                        add: 1,
-                        budget: false,
-                    },
-                ],
+                checks: vec![check("a", 5), check("b", max_b)],
                 reply,
             }
         };

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use crate::config::window_text;
 use crate::domain::content::ContentError;
 use crate::domain::SendClass;
 use crate::ledger::LedgerError;
@@ -36,10 +35,10 @@ pub enum SendError {
         class: SendClass,
         kept_for: &'static str,
     },
-    #[error("over the traffic limit {limit} (per {}); nothing was sent, retry in {}s", window_text(*.window), retry_after_secs(*.retry_after))]
+    #[error("over the traffic limit {limit} ({rule}); nothing was sent, retry in {}s", retry_after_secs(*.retry_after))]
     RateLimited {
         limit: String,
-        window: Duration,
+        rule: String,
         retry_after: Duration,
     },
     #[error("this Idempotency-Key was used with a different request")]

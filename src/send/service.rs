@@ -335,7 +335,7 @@ impl SendService {
                 });
                 Err(SendError::RateLimited {
                     limit: limited.limit,
-                    window: limited.window,
+                    rule: limited.rule,
                     retry_after: limited.retry_after,
                 })
             }
