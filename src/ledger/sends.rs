@@ -92,9 +92,14 @@ pub struct UpstreamRecord {
     pub request_id: Option<String>,
     pub task_id: Option<String>,
     pub message: Option<String>,
-    /// The vendor's `RemainPoint`: what it says is left of its own package.
+    /// A count of what is left the vendor's answer reported (kapool's `RemainPoint`, a
+    /// template vendor's `remaining_field`), as reported.
     pub remain_point: Option<i64>,
     pub latency_ms: Option<i64>,
+    /// The vendor's count of the buyer's package, when the answer gave one: the
+    /// channel's `vendor_remaining` follows it. Not stored per send.
+    #[serde(skip)]
+    pub package_remaining: Option<i64>,
 }
 
 /// One send with its charge, as stored.
@@ -173,6 +178,7 @@ impl Ledger {
                 message: row.try_get("upstream_message")?,
                 remain_point: row.try_get("upstream_remain_point")?,
                 latency_ms: row.try_get("latency_ms")?,
+                package_remaining: None,
             },
             created_at: from_micros(row.try_get("created_at")?),
             settled_at: row

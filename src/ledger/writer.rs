@@ -658,7 +658,7 @@ fn plan<'a>(
             charged_units,
             cost.micros(),
         );
-        if let Some(count) = settlement.upstream.remain_point {
+        if let Some(count) = settlement.upstream.package_remaining {
             plan.aggregates.totals.vendor_remaining = Some((count, now));
         }
         plan.claims.push(Claim {

@@ -252,6 +252,7 @@ impl SendService {
                 message: answer.message.clone(),
                 remain_point: answer.remain_point,
                 latency_ms: i64::try_from(reply.latency.as_millis()).ok(),
+                package_remaining: answer.package_remaining,
             },
         };
         let settled = match ledger.settle(&reservation, settlement.clone()).await {

@@ -27,9 +27,13 @@ pub struct VendorAnswer {
     /// The vendor's id for the message (kapool's `TaskID`, a template vendor's `smsid`;
     /// a number or a string; `0` means no task and is dropped); numbers masked.
     pub task_id: Option<String>,
-    /// The vendor's own count of what is left: kapool's `RemainPoint`, a template
-    /// vendor's `remaining_field`.
+    /// A count of what is left the answer reports: kapool's `RemainPoint`, a template
+    /// vendor's `remaining_field`; recorded on the send as reported.
     pub remain_point: Option<i64>,
+    /// The vendor's count of the buyer's package (a configured `remaining_field` only;
+    /// see [`crate::upstream::format::BodyFields`]): what the channel's
+    /// `vendor_remaining` is kept from.
+    pub package_remaining: Option<i64>,
     /// `X-Ca-Error-Message`, else the body's message (`Message`, `msg`); mobile numbers
     /// masked, at most 200 characters.
     pub message: Option<String>,
@@ -57,6 +61,7 @@ impl VendorAnswer {
             request_id: None,
             task_id: None,
             remain_point: None,
+            package_remaining: None,
             message: sanitize_message(message),
         }
     }
@@ -115,6 +120,7 @@ pub fn classify(
         request_id: header_text(headers, REQUEST_ID_HEADER).filter(|id| !id.is_empty()),
         task_id: fields.task_id.as_deref().and_then(sanitize_message),
         remain_point: fields.remaining,
+        package_remaining: fields.package_remaining,
         message,
     }
 }
@@ -212,6 +218,7 @@ mod tests {
                 request_id: Some("E5D22290-AAAA-BBBB-CCCC-123456789ABC".into()),
                 task_id: Some("18424321".into()),
                 remain_point: Some(420842),
+                package_remaining: None,
                 message: Some("ok".into()),
             }
         );
@@ -247,6 +254,7 @@ mod tests {
                 request_id: Some("E5D22290-AAAA-BBBB-CCCC-123456789ABC".into()),
                 task_id: Some("165957496829318315203372267".into()),
                 remain_point: Some(13),
+                package_remaining: Some(13),
                 message: Some("成功".into()),
             }
         );

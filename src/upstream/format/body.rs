@@ -12,8 +12,14 @@ pub struct BodyFields {
     pub message: Option<String>,
     /// The vendor's id for the message (`TaskID`, `smsid`, …).
     pub task_id: Option<String>,
-    /// The vendor's own count of what is left (`RemainPoint`, a `remaining_field`).
+    /// A count of what is left the body reports (`RemainPoint`, a `remaining_field`),
+    /// recorded on the send as reported.
     pub remaining: Option<i64>,
+    /// The vendor's count of the buyer's own package: only a configured
+    /// `remaining_field` says that. kapool's `RemainPoint` is not taken for it: public
+    /// answers show figures such as 420842, far above any package, so it reads as the
+    /// vendor platform's own balance.
+    pub package_remaining: Option<i64>,
 }
 
 /// The body as a JSON object, or `None` for anything else (HTML, empty, an array):

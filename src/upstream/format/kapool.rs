@@ -36,6 +36,7 @@ pub(super) fn read_body(body: &[u8]) -> BodyFields {
             .and_then(text)
             .filter(|id| id != "0"),
         remaining: field(&object, "RemainPoint").and_then(integer),
+        package_remaining: None,
     }
 }
 
@@ -72,6 +73,8 @@ mod tests {
                 message: Some("ok".into()),
                 task_id: Some("18424321".into()),
                 remaining: Some(420842),
+                // Recorded, but not the buyer's package: see `BodyFields`.
+                package_remaining: None,
             }
         );
     }

@@ -128,7 +128,7 @@ pub(super) fn read_body(format: &TemplateFormat, body: &[u8]) -> BodyFields {
         return BodyFields::default();
     };
     let verdict = field(&object, &format.success_field).and_then(text);
-    BodyFields {
+    let mut fields = BodyFields {
         success: verdict.is_some_and(|value| {
             format
                 .success_values
@@ -137,12 +137,16 @@ pub(super) fn read_body(format: &TemplateFormat, body: &[u8]) -> BodyFields {
         }),
         message: first_text(&object, &MESSAGE_KEYS),
         task_id: first_text(&object, &TASK_ID_KEYS).filter(|id| id != "0"),
-        remaining: format
-            .remaining_field
-            .as_deref()
-            .and_then(|name| field(&object, name))
-            .and_then(integer),
-    }
+        remaining: None,
+        package_remaining: None,
+    };
+    fields.remaining = format
+        .remaining_field
+        .as_deref()
+        .and_then(|name| field(&object, name))
+        .and_then(integer);
+    fields.package_remaining = fields.remaining;
+    fields
 }
 
 #[cfg(test)]
@@ -303,6 +307,7 @@ mod tests {
                 message: Some("成功".into()),
                 task_id: Some("165957496829318315203372267".into()),
                 remaining: Some(13),
+                package_remaining: Some(13),
             }
         );
     }
