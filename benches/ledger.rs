@@ -141,6 +141,8 @@ async fn send_loop(ledger: Ledger, channel: ChannelName) -> anyhow::Result<Vec<D
             idempotency: None,
             mobile_masked: "138****8000".into(),
             mobile_full: None,
+            attempts: Vec::new(),
+            takes_key_from: None,
         };
         let ReserveOutcome::Reserved(reservation) = ledger.reserve(&channel, request).await? else {
             anyhow::bail!("the package ran out");

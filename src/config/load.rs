@@ -162,6 +162,7 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
     p.extend(marketplace_problems);
     let templates = templates(&raw.templates, &channels, p);
     let traffic = super::traffic::check_traffic(&raw.traffic, &raw.limits, &channels, p);
+    let routes = super::routes::check_routes(&raw.routes, &channels, p);
     let clients = clients(&raw.clients, p);
 
     let alerts = super::alerts::check(&raw.alerts, &raw.alert_rules, &raw.notifiers, &channels, p);
@@ -202,6 +203,19 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
         marketplace,
         metrics,
         traffic,
+        routes,
+    }
+}
+
+/// Why `path` cannot be a drop-in path (of a channel or a route), if it cannot.
+pub(super) fn proxy_path_problem(path: &str) -> Option<&'static str> {
+    const OWN: [&str; 6] = ["/v1/", "/metrics", "/healthz", "/readyz", "/console", "/openapi.json"];
+    if !path.starts_with('/') || path.len() < 2 {
+        Some("must be a path starting with '/'")
+    } else if OWN.iter().any(|own| path.starts_with(own)) {
+        Some("collides with tollgate's own API paths")
+    } else {
+        None
     }
 }
 
@@ -429,15 +443,17 @@ fn channel(
         }
     };
     if let Some(path) = &ch.proxy_path {
-        let reserved = ["/v1/", "/metrics", "/healthz", "/readyz", "/console"];
-        if !path.starts_with('/') || path.len() < 2 {
-            p.add("proxy_path", "must be a path starting with '/'");
-        } else if reserved.iter().any(|r| path.starts_with(r)) {
-            p.add("proxy_path", "collides with tollgate's own API paths");
+        if let Some(problem) = proxy_path_problem(path) {
+            p.add("proxy_path", problem);
         } else if !seen_paths.insert(path.clone()) {
             p.add("proxy_path", format!("{path} is used by two channels"));
         }
     }
+    let circuit = super::routes::check_circuit(
+        ch.circuit_failures,
+        ch.circuit_cooldown.as_deref(),
+        p,
+    );
     if let Some(signature) = &ch.signature {
         let chars = signature.chars().count();
         if !(signature.starts_with('【') && signature.ends_with('】') && chars > 2) {
@@ -477,6 +493,7 @@ fn channel(
         format,
         product_code: None,
         reserve,
+        circuit,
     })
 }
 

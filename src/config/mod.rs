@@ -6,6 +6,7 @@ pub mod marketplace;
 pub mod metrics;
 pub mod notifier_plugins;
 mod raw;
+pub mod routes;
 pub mod schedule;
 mod settings;
 mod starter;

@@ -31,6 +31,8 @@ pub struct RawConfig {
     /// `[traffic]` and `[[limits]]` (SPEC §12), checked by [`super::traffic`].
     pub traffic: super::traffic::RawTraffic,
     pub limits: Vec<super::traffic::RawLimit>,
+    /// `[[routes]]` (SPEC §13), checked by [`super::routes`].
+    pub routes: Vec<super::routes::RawRoute>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +114,9 @@ pub struct RawChannel {
     pub shed_bulk_below: Option<toml::Value>,
     /// The marketplace's code for the channel's product, checked by [`super::marketplace`].
     pub product_code: Option<String>,
+    /// The channel's circuit breaker (SPEC §13), checked by [`super::routes`].
+    pub circuit_failures: Option<i64>,
+    pub circuit_cooldown: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -36,6 +36,8 @@ pub struct Settings {
     pub metrics: super::metrics::MetricsSettings,
     /// `[traffic]` and `[[limits]]`: limits checked before a send is charged.
     pub traffic: super::traffic::TrafficSettings,
+    /// `[[routes]]`: channels a send may fail over between.
+    pub routes: Vec<super::routes::RouteSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +126,8 @@ pub struct ChannelSettings {
     pub product_code: Option<ProductCode>,
     /// The priority reserve (`reserve_critical`, `shed_bulk_below`, SPEC §11).
     pub reserve: ReserveRule,
+    /// When a route stops trying the channel after upstream failures (SPEC §13).
+    pub circuit: super::routes::CircuitSettings,
 }
 
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use crate::ledger::LedgerError;
+use crate::ledger::{Attempt, LedgerError};
 use crate::send::SendError;
 
 /// An error answered to an API client. `code` is the contract (SPEC §5); `message` is
@@ -25,6 +25,8 @@ pub struct ApiError {
     /// How long to wait before repeating the request (`Retry-After`), when repeating
     /// it can succeed.
     pub retry_after: Option<Duration>,
+    /// A route's send: every channel tried, in order.
+    pub attempts: Vec<Attempt>,
 }
 
 /// The `charged` of a send error.
@@ -50,6 +52,7 @@ impl ApiError {
             charged: None,
             send_id: None,
             retry_after: None,
+            attempts: Vec::new(),
         }
     }
 
@@ -146,6 +149,10 @@ pub struct ErrorDetail {
     /// The send this error belongs to, when one was recorded (`GET /v1/messages/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// A send through a route: every channel it tried, in order, with how each attempt
+    /// ended (SPEC §13).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
 }
 
 impl Serialize for Charged {
@@ -166,6 +173,7 @@ impl IntoResponse for ApiError {
                 message: self.message,
                 charged: self.charged,
                 id: self.send_id,
+                attempts: self.attempts,
             },
         };
         let mut response = (self.status, Json(body)).into_response();
@@ -195,7 +203,7 @@ impl From<LedgerError> for ApiError {
 
 impl From<SendError> for ApiError {
     fn from(err: SendError) -> Self {
-        let status = match &err {
+        let status = match err.innermost() {
             SendError::QuotaExhausted { .. } | SendError::QuotaReserved { .. } => {
                 StatusCode::PAYMENT_REQUIRED
             }
@@ -204,11 +212,14 @@ impl From<SendError> for ApiError {
                 StatusCode::CONFLICT
             }
             SendError::Unavailable(cause) => return ApiError::unavailable(cause).charged(false),
-            SendError::Busy | SendError::TooManyInFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            SendError::Busy
+            | SendError::TooManyInFlight { .. }
+            | SendError::RouteUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         let mut api = ApiError::new(status, err.code(), err.to_string()).charged(false);
         api.retry_after = err.retry_after();
+        api.attempts = err.attempts().to_vec();
         api
     }
 }
@@ -241,6 +252,7 @@ mod tests {
         let limited = ApiError::from(SendError::RateLimited {
             limit: "per-number".into(),
             rule: "at most 1 send per mobile number per 1m".into(),
+            channel_specific: false,
             retry_after: Duration::from_millis(20_100),
         })
         .into_response();

@@ -230,5 +230,6 @@ pub fn send_response(outcome: &SendOutcome) -> Response {
         .unwrap_or_else(|| message.to_owned());
     let mut error = ApiError::new(status, code, detail).charged(record.charged());
     error.send_id = Some(record.id.clone());
+    error.attempts = record.attempts();
     error.into_response()
 }

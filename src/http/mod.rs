@@ -106,18 +106,22 @@ fn described_routes(state: &AppState) -> OpenApiRouter<AppState> {
     use axum::middleware::from_fn_with_state;
     let timeout = request_timeout::RequestTimeout(state.settings.server.limits.request_timeout);
     let mut sends = OpenApiRouter::default().routes(routes!(messages::send));
-    for channel in &state.settings.channels {
-        let Some(path) = &channel.proxy_path else {
-            continue;
-        };
-        sends = sends.route(path, proxy_route(channel.name.to_string()));
+    // The drop-in paths of channels and of routes (SPEC §13): a route's takes the
+    // same request and fails over between its channels.
+    let channels = state
+        .settings
+        .channels
+        .iter()
+        .filter_map(|c| Some((c.proxy_path.as_ref()?, c.name.as_str(), "channel")));
+    let routes = state
+        .settings
+        .routes
+        .iter()
+        .filter_map(|r| Some((r.proxy_path.as_ref()?, r.name.as_str(), "route")));
+    for (path, target, what) in channels.chain(routes) {
+        sends = sends.route(path, proxy_route(target.to_owned()));
         let template = <proxy::__path_handle as utoipa::Path>::operation();
-        openapi::describe_proxy_path(
-            sends.get_openapi_mut(),
-            path,
-            channel.name.as_str(),
-            template,
-        );
+        openapi::describe_proxy_path(sends.get_openapi_mut(), path, what, target, template);
     }
     let sends = sends.route_layer(from_fn_with_state(timeout, request_timeout::limit_send));
     OpenApiRouter::with_openapi(<openapi::ApiDoc as utoipa::OpenApi>::openapi())

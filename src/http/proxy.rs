@@ -110,7 +110,7 @@ struct ProxyForm {
 }
 
 fn refusal(err: SendError) -> Response {
-    match &err {
+    match err.innermost() {
         // What is left being kept for a higher class looks to a drop-in client like
         // the package being used up, which is what it means for that send (SPEC §11).
         SendError::QuotaExhausted { .. } | SendError::QuotaReserved { .. } => gateway_error(
@@ -134,7 +134,10 @@ fn refusal(err: SendError) -> Response {
             }
             response
         }
-        SendError::Unavailable(_) | SendError::Busy | SendError::TooManyInFlight { .. } => {
+        SendError::Unavailable(_)
+        | SendError::Busy
+        | SendError::TooManyInFlight { .. }
+        | SendError::RouteUnavailable { .. } => {
             let mut response = gateway_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable",
@@ -148,10 +151,10 @@ fn refusal(err: SendError) -> Response {
             }
             response
         }
-        other => gateway_error(
+        _ => gateway_error(
             StatusCode::BAD_REQUEST,
             "Invalid Param",
-            Some((other.code(), other.to_string())),
+            Some((err.code(), err.to_string())),
         ),
     }
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::{SendClass, Yuan};
-use crate::ledger::{SendRecord, SendStatus};
+use crate::ledger::{Attempt, SendRecord, SendStatus};
 
 /// The answer to an accepted send: the same for the first request and for every
 /// idempotent repeat of it.
@@ -27,6 +27,12 @@ pub struct SendAnswer {
     pub cost: Yuan,
     pub upstream: UpstreamAnswer,
     pub quota: QuotaLeft,
+    /// The route the send was addressed to (SPEC §13); absent for a send to a channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// A route's send: every channel tried, in order, the one that carried it last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
 }
 
 /// What the vendor answered.
@@ -69,6 +75,12 @@ pub struct MessageRecord {
     pub settled_at: Option<DateTime<Utc>>,
     /// Whether the send is `uncertain` and should be checked against the vendor's console.
     pub needs_reconciliation: bool,
+    /// The route the send was addressed to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// A route's send: every channel tried up to this one, which is last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
 }
 
 /// What the vendor answered, as recorded.
@@ -93,6 +105,8 @@ impl SendAnswer {
             cost: record.cost,
             upstream: UpstreamAnswer::new(record),
             quota: QuotaLeft { remaining_units },
+            route: record.route.clone(),
+            attempts: record.attempts(),
         }
     }
 }
@@ -127,6 +141,8 @@ impl MessageRecord {
             created_at: record.created_at,
             settled_at: record.settled_at,
             needs_reconciliation: record.needs_reconciliation,
+            route: record.route.clone(),
+            attempts: record.attempts(),
         }
     }
 }

@@ -39,7 +39,7 @@ pub use marketplace_counts::{reconciliation_note, MarketplaceFigures, Marketplac
 pub use packages::{NewPackage, NewPackageError, Package, PackageInput, PackageStatus};
 pub use quota::{QuotaView, TotalsRow};
 pub use reconcile::Reconciliation;
-pub use sends::{IdempotencyKey, SendRecord, SendStatus, UpstreamRecord};
+pub use sends::{Attempt, IdempotencyKey, SendRecord, SendStatus, UpstreamRecord};
 pub use sweeper::Sweeper;
 pub use views::{ChannelTotals, ExpiredPackage, UsageRow};
 pub use writer::{

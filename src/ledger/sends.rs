@@ -102,6 +102,33 @@ pub struct UpstreamRecord {
     pub package_remaining: Option<i64>,
 }
 
+/// One channel a send through a route tried: its name and how the attempt ended (the
+/// vendor outcome of SPEC §3, or the refusal code of SPEC §5 such as `quota_exhausted`
+/// or `circuit_open`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Attempt {
+    pub channel: String,
+    pub status: String,
+}
+
+impl Attempt {
+    /// The stored form of the attempts before a send's own (`''` for none).
+    pub fn to_stored(attempts: &[Attempt]) -> String {
+        if attempts.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(attempts).expect("attempts serialize")
+        }
+    }
+
+    fn from_stored(stored: &str) -> Vec<Attempt> {
+        if stored.is_empty() {
+            return Vec::new();
+        }
+        serde_json::from_str(stored).unwrap_or_default()
+    }
+}
+
 /// One send with its charge, as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct SendRecord {
@@ -123,11 +150,27 @@ pub struct SendRecord {
     pub settled_at: Option<DateTime<Utc>>,
     #[serde(skip)]
     pub request_hash: Option<String>,
+    /// The channels a route tried before this one (empty for a send to a channel).
+    pub attempts_before: Vec<Attempt>,
 }
 
 impl SendRecord {
     pub fn charged(&self) -> bool {
         self.charged_units > 0
+    }
+
+    /// Every channel tried, in order, this send's own channel last (a route's send);
+    /// empty for a send addressed to a channel.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        if self.route.is_none() {
+            return Vec::new();
+        }
+        let mut attempts = self.attempts_before.clone();
+        attempts.push(Attempt {
+            channel: self.channel.clone(),
+            status: self.status.as_str().to_owned(),
+        });
+        attempts
     }
 }
 
@@ -151,7 +194,7 @@ impl Ledger {
             "SELECT id, channel, client, mobile_masked, units, class, route, status, \
              charged_units, cost_micros, needs_reconciliation, upstream_status, \
              upstream_request_id, upstream_task_id, upstream_message, upstream_remain_point, \
-             latency_ms, created_at, settled_at, request_hash FROM sends WHERE id = $1",
+             latency_ms, created_at, settled_at, request_hash, attempts FROM sends WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.db().pool())
@@ -185,6 +228,7 @@ impl Ledger {
                 .try_get::<Option<i64>, _>("settled_at")?
                 .map(from_micros),
             request_hash: row.try_get("request_hash")?,
+            attempts_before: Attempt::from_stored(&row.try_get::<String, _>("attempts")?),
         }))
     }
 }

@@ -61,7 +61,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::aggregates::{Aggregates, BucketKey};
 use super::error::INCONSISTENCY;
 use super::pool::{LockedPool, Scope};
-use super::sends::{IdempotencyKey, UpstreamRecord};
+use super::sends::{Attempt, IdempotencyKey, UpstreamRecord};
 use super::{Allocation, Context, Ledger, LedgerError};
 use crate::domain::{ChannelName, LedgerMode, Outcome, RouteName, SendClass, Units, Yuan};
 use crate::store::{placeholders, to_micros, Backend, Transaction};
@@ -96,6 +96,12 @@ pub struct ReserveRequest {
     pub mobile_masked: String,
     /// Only set when `[privacy] store_full_numbers = true`.
     pub mobile_full: Option<String>,
+    /// The channels a route tried before this one, stored with the send.
+    pub attempts: Vec<Attempt>,
+    /// A route's earlier attempt (its send id) that holds the request's idempotency key:
+    /// this reservation takes the key over from it in its own transaction, so that a
+    /// repeat of the request always finds the attempt that is under way or carried it.
+    pub takes_key_from: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -405,8 +411,10 @@ impl Writer {
             now,
         );
         // A refusal for quota may only be a package this copy has not seen; an
-        // unbacked settlement may be an inconsistency: the locked path decides both.
-        if plan.refused_for_quota || !plan.unbacked.is_empty() {
+        // unbacked settlement may be an inconsistency; a key handed over between a
+        // route's attempts must leave one row before it joins another: the locked path
+        // decides all three.
+        if plan.refused_for_quota || !plan.unbacked.is_empty() || plan.hands_over_keys {
             return Ok(None);
         }
         match write_optimistic(
@@ -558,6 +566,8 @@ struct Plan<'a> {
     aggregates: Aggregates,
     /// Some reservation was refused for want of units.
     refused_for_quota: bool,
+    /// Some reservation takes an idempotency key over from an earlier attempt.
+    hands_over_keys: bool,
 }
 
 fn not_applied() -> OpResult {
@@ -588,6 +598,7 @@ fn plan<'a>(
         new_sends: Vec::new(),
         aggregates: Aggregates::new(channel.clone(), context.timezone),
         refused_for_quota: false,
+        hands_over_keys: false,
     };
 
     let mut seen = HashSet::new();
@@ -703,7 +714,12 @@ fn plan<'a>(
             .idempotency
             .as_ref()
             .map(|idem| (request.client.clone(), idem.key().to_owned()));
-        if let Some(existing_id) = key.as_ref().and_then(|key| used_keys.get(key)) {
+        // The key held by the earlier attempt this one takes it over from is free for it.
+        let held_elsewhere = key
+            .as_ref()
+            .and_then(|key| used_keys.get(key))
+            .filter(|holder| request.takes_key_from.as_ref() != Some(*holder));
+        if let Some(existing_id) = held_elsewhere {
             results[i] = Some(OpResult::Reserve(ReserveOutcome::Duplicate {
                 existing_id: existing_id.clone(),
             }));
@@ -742,6 +758,9 @@ fn plan<'a>(
         // it free for a later request of the batch.
         if let Some(key) = key {
             used_keys.insert(key, request.send_id.clone());
+        }
+        if request.takes_key_from.is_some() && request.idempotency.is_some() {
+            plan.hands_over_keys = true;
         }
         plan.aggregates.totals.reserved_units += allocation.units();
         results[i] = Some(OpResult::Reserve(ReserveOutcome::Reserved(reservation_of(
@@ -830,6 +849,7 @@ async fn write_locked(
         }
     }
     insert_entries(tx, channel, &plan.entries, at).await?;
+    hand_over_keys(tx, &plan.new_sends).await?;
     if !plan.new_sends.is_empty() {
         let inserted = insert_sends(tx, context, channel, &plan.new_sends, at).await?;
         let conflicted: Vec<&NewSend> = plan
@@ -844,6 +864,27 @@ async fn write_locked(
     pool.write_back(tx).await?;
     plan.aggregates.write(tx).await?;
     Ok(Learned::Nothing)
+}
+
+/// Takes idempotency keys off the earlier attempts that held them, so that the new
+/// reservations can take them in the same transaction. Only the named attempt's own
+/// key is cleared: nothing else can lose one.
+async fn hand_over_keys(tx: &mut Transaction, sends: &[NewSend<'_>]) -> Result<(), sqlx::Error> {
+    for send in sends {
+        let request = send.request;
+        let (Some(from), Some(idem)) = (&request.takes_key_from, &request.idempotency) else {
+            continue;
+        };
+        sqlx::query(
+            "UPDATE sends SET idempotency_key = NULL              WHERE id = $1 AND client = $2 AND idempotency_key = $3",
+        )
+        .bind(from)
+        .bind(&request.client)
+        .bind(idem.key())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// The claim: one statement moving every planned settlement's send out of `reserved`,
@@ -950,8 +991,8 @@ async fn insert_sends(
     let sql = format!(
         "INSERT INTO sends (id, channel, client, idempotency_key, request_hash, \
          mobile_masked, mobile_full, units, allocation, unmetered_units, status, created_at, \
-         class, route, instance) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
-        placeholders(sends.len(), 15, 1)
+         class, route, instance, attempts) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+        placeholders(sends.len(), 16, 1)
     );
     let mut insert = sqlx::query(&sql);
     for send in sends {
@@ -975,7 +1016,8 @@ async fn insert_sends(
             .bind(at)
             .bind(request.class.as_str())
             .bind(request.route.as_ref().map(RouteName::as_str).unwrap_or(""))
-            .bind(&context.instance);
+            .bind(&context.instance)
+            .bind(Attempt::to_stored(&request.attempts));
     }
     insert
         .fetch_all(&mut **tx)
@@ -1092,6 +1134,7 @@ async fn write_optimistic(
                 "unmetered": s.unmetered,
                 "class": r.class.as_str(),
                 "route": r.route.as_ref().map(RouteName::as_str).unwrap_or(""),
+                "attempts": Attempt::to_stored(&r.attempts),
             })
         })
         .collect();
@@ -1176,12 +1219,14 @@ WITH claims AS (
     RETURNING 1
 ), reserved AS (
     INSERT INTO sends (id, channel, client, idempotency_key, request_hash, mobile_masked,
-        mobile_full, units, allocation, unmetered_units, status, created_at, class, route, instance)
+        mobile_full, units, allocation, unmetered_units, status, created_at, class, route, instance,
+        attempts)
     SELECT r.id, $2, r.client, r.idempotency_key, r.request_hash, r.mobile_masked,
-        r.mobile_full, r.units, r.allocation, r.unmetered, 'reserved', $1, r.class, r.route, $3
+        r.mobile_full, r.units, r.allocation, r.unmetered, 'reserved', $1, r.class, r.route, $3,
+        r.attempts
     FROM jsonb_to_recordset($6::jsonb) AS r(id text, client text, idempotency_key text,
         request_hash text, mobile_masked text, mobile_full text, units bigint,
-        allocation text, unmetered bigint, class text, route text)
+        allocation text, unmetered bigint, class text, route text, attempts text)
     ON CONFLICT DO NOTHING
     RETURNING id
 ), moved AS (

@@ -38,12 +38,13 @@ struct Inner {
     /// The channels with a `product_code`, when `[marketplace]` reads their count.
     marketplace_channels: Vec<ChannelName>,
     sends: Arc<SendMetrics>,
+    routes: Vec<crate::config::routes::RouteSettings>,
 }
 
 impl MetricsExporter {
     pub fn new(ledger: Ledger, alerts: AlertEngine, settings: &Settings) -> Self {
         let channels: Vec<ChannelName> = settings.channels.iter().map(|c| c.name.clone()).collect();
-        let sends = Arc::new(SendMetrics::new(&channels));
+        let sends = Arc::new(SendMetrics::new(&channels, &settings.routes));
         let marketplace_channels = match settings.marketplace {
             Some(_) => crate::marketplace::product_channels(settings)
                 .into_iter()
@@ -58,6 +59,7 @@ impl MetricsExporter {
                 channels,
                 marketplace_channels,
                 sends,
+                routes: settings.routes.clone(),
             }),
         }
     }
@@ -204,7 +206,44 @@ impl MetricsExporter {
             }
             families.push(gauge);
         }
+        families.extend(self.routes(&views)?);
         Ok(families)
+    }
+
+    /// `tollgate_route_channels{route}` (configured) and
+    /// `tollgate_route_channels_available{route}`: the channels a route can use now,
+    /// those with units left whose circuit this process has not opened.
+    fn routes(&self, views: &[QuotaView]) -> Result<[GaugeVec; 2], ScrapeError> {
+        let configured = GaugeVec::new(
+            Opts::new(names::ROUTE_CHANNELS, "Channels configured in the route."),
+            &["route"],
+        )?;
+        let available = GaugeVec::new(
+            Opts::new(
+                names::ROUTE_CHANNELS_AVAILABLE,
+                "Channels of the route that can carry a send now: units left, and a circuit this process has not opened.",
+            ),
+            &["route"],
+        )?;
+        for route in &self.inner.routes {
+            let usable = route
+                .channels
+                .iter()
+                .filter(|channel| {
+                    views
+                        .iter()
+                        .any(|v| v.channel == channel.as_str() && v.remaining > 0)
+                        && !self.inner.sends.circuit_open(channel)
+                })
+                .count();
+            configured
+                .with_label_values(&[route.name.as_str()])
+                .set(route.channels.len() as f64);
+            available
+                .with_label_values(&[route.name.as_str()])
+                .set(usable as f64);
+        }
+        Ok([configured, available])
     }
 
     /// `tollgate_package_expiry_timestamp_seconds{channel,package}`: one series per

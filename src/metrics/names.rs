@@ -21,11 +21,15 @@ pub const NOTIFICATIONS_TOTAL: &str = "tollgate_notifications_total";
 pub const ALERT_FIRING: &str = "tollgate_alert_firing";
 pub const MARKETPLACE_REMAINING_UNITS: &str = "tollgate_marketplace_remaining_units";
 pub const LEDGER_DRIFT_UNITS: &str = "tollgate_ledger_drift_units";
+pub const ROUTE_FAILOVERS_TOTAL: &str = "tollgate_route_failovers_total";
+pub const CIRCUIT_OPEN: &str = "tollgate_circuit_open";
+pub const ROUTE_CHANNELS: &str = "tollgate_route_channels";
+pub const ROUTE_CHANNELS_AVAILABLE: &str = "tollgate_route_channels_available";
 pub const BUILD_INFO: &str = "tollgate_build_info";
 
 /// Every metric family tollgate exports (a histogram also exposes `_bucket`, `_sum`
 /// and `_count` series under its name).
-pub const ALL: [&str; 21] = [
+pub const ALL: [&str; 25] = [
     SENDS_TOTAL,
     BILLED_UNITS_TOTAL,
     COST_YUAN_TOTAL,
@@ -46,6 +50,10 @@ pub const ALL: [&str; 21] = [
     ALERT_FIRING,
     MARKETPLACE_REMAINING_UNITS,
     LEDGER_DRIFT_UNITS,
+    ROUTE_FAILOVERS_TOTAL,
+    CIRCUIT_OPEN,
+    ROUTE_CHANNELS,
+    ROUTE_CHANNELS_AVAILABLE,
     BUILD_INFO,
 ];
 

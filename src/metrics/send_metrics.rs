@@ -2,10 +2,11 @@
 
 use std::collections::HashSet;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::labels::SendOutcomeLabel;
 use super::names;
+use crate::config::routes::RouteSettings;
 use crate::domain::{ChannelName, SendClass};
 use crate::send::{SendEvent, SendObserver};
 
@@ -25,10 +26,35 @@ pub struct SendMetrics {
     channels: HashSet<String>,
     sends: IntCounterVec,
     upstream_duration: HistogramVec,
+    /// `tollgate_route_failovers_total{route,from,to,reason}`.
+    failovers: IntCounterVec,
+    /// `tollgate_circuit_open{channel}`: 1 while this process skips the channel.
+    circuits: IntGaugeVec,
+    /// (route, from, to) of the configured routes: the only failover series counted.
+    route_pairs: HashSet<(String, String, String)>,
 }
 
+/// The `reason` label of `tollgate_route_failovers_total`: how the attempt a route moved
+/// on from ended. Any other refusal (a request error on that channel) is `rejected`.
+pub const FAILOVER_REASONS: [&str; 9] = [
+    "quota_exhausted",
+    "quota_reserved",
+    "rate_limited",
+    "circuit_open",
+    "vendor_quota_exhausted",
+    "auth_failed",
+    "throttled",
+    "upstream_error",
+    "rejected",
+];
+
 impl SendMetrics {
-    pub fn new<'a>(channels: impl IntoIterator<Item = &'a ChannelName>) -> Self {
+    /// The metrics of `channels` and `routes`; every series of a configured channel or
+    /// route starts at 0.
+    pub fn new<'a>(
+        channels: impl IntoIterator<Item = &'a ChannelName>,
+        routes: &[RouteSettings],
+    ) -> Self {
         let sends = IntCounterVec::new(
             Opts::new(
                 names::SENDS_TOTAL,
@@ -46,7 +72,46 @@ impl SendMetrics {
             &["channel"],
         )
         .expect("a valid metric definition");
+        let failovers = IntCounterVec::new(
+            Opts::new(
+                names::ROUTE_FAILOVERS_TOTAL,
+                "Times a route moved a send on from one channel to the next, by the reason the first did not carry it.",
+            ),
+            &["route", "from", "to", "reason"],
+        )
+        .expect("a valid metric definition");
+        let circuits = IntGaugeVec::new(
+            Opts::new(
+                names::CIRCUIT_OPEN,
+                "1 while this process's routes skip the channel because its vendor keeps failing (its circuit is open or probing), else 0.",
+            ),
+            &["channel"],
+        )
+        .expect("a valid metric definition");
+        let mut route_pairs = HashSet::new();
+        for route in routes {
+            for from in &route.channels {
+                for to in route.channels.iter().filter(|to| *to != from) {
+                    for reason in FAILOVER_REASONS {
+                        failovers.with_label_values(&[
+                            route.name.as_str(),
+                            from.as_str(),
+                            to.as_str(),
+                            reason,
+                        ]);
+                    }
+                    route_pairs.insert((
+                        route.name.to_string(),
+                        from.to_string(),
+                        to.to_string(),
+                    ));
+                }
+            }
+        }
         let channels: HashSet<String> = channels.into_iter().map(|c| c.to_string()).collect();
+        for channel in &channels {
+            circuits.with_label_values(&[channel.as_str()]).set(0);
+        }
         for channel in &channels {
             for outcome in SendOutcomeLabel::all() {
                 for class in SendClass::ALL {
@@ -59,12 +124,23 @@ impl SendMetrics {
             channels,
             sends,
             upstream_duration,
+            failovers,
+            circuits,
+            route_pairs,
         }
+    }
+
+    /// Whether this process's routes skip `channel` now.
+    pub fn circuit_open(&self, channel: &ChannelName) -> bool {
+        self.channels.contains(channel.as_str())
+            && self.circuits.with_label_values(&[channel.as_str()]).get() == 1
     }
 
     /// Adds this process's send metrics to `registry` (which is built for one scrape).
     pub fn register_into(&self, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.sends.clone()))?;
+        registry.register(Box::new(self.failovers.clone()))?;
+        registry.register(Box::new(self.circuits.clone()))?;
         registry.register(Box::new(self.upstream_duration.clone()))
     }
 
@@ -86,6 +162,30 @@ impl SendObserver for SendMetrics {
                 code,
             } => {
                 self.count(channel, SendOutcomeLabel::for_refusal(code), *class);
+            }
+            SendEvent::FailedOver {
+                route,
+                from,
+                to,
+                reason,
+            } => {
+                let pair = (route.to_string(), from.to_string(), to.to_string());
+                if self.route_pairs.contains(&pair) {
+                    let reason = FAILOVER_REASONS
+                        .into_iter()
+                        .find(|known| known == reason)
+                        .unwrap_or("rejected");
+                    self.failovers
+                        .with_label_values(&[route.as_str(), from.as_str(), to.as_str(), reason])
+                        .inc();
+                }
+            }
+            SendEvent::Circuit { channel, open } => {
+                if self.channels.contains(channel.as_str()) {
+                    self.circuits
+                        .with_label_values(&[channel.as_str()])
+                        .set(i64::from(*open));
+                }
             }
             SendEvent::Settled {
                 channel,
@@ -139,7 +239,7 @@ mod tests {
     #[test]
     fn settled_sends_are_counted_by_vendor_outcome_and_timed() {
         let sms = channel("sms_code");
-        let metrics = SendMetrics::new([&sms]);
+        let metrics = SendMetrics::new([&sms], &[]);
         metrics.observe(&settled(&sms, Outcome::Sent, 120));
         metrics.observe(&settled(&sms, Outcome::Sent, 80));
         metrics.observe(&settled(&sms, Outcome::VendorRejected, 300));
@@ -154,7 +254,7 @@ mod tests {
     #[test]
     fn refusals_are_counted_without_a_latency() {
         let sms = channel("sms_code");
-        let metrics = SendMetrics::new([&sms]);
+        let metrics = SendMetrics::new([&sms], &[]);
         metrics.observe(&SendEvent::Refused {
             channel: &sms,
             class: SendClass::Critical,
@@ -181,7 +281,7 @@ mod tests {
     fn every_series_exists_from_the_start_and_no_other_appears() {
         let sms = channel("sms_code");
         let voice = channel("voice_notice");
-        let metrics = SendMetrics::new([&sms, &voice]);
+        let metrics = SendMetrics::new([&sms, &voice], &[]);
         let stranger = channel("not_configured");
         metrics.observe(&settled(&stranger, Outcome::Sent, 10));
         metrics.observe(&SendEvent::Refused {

@@ -24,6 +24,7 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use super::window::{slot_micros, slots_in, Window};
+use crate::config::alerts::ChannelSelector;
 use crate::config::{LimitMax, LimitScope, LimitSettings};
 use crate::domain::mobile::Mobile;
 use crate::domain::{ChannelName, HashKey, SendClass, Yuan};
@@ -71,6 +72,9 @@ pub struct RateLimited {
     /// What the limit allows, in words ([`LimitSettings::rule`]).
     pub rule: String,
     pub retry_after: Duration,
+    /// Whether every limit the send is over names its channels: another channel (of a
+    /// route) may then take the send.
+    pub channel_specific: bool,
 }
 
 /// What an admitted send added to its limits' counts, to take back if it is not charged
@@ -398,7 +402,7 @@ fn decide(ops: &[Op], windows: &mut BTreeMap<Key, (Duration, Window)>, now: i64)
     for op in ops {
         match op {
             Op::Admit { checks, .. } => {
-                let over = checks
+                let over: Vec<RateLimited> = checks
                     .iter()
                     .filter_map(|check| {
                         let (window, slots) = &windows[&check.key];
@@ -406,9 +410,21 @@ fn decide(ops: &[Op], windows: &mut BTreeMap<Key, (Duration, Window)>, now: i64)
                             limit: check.key.limit.to_string(),
                             rule: check.limit.rule(),
                             retry_after: slots.wait_until_fits(now, *window, check.max, check.need),
+                            channel_specific: matches!(
+                                check.limit.channels,
+                                ChannelSelector::Named(_)
+                            ),
                         })
                     })
-                    .max_by_key(|refusal| refusal.retry_after);
+                    .collect();
+                let channel_specific = over.iter().all(|refusal| refusal.channel_specific);
+                let over = over
+                    .into_iter()
+                    .max_by_key(|refusal| refusal.retry_after)
+                    .map(|refusal| RateLimited {
+                        channel_specific,
+                        ..refusal
+                    });
                 decisions.push(match over {
                     Some(refusal) => Err(refusal),
                     None => Ok(Admission {
@@ -482,7 +498,7 @@ mod tests {
                 name: limit.to_owned(),
                 scope: LimitScope::Client,
                 classes: Vec::new(),
-                channels: crate::config::alerts::ChannelSelector::All,
+                channels: ChannelSelector::All,
                 window: Duration::from_secs(60),
                 max: LimitMax::Sends(max),
             }),

@@ -1,4 +1,5 @@
-//! The send path: parse and rate → reserve → call the vendor → settle.
+//! The send path: parse and rate → check the traffic limits → reserve → call the
+//! vendor → settle; through a route, the same for each channel tried, in order.
 //!
 //! Both the JSON API and the drop-in proxy hand their requests to
 //! [`SendService::send`], which is the only place that calls the vendor. Its order is the
@@ -11,6 +12,7 @@ mod in_flight;
 mod observer;
 mod prepare;
 mod request;
+mod route;
 mod service;
 
 pub use error::SendError;

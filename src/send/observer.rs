@@ -1,6 +1,6 @@
 //! What the send path tells the parts of tollgate that watch it (metrics, alerts).
 
-use crate::domain::{ChannelName, Outcome, SendClass, Yuan};
+use crate::domain::{ChannelName, Outcome, RouteName, SendClass, Yuan};
 
 /// What happened to one send. Observers are called on the send path, so they must not
 /// block.
@@ -14,6 +14,16 @@ pub enum SendEvent<'a> {
         class: SendClass,
         code: &'static str,
     },
+    /// A route moved on from one channel to the next; `reason` is how the attempt
+    /// ended (a vendor outcome, a refusal code, or `circuit_open`).
+    FailedOver {
+        route: &'a RouteName,
+        from: &'a ChannelName,
+        to: &'a ChannelName,
+        reason: &'a str,
+    },
+    /// A channel's circuit opened (the vendor keeps failing) or closed again.
+    Circuit { channel: &'a ChannelName, open: bool },
     /// The vendor was called and the send settled.
     Settled {
         channel: &'a ChannelName,

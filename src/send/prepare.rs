@@ -1,30 +1,42 @@
 //! Preparing a send: the raw request parsed and rated against its channel's rules,
 //! before anything is reserved, so that a refused send costs nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::error::SendError;
 use super::request::{MessageSource, Origin, SendRequest};
+use super::route::{Circuit, Route};
 use crate::config::{ChannelSettings, Settings, TemplateSettings};
 use crate::domain::content::{rate_message, ContentRules, MessageBody, RatedMessage};
 use crate::domain::mobile::Mobile;
 use crate::domain::{ChannelKind, ChannelName, SendClass};
 use crate::secret::Secret;
+use crate::upstream::VendorMessage;
 
-/// A configured channel, ready to send: its settings, content rules and AppCode.
+/// A configured channel, ready to send: its settings, content rules, AppCode and
+/// circuit breaker.
 pub(super) struct Channel {
     pub settings: ChannelSettings,
     pub rules: ContentRules,
     pub appcode: Secret,
+    pub circuit: Circuit,
 }
 
-/// The channels and templates sends are checked against, built once from the settings.
+/// The channels, routes and templates sends are checked against, built once from the
+/// settings.
 pub(super) struct Catalog {
     channels: HashMap<String, Arc<Channel>>,
+    routes: HashMap<String, Arc<Route>>,
     templates: HashMap<(String, String), TemplateSettings>,
+}
+
+/// What a send names: a channel, or a route over several.
+pub(super) enum Target {
+    Channel(Arc<Channel>),
+    Route(Arc<Route>),
 }
 
 /// A request that passed every check and is rated, ready to reserve.
@@ -33,6 +45,34 @@ pub struct PreparedSend {
     pub(super) mobile: Mobile,
     pub(super) rated: RatedMessage,
     pub(super) class: SendClass,
+    /// What the vendor is given: the rated text, or its own template id and the
+    /// parameters (a `format = "template"` channel).
+    pub(super) payload: Payload,
+}
+
+/// The message as the channel's vendor takes it.
+pub(super) enum Payload {
+    Text,
+    Template {
+        template_id: String,
+        params: BTreeMap<String, String>,
+    },
+}
+
+impl PreparedSend {
+    /// The message for the vendor call.
+    pub(super) fn vendor_message(&self) -> VendorMessage<'_> {
+        match &self.payload {
+            Payload::Text => VendorMessage::Text(&self.rated.text),
+            Payload::Template {
+                template_id,
+                params,
+            } => VendorMessage::Template {
+                template_id,
+                params,
+            },
+        }
+    }
 }
 
 impl PreparedSend {
@@ -77,6 +117,7 @@ impl Catalog {
                     settings: channel.clone(),
                     rules,
                     appcode,
+                    circuit: Circuit::new(channel.circuit),
                 }),
             );
         }
@@ -85,38 +126,57 @@ impl Catalog {
             .iter()
             .map(|t| ((t.channel.to_string(), t.name.clone()), t.clone()))
             .collect();
+        let routes = settings
+            .routes
+            .iter()
+            .map(|route| {
+                let members = route
+                    .channels
+                    .iter()
+                    .filter_map(|name| channels.get(name.as_str()).cloned())
+                    .collect();
+                (
+                    route.name.to_string(),
+                    Arc::new(Route::new(route.clone(), members)),
+                )
+            })
+            .collect();
         Ok(Self {
             channels,
+            routes,
             templates,
         })
     }
 
-    pub fn channel(&self, name: &str) -> Option<&Arc<Channel>> {
-        self.channels.get(name)
+    /// The channel or route a send names.
+    pub fn target(&self, name: &str) -> Option<Target> {
+        self.channels
+            .get(name)
+            .cloned()
+            .map(Target::Channel)
+            .or_else(|| self.routes.get(name).cloned().map(Target::Route))
     }
 
-    /// Parses and rates a request: every content rule is checked here.
+    /// Parses and rates a request for `channel`: every content rule is checked here.
     pub fn prepare(
         &self,
         request: &SendRequest,
+        channel: &Arc<Channel>,
         now: DateTime<Utc>,
     ) -> Result<PreparedSend, SendError> {
-        let channel = self
-            .channels
-            .get(&request.channel)
-            .ok_or_else(|| SendError::UnknownChannel(request.channel.chars().take(64).collect()))?
-            .clone();
+        let channel = channel.clone();
+        let channel_name = channel.settings.name.as_str();
         let mobile = Mobile::parse(&request.to)?;
         let kind = channel.settings.kind;
         // The class is the template's, else the channel kind's: nothing in the request
         // itself can raise it.
-        let (class, rated) = match &request.message {
+        let (class, rated, payload) = match &request.message {
             MessageSource::Template { name, params } => {
                 let template = self
                     .templates
-                    .get(&(request.channel.clone(), name.clone()))
+                    .get(&(channel_name.to_owned(), name.clone()))
                     .ok_or_else(|| SendError::UnknownTemplate {
-                        channel: request.channel.clone(),
+                        channel: channel_name.to_owned(),
                         template: name.chars().take(64).collect(),
                     })?;
                 let class = template
@@ -126,10 +186,19 @@ impl Catalog {
                     body: &template.body,
                     params,
                 };
-                (
-                    class,
-                    rate_message(&channel.rules.for_class(class), body, now)?,
-                )
+                let rated = rate_message(&channel.rules.for_class(class), body, now)?;
+                // A template channel is given the vendor's id (the configuration makes
+                // sure each of its templates has one) and the parameters as sent.
+                let payload = match &template.vendor_template_id {
+                    Some(id) if channel.settings.format.needs_vendor_template() => {
+                        Payload::Template {
+                            template_id: id.clone(),
+                            params: params.clone(),
+                        }
+                    }
+                    _ => Payload::Text,
+                };
+                (class, rated, payload)
             }
             MessageSource::Content(text) => {
                 if kind.is_sms() && request.origin == Origin::Api {
@@ -137,12 +206,15 @@ impl Catalog {
                         kind: kind.as_str(),
                     });
                 }
+                if channel.settings.format.needs_vendor_template() {
+                    return Err(SendError::VendorTemplateRequired {
+                        channel: channel_name.to_owned(),
+                    });
+                }
                 let class = SendClass::default_for(kind);
                 let body = MessageBody::Text(text);
-                (
-                    class,
-                    rate_message(&channel.rules.for_class(class), body, now)?,
-                )
+                let rated = rate_message(&channel.rules.for_class(class), body, now)?;
+                (class, rated, Payload::Text)
             }
         };
         Ok(PreparedSend {
@@ -150,6 +222,7 @@ impl Catalog {
             channel,
             mobile,
             rated,
+            payload,
         })
     }
 }

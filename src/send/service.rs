@@ -15,17 +15,18 @@ use chrono::Utc;
 use super::error::SendError;
 use super::in_flight::InFlight;
 use super::observer::{SendEvent, SendObserver};
-use super::prepare::{Catalog, PreparedSend};
+use super::prepare::{Catalog, Channel, PreparedSend, Target};
+use super::route::{self, Pass, Route};
 use super::request::SendRequest;
 use crate::config::Settings;
 use crate::domain::{ChannelName, HashKey, LedgerMode, Outcome, SendClass, Yuan};
 use crate::ledger::{
-    IdempotencyKey, Ledger, LedgerError, Reservation, ReserveOutcome, ReserveRequest, SendRecord,
-    SendStatus, Settlement, UpstreamRecord,
+    Attempt, IdempotencyKey, Ledger, LedgerError, Reservation, ReserveOutcome, ReserveRequest,
+    SendRecord, SendStatus, Settlement, UpstreamRecord,
 };
 use crate::policy::{Admission, Limits, SendFacts};
 use crate::secret::Secret;
-use crate::upstream::{VendorCall, VendorClient, VendorMessage, VendorReply};
+use crate::upstream::{VendorCall, VendorClient, VendorReply};
 
 /// The end of a send that reached the ledger: the record as stored, with what was left.
 #[derive(Debug, Clone)]
@@ -36,6 +37,36 @@ pub struct SendOutcome {
     pub replayed: bool,
     /// The vendor's raw answer, for the drop-in proxy to mirror.
     pub vendor: Option<VendorReply>,
+    /// Every channel a route tried, in order, the one that carried the send last;
+    /// empty for a send to a channel.
+    pub attempts: Vec<Attempt>,
+}
+
+/// How one channel's attempt ended before (or at) its reservation.
+enum Step {
+    /// Reserved: the vendor is called next.
+    Reserved(Called),
+    /// Refused before the vendor (a request error for this channel, a channel-specific
+    /// limit, no quota or only a reserve): a route moves on.
+    Refused(SendError),
+    /// Its circuit is open: a route moves on without trying it.
+    Skipped,
+    /// An earlier request with the same key answers it.
+    Replay(Result<SendOutcome, SendError>),
+    /// No other channel can change this answer.
+    Stop(SendError),
+}
+
+/// A reserved attempt, and once called, what its vendor answered.
+struct Called {
+    reservation: Reservation,
+    prepared: PreparedSend,
+    admission: Admission,
+    idempotency: Option<IdempotencyKey>,
+    /// What the vendor answered, once called.
+    reply: Option<VendorReply>,
+    /// Whether this call is its circuit's probe.
+    probe: bool,
 }
 
 #[derive(Clone)]
@@ -119,7 +150,24 @@ impl SendService {
                 return self.replay(&existing, Some(key)).await;
             }
         }
-        let prepared = self.prepare(&request)?;
+        let target = self
+            .inner
+            .catalog
+            .target(&request.channel)
+            .ok_or_else(|| SendError::UnknownChannel(request.channel.chars().take(64).collect()))?;
+        let (route, channels, first) = match target {
+            // A send to a channel is checked here, before anything else happens.
+            Target::Channel(channel) => {
+                let prepared = self.prepare(&request, &channel)?;
+                (None, vec![channel], Some(prepared))
+            }
+            // A route's send is checked for each channel it tries (templates are looked
+            // up by name on each, and each vendor rates its own text).
+            Target::Route(route) => {
+                let channels = route.ordered(&self.inner.ledger).await?;
+                (Some(route), channels, None)
+            }
+        };
         let service = self.clone();
         let guard = self
             .inner
@@ -130,9 +178,7 @@ impl SendService {
             })?;
         let task = tokio::spawn(async move {
             let _guard = guard;
-            service
-                .execute(prepared, request.client, request.idempotency)
-                .await
+            service.execute(request, route, channels, first).await
         });
         task.await.unwrap_or_else(|err| {
             Err(SendError::Unavailable(LedgerError::Inconsistent(format!(
@@ -147,88 +193,245 @@ impl SendService {
         }
     }
 
-    /// Parses and rates a request; a refusal of a configured channel is observed.
-    fn prepare(&self, request: &SendRequest) -> Result<PreparedSend, SendError> {
-        let prepared = self.inner.catalog.prepare(request, Utc::now());
+    /// Parses and rates a request for `channel`; a refusal is observed.
+    fn prepare(
+        &self,
+        request: &SendRequest,
+        channel: &Arc<Channel>,
+    ) -> Result<PreparedSend, SendError> {
+        let prepared = self.inner.catalog.prepare(request, channel, Utc::now());
         if let Err(err) = &prepared {
-            if let Some(channel) = self.inner.catalog.channel(&request.channel) {
-                self.tell(SendEvent::Refused {
-                    channel: &channel.settings.name,
-                    class: SendClass::default_for(channel.settings.kind),
-                    code: err.code(),
-                });
-            }
+            self.tell(SendEvent::Refused {
+                channel: &channel.settings.name,
+                class: SendClass::default_for(channel.settings.kind),
+                code: err.code(),
+            });
         }
         prepared
     }
 
-    /// Reserves, calls the vendor and settles.
-    #[tracing::instrument(skip_all, fields(channel = %prepared.channel(), units = prepared.units(), client = %client))]
+    /// Tries `channels` in order until one carries the send (a send to a channel has
+    /// exactly one). A route moves on from a channel that refused the send before its
+    /// vendor was called, whose circuit is open, or whose vendor took nothing
+    /// ([`route::fails_over`]); it never moves on after the message may have gone out.
+    ///
+    /// A vendor attempt that failed stays reserved until the next attempt's reservation
+    /// has taken the request's idempotency key over from it, and is settled (not
+    /// charged) right after: a repeat of the request always finds the attempt under way
+    /// or the one that ended the send, never a gap in which it could go out twice.
     async fn execute(
         &self,
-        prepared: PreparedSend,
-        client: String,
-        idempotency: Option<IdempotencyKey>,
+        request: SendRequest,
+        route: Option<Arc<Route>>,
+        channels: Vec<Arc<Channel>>,
+        mut first: Option<PreparedSend>,
     ) -> Result<SendOutcome, SendError> {
-        let ledger = &self.inner.ledger;
-        let channel = &prepared.channel;
-        let send_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
-        let request = ReserveRequest {
-            send_id,
-            client,
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut failed: Option<Called> = None;
+        let mut refusal: Option<SendError> = None;
+        for (i, channel) in channels.iter().enumerate() {
+            if let (Some(route), Some(previous)) = (&route, attempts.last()) {
+                let from = &channels[i - 1].settings.name;
+                self.tell(SendEvent::FailedOver {
+                    route: route.name(),
+                    from,
+                    to: &channel.settings.name,
+                    reason: &previous.status,
+                });
+            }
+            let step = self
+                .attempt(&request, route.as_deref(), channel, first.take(), &attempts, &failed)
+                .await;
+            let status = match step {
+                Step::Stop(err) => {
+                    if let Some(called) = failed.take() {
+                        self.finish_quietly(called, &attempts).await;
+                    }
+                    return Err(err);
+                }
+                Step::Replay(replayed) => {
+                    if let Some(called) = failed.take() {
+                        self.finish_quietly(called, &attempts).await;
+                    }
+                    return replayed;
+                }
+                Step::Refused(err) => {
+                    let status = err.code().to_owned();
+                    refusal = Some(err);
+                    status
+                }
+                Step::Skipped => "circuit_open".to_owned(),
+                Step::Reserved(called) => {
+                    // This attempt holds the key now: the one before it can be settled.
+                    if let Some(earlier) = failed.take() {
+                        self.finish_quietly(earlier, &attempts[..attempts.len() - 1]).await;
+                    }
+                    let called = self.call(called).await;
+                    let answer = &called.reply.as_ref().expect("a called attempt has a reply").answer;
+                    let outcome = answer.outcome;
+                    if route.is_some() && route::fails_over(outcome) && !answer.charged {
+                        failed = Some(called);
+                        attempts.push(Attempt {
+                            channel: channel.settings.name.to_string(),
+                            status: outcome.as_str().to_owned(),
+                        });
+                        continue;
+                    }
+                    return self.finish(called, &attempts).await;
+                }
+            };
+            if route.is_none() {
+                return Err(refusal.expect("a send to a channel refused with its reason"));
+            }
+            attempts.push(Attempt {
+                channel: channel.settings.name.to_string(),
+                status,
+            });
+        }
+        let route = route.expect("only a route runs out of channels");
+        // Every channel was tried. A vendor that failed last holds the send's key and
+        // its answer is the send's; else the last refusal is.
+        if let Some(called) = failed.take() {
+            let before = &attempts[..attempts.len() - 1];
+            return self.finish(called, before).await;
+        }
+        Err(match refusal {
+            Some(last) => SendError::Route {
+                route: route.name().to_string(),
+                attempts,
+                last: Box::new(last),
+            },
+            None => SendError::RouteUnavailable {
+                route: route.name().to_string(),
+                attempts,
+            },
+        })
+    }
+
+    /// One channel's attempt, up to its reservation.
+    async fn attempt(
+        &self,
+        request: &SendRequest,
+        route: Option<&Route>,
+        channel: &Arc<Channel>,
+        prepared: Option<PreparedSend>,
+        attempts: &[Attempt],
+        failed: &Option<Called>,
+    ) -> Step {
+        let routed = route.is_some();
+        let pass = if routed {
+            channel.circuit.pass()
+        } else {
+            Pass::Go
+        };
+        if pass == Pass::Skip {
+            return Step::Skipped;
+        }
+        let unused_probe = || {
+            if pass == Pass::Probe {
+                channel.circuit.probe_unused();
+            }
+        };
+        let prepared = match prepared.map_or_else(|| self.prepare(request, channel), Ok) {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                unused_probe();
+                return if routed && err.fails_over() {
+                    Step::Refused(err)
+                } else {
+                    Step::Stop(err)
+                };
+            }
+        };
+        let admission = match self.admit(&prepared, &request.client).await {
+            Ok(admission) => admission,
+            Err(err) => {
+                unused_probe();
+                let channel_specific =
+                    matches!(&err, SendError::RateLimited { channel_specific: true, .. });
+                return if routed && channel_specific {
+                    Step::Refused(err)
+                } else {
+                    Step::Stop(err)
+                };
+            }
+        };
+        let name = &channel.settings.name;
+        let reserve = ReserveRequest {
+            send_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            client: request.client.clone(),
             units: prepared.rated.units,
             class: prepared.class,
-            route: None,
-            idempotency: idempotency.clone(),
+            route: route.map(|r| r.name().clone()),
+            idempotency: request.idempotency.clone(),
             mobile_masked: prepared.mobile.masked(),
             mobile_full: self
                 .inner
                 .store_full_numbers
                 .then(|| prepared.mobile.expose_national().to_owned()),
+            attempts: attempts.to_vec(),
+            takes_key_from: failed.as_ref().map(|f| f.reservation.send_id.clone()),
         };
-        let admission = self.admit(&prepared, &request.client).await?;
-        let refused = |code| {
-            self.tell(SendEvent::Refused {
-                channel: &channel.settings.name,
-                class: prepared.class,
-                code,
-            })
-        };
-        let reserved = ledger.reserve(&channel.settings.name, request).await;
-        let reservation = match reserved {
-            Ok(ReserveOutcome::Reserved(reservation)) => reservation,
-            Ok(ReserveOutcome::QuotaExhausted { remaining }) => {
-                self.inner.limits.release(admission);
-                refused("quota_exhausted");
-                return Err(SendError::QuotaExhausted {
-                    channel: channel.settings.name.to_string(),
+        let (code, err) = match self.inner.ledger.reserve(name, reserve).await {
+            Ok(ReserveOutcome::Reserved(reservation)) => {
+                return Step::Reserved(Called {
+                    reservation,
+                    prepared,
+                    admission,
+                    idempotency: request.idempotency.clone(),
+                    reply: None,
+                    probe: pass == Pass::Probe,
+                })
+            }
+            Ok(ReserveOutcome::QuotaExhausted { remaining }) => (
+                "quota_exhausted",
+                SendError::QuotaExhausted {
+                    channel: name.to_string(),
                     remaining,
                     needed: prepared.rated.units.get(),
-                });
-            }
-            Ok(ReserveOutcome::QuotaReserved { remaining }) => {
-                self.inner.limits.release(admission);
-                refused("quota_reserved");
-                return Err(SendError::QuotaReserved {
-                    channel: channel.settings.name.to_string(),
+                },
+            ),
+            Ok(ReserveOutcome::QuotaReserved { remaining }) => (
+                "quota_reserved",
+                SendError::QuotaReserved {
+                    channel: name.to_string(),
                     remaining,
                     class: prepared.class,
                     kept_for: match prepared.class {
                         SendClass::Bulk => "normal and critical",
                         _ => "critical",
                     },
-                });
-            }
+                },
+            ),
             Ok(ReserveOutcome::Duplicate { existing_id }) => {
                 self.inner.limits.release(admission);
-                return self.replay(&existing_id, idempotency.as_ref()).await;
+                unused_probe();
+                return Step::Replay(self.replay(&existing_id, request.idempotency.as_ref()).await);
             }
             Err(err) => {
                 self.inner.limits.release(admission);
-                return Err(err.into());
+                unused_probe();
+                return Step::Stop(err.into());
             }
         };
+        // Refused for quota: nothing was recorded or sent.
+        self.inner.limits.release(admission);
+        unused_probe();
+        self.tell(SendEvent::Refused {
+            channel: name,
+            class: prepared.class,
+            code,
+        });
+        if routed {
+            Step::Refused(err)
+        } else {
+            Step::Stop(err)
+        }
+    }
 
+    /// Calls the vendor for a reserved attempt, and tells its circuit what it answered.
+    async fn call(&self, mut called: Called) -> Called {
+        let channel = &called.prepared.channel;
         let reply = self
             .inner
             .vendor
@@ -237,10 +440,44 @@ impl SendService {
                 url: &channel.settings.url,
                 method: channel.settings.method,
                 appcode: &channel.appcode,
-                mobile: prepared.mobile.expose_national(),
-                message: VendorMessage::Text(&prepared.rated.text),
+                mobile: called.prepared.mobile.expose_national(),
+                message: called.prepared.vendor_message(),
             })
             .await;
+        let was_open = channel.circuit.is_open();
+        channel.circuit.record(reply.answer.outcome);
+        let open = channel.circuit.is_open();
+        if was_open != open || (called.probe && open) {
+            self.tell(SendEvent::Circuit {
+                channel: &channel.settings.name,
+                open,
+            });
+        }
+        called.reply = Some(reply);
+        called
+    }
+
+    /// Settles an attempt a route moved on from; a failure to record it is left to the
+    /// sweeper (which charges it as `uncertain`), as for any send.
+    async fn finish_quietly(&self, called: Called, before: &[Attempt]) {
+        if let Err(err) = self.finish(called, before).await {
+            tracing::warn!(error = %err, "could not settle a route's earlier attempt; the sweeper will");
+        }
+    }
+
+    /// Settles a called attempt with what its vendor answered, and builds the answer.
+    async fn finish(&self, called: Called, before: &[Attempt]) -> Result<SendOutcome, SendError> {
+        let Called {
+            reservation,
+            prepared,
+            admission,
+            reply,
+            idempotency,
+            ..
+        } = called;
+        let reply = reply.expect("only a called attempt is finished");
+        let ledger = &self.inner.ledger;
+        let channel = &prepared.channel;
         let answer = &reply.answer;
         let settlement = Settlement {
             outcome: answer.outcome,
@@ -271,8 +508,13 @@ impl SendService {
                 tracing::error!(send_id = %reservation.send_id, error = %err, "could not settle a send; the sweeper will charge it as uncertain");
                 // It will be charged: it keeps its counts (its cost is not known yet).
                 drop(admission);
-                let mut record =
-                    self.record(&reservation, &prepared, &settlement, idempotency.as_ref());
+                let mut record = self.record(
+                    &reservation,
+                    &prepared,
+                    &settlement,
+                    idempotency.as_ref(),
+                    before,
+                );
                 record.status = SendStatus::Settled(Outcome::Uncertain);
                 record.charged_units = reservation.units.as_i64();
                 record.needs_reconciliation = true;
@@ -281,6 +523,7 @@ impl SendService {
                     answer.outcome
                 ));
                 return Ok(SendOutcome {
+                    attempts: record.attempts(),
                     record,
                     remaining: reservation.remaining,
                     replayed: false,
@@ -306,10 +549,17 @@ impl SendService {
             latency: reply.latency,
             remaining,
         });
-        let mut record = self.record(&reservation, &prepared, &settlement, idempotency.as_ref());
+        let mut record = self.record(
+            &reservation,
+            &prepared,
+            &settlement,
+            idempotency.as_ref(),
+            before,
+        );
         record.charged_units = settled.charged_units;
         record.cost = settled.cost;
         Ok(SendOutcome {
+            attempts: record.attempts(),
             record,
             remaining,
             replayed: false,
@@ -338,6 +588,7 @@ impl SendService {
                     limit: limited.limit,
                     rule: limited.rule,
                     retry_after: limited.retry_after,
+                    channel_specific: limited.channel_specific,
                 })
             }
         }
@@ -360,6 +611,7 @@ impl SendService {
         prepared: &PreparedSend,
         settlement: &Settlement,
         idempotency: Option<&IdempotencyKey>,
+        attempts_before: &[Attempt],
     ) -> SendRecord {
         let now = Utc::now();
         SendRecord {
@@ -378,6 +630,7 @@ impl SendService {
             created_at: now,
             settled_at: Some(now),
             request_hash: idempotency.map(|k| k.request_hash().to_owned()),
+            attempts_before: attempts_before.to_vec(),
         }
     }
 
@@ -390,6 +643,7 @@ impl SendService {
         let record = self.stored(send_id).await?;
         let remaining = self.remaining_of(&record).await?;
         Ok(SendOutcome {
+            attempts: record.attempts(),
             record,
             remaining,
             replayed: false,
@@ -414,6 +668,7 @@ impl SendService {
         }
         let remaining = self.remaining_of(&record).await?;
         Ok(SendOutcome {
+            attempts: record.attempts(),
             record,
             remaining,
             replayed: true,

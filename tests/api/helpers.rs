@@ -232,6 +232,8 @@ pub fn request(units: u32) -> ReserveRequest {
         idempotency: None,
         mobile_masked: "138****8000".into(),
         mobile_full: None,
+        attempts: Vec::new(),
+        takes_key_from: None,
     }
 }
 

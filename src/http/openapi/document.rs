@@ -104,13 +104,19 @@ pub async fn serve_document(Extension(document): Extension<ApiDocument>) -> Resp
 
 /// Adds a channel's drop-in path: the vendor's request format, `GET` or `POST`, with the
 /// operation described by `template` (the proxy handler's annotation).
-pub fn describe_proxy_path(openapi: &mut OpenApi, path: &str, channel: &str, template: Operation) {
+pub fn describe_proxy_path(
+    openapi: &mut OpenApi,
+    path: &str,
+    what: &str,
+    target: &str,
+    template: Operation,
+) {
     for (method, verb) in [(HttpMethod::Get, "get"), (HttpMethod::Post, "post")] {
         let mut operation = template.clone();
-        operation.operation_id = Some(format!("drop_in_{channel}_{verb}"));
+        operation.operation_id = Some(format!("drop_in_{what}_{target}_{verb}"));
         operation.tags = Some(vec!["drop-in".to_owned()]);
         operation.summary = Some(format!(
-            "Send on channel {channel} in the vendor's own format"
+            "Send on {what} {target} in the vendor's own format"
         ));
         if method == HttpMethod::Get {
             // A GET carries its fields in the query only.
