@@ -13,9 +13,16 @@ use super::forecast::{Forecast, SuggestionPlan};
 use super::rules::{ChannelFacts, RuleSpec, Trigger};
 use super::state::{decide, Step};
 use super::store::{self, AckOutcome, AlertRecord, TransitionInput};
+
 use crate::config::{ChannelSettings, Settings};
 use crate::domain::{ChannelName, Clock};
 use crate::ledger::{Ledger, Package, QuotaView};
+
+/// How many times one evaluation looks at a rule: the first look and, after each
+/// change it made, one more on fresh facts. A condition that flaps faster than this is
+/// looked at again by the next evaluation (the next charge, or the `quota_check`
+/// schedule).
+const MAX_LOOKS: usize = 4;
 
 /// One state change that was made, with the notifications it queued.
 #[derive(Debug, Clone, Serialize)]
@@ -83,99 +90,157 @@ impl AlertEngine {
     }
 
     /// Evaluates every rule that applies to `channel`, and makes and notifies the state
-    /// changes due. Called after each charge, after a package is registered, and by
-    /// [`AlertEngine::evaluate_all`].
+    /// changes due. Called after each charge, after a package is registered or a
+    /// reconciliation made, and by [`AlertEngine::evaluate_all`].
+    ///
+    /// One notification per transition, cluster-wide (SPEC §7), rests on three things:
+    ///
+    /// - *the step is decided with the state row locked* ([`store::lock`]): a second
+    ///   evaluation of the same alert, here or on another instance, waits and then finds
+    ///   the state the first one left;
+    /// - *on facts read under that lock*: the quota, packages and vendor standing are
+    ///   read again on the locked transaction's connection, after the lock was taken, so
+    ///   a decision is never made on figures older than the previous holder's. An
+    ///   evaluation that read the quota before a package was registered, and reached the
+    ///   lock after an evaluation that had seen the package, no longer fires on the old
+    ///   figure (it used to: fire → resolve → fire → resolve for one purchase). The
+    ///   lock holders therefore see the facts in the order of time, and the state moves
+    ///   only when the condition they see changes;
+    /// - *a committed change is looked at once more*: the facts may change between the
+    ///   locked read and the commit (a package registered in between, whose own
+    ///   evaluation looked at the state before this change was committed and found
+    ///   nothing to do), so after each change the rule is evaluated again on fresh
+    ///   facts, and the state left matches the last change of the facts.
+    ///
+    /// The unlocked first look only decides whether to take the lock: most evaluations
+    /// (one after every charge) change nothing and take no lock.
     #[tracing::instrument(skip_all, fields(channel = %channel))]
     pub async fn evaluate_channel(&self, channel: &ChannelName) -> anyhow::Result<Vec<Evaluation>> {
         let Some(settings) = self.inner.channels.iter().find(|c| &c.name == channel) else {
             return Ok(Vec::new());
         };
-        let ledger = &self.inner.ledger;
-        let db = ledger.db();
-        let now = (self.inner.clock)();
-        let quota = ledger.quota(channel).await.context("reading the quota")?;
-        let packages = ledger
-            .list_packages(Some(channel))
-            .await
-            .context("reading the packages")?;
-        // Only `ledger.drift` reads the marketplace's count, and only on the channels
-        // it applies to: the other evaluations (one after every charge) skip the read.
-        let reads_drift = self
-            .inner
-            .rules
-            .iter()
-            .any(|r| matches!(r.trigger, Trigger::Drift { .. }) && r.applies_to(channel));
-        let marketplace = if reads_drift {
-            ledger
-                .latest_marketplace_run(channel)
-                .await
-                .context("reading the marketplace's count")?
-        } else {
-            None
-        };
-        let facts = ChannelFacts {
-            marketplace,
-            forecast: Forecast::compute(&quota, &packages, &self.plan(settings), now),
-            has_packages: !packages.is_empty(),
-            auth_failing: ledger
-                .auth_failing(channel)
-                .await
-                .context("reading the last vendor answer")?,
-            quota,
-        };
+        let db = self.inner.ledger.db();
+        let mut conn = db.pool().acquire().await.context("reading the facts")?;
+        let mut facts = self.facts(&mut conn, settings).await?;
+        drop(conn);
         let stored = store::for_channel(db, channel.as_str())
             .await
             .context("reading the alert states")?;
 
         let mut changes = Vec::new();
         for rule in self.inner.rules.iter().filter(|r| r.applies_to(channel)) {
-            let holds = rule.holds(&facts, now);
-            let current = stored.iter().find(|s| s.rule == rule.name);
             let input = TransitionInput {
                 rule: &rule.name,
                 channel: channel.as_str(),
                 severity: rule.severity.as_str(),
-                holds,
-                now,
-                repeat_every: rule.repeat_every,
                 notifiers: &rule.notify,
             };
-            // Most evaluations change nothing: decide on the unlocked read first, and
-            // take the lock (and decide again) only when a change looks due.
-            let due = decide(
-                current.map(|c| c.current_for_engine()),
-                holds,
-                now,
-                rule.repeat_every,
-            );
-            if due.is_none() {
-                if current.is_none() {
-                    store::track(db, &input)
-                        .await
-                        .context("recording an alert state")?;
-                }
-                continue;
+            let mut current = stored
+                .iter()
+                .find(|s| s.rule == rule.name)
+                .map(|record| record.current());
+            if current.is_none() {
+                store::track(db, &input, (self.inner.clock)())
+                    .await
+                    .context("recording an alert state")?;
             }
-            let made = store::transition(db, &input, |step| {
-                self.event(rule, settings, &facts, step, now)
-            })
-            .await
-            .with_context(|| format!("changing the state of {} on {channel}", rule.name))?;
-            if let Some((step, event)) = made {
-                tracing::info!(rule = %rule.name, step = ?step, event = event.event.as_str(), notifiers = rule.notify.len(), "alert state changed");
-                changes.push(Evaluation {
-                    rule: rule.name.clone(),
-                    channel: channel.to_string(),
-                    step,
-                    event_id: event.id,
-                    notifications: rule.notify.len(),
-                });
+            for _ in 0..MAX_LOOKS {
+                let now = (self.inner.clock)();
+                if decide(current, rule.holds(&facts, now), now, rule.repeat_every).is_none() {
+                    break;
+                }
+                let Some(change) = self
+                    .transition(rule, settings, &input)
+                    .await
+                    .with_context(|| format!("changing the state of {} on {channel}", rule.name))?
+                else {
+                    // Under the lock, on fresher facts, nothing was due.
+                    break;
+                };
+                changes.push(change);
+                // Look again on facts read after the commit (see above).
+                let mut conn = db.pool().acquire().await.context("reading the facts")?;
+                facts = self.facts(&mut conn, settings).await?;
+                drop(conn);
+                current = store::current(db, &rule.name, channel.as_str())
+                    .await
+                    .context("reading the alert state")?;
             }
         }
         if changes.iter().any(|c| c.notifications > 0) {
             self.inner.outbox_signal.notify_one();
         }
         Ok(changes)
+    }
+
+    /// Locks the rule's state row, reads the facts again under the lock, decides, and
+    /// makes the step if there is one. `None`: nothing was due after all.
+    async fn transition(
+        &self,
+        rule: &RuleSpec,
+        settings: &ChannelSettings,
+        input: &TransitionInput<'_>,
+    ) -> anyhow::Result<Option<Evaluation>> {
+        let db = self.inner.ledger.db();
+        let mut locked = store::lock(db, input, (self.inner.clock)()).await?;
+        let facts = match self.facts(locked.connection(), settings).await {
+            Ok(facts) => facts,
+            Err(err) => {
+                let _ = locked.release().await;
+                return Err(err);
+            }
+        };
+        // "Now" is read under the lock too: the transitions' times are in lock order.
+        let now = (self.inner.clock)();
+        let holds = rule.holds(&facts, now);
+        let Some(step) = decide(Some(locked.current()), holds, now, rule.repeat_every) else {
+            locked.release().await?;
+            return Ok(None);
+        };
+        let event = self.event(rule, settings, &facts, step, now);
+        locked.apply(db, input, step, &event).await?;
+        tracing::info!(rule = %rule.name, step = ?step, event = event.event.as_str(), notifiers = rule.notify.len(), "alert state changed");
+        Ok(Some(Evaluation {
+            rule: rule.name.clone(),
+            channel: settings.name.to_string(),
+            step,
+            event_id: event.id,
+            notifications: rule.notify.len(),
+        }))
+    }
+
+    /// What the rules look at for one channel, read on `conn` (a pool connection for the
+    /// first look, the locked transaction's for the decision).
+    async fn facts(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        settings: &ChannelSettings,
+    ) -> anyhow::Result<ChannelFacts> {
+        let reading = self
+            .inner
+            .ledger
+            .channel_reading_on(conn, &settings.name)
+            .await
+            .context("reading the quota")?;
+        // Only `ledger.drift` reads the marketplace's count, and only on the channels
+        // it applies to.
+        let reads_drift =
+            self.inner.rules.iter().any(|r| {
+                matches!(r.trigger, Trigger::Drift { .. }) && r.applies_to(&settings.name)
+            });
+        let now = (self.inner.clock)();
+        Ok(ChannelFacts {
+            marketplace: reading.marketplace.filter(|_| reads_drift),
+            forecast: Forecast::compute(
+                &reading.quota,
+                &reading.packages,
+                &self.plan(settings),
+                now,
+            ),
+            has_packages: !reading.packages.is_empty(),
+            auth_failing: reading.auth_failing,
+            quota: reading.quota,
+        })
     }
 
     /// The forecast the reminders give for `quota` now: when it runs out, and what to
