@@ -49,14 +49,30 @@ struct Inner {
     timezone: Tz,
     /// `[alerts] suggest_days`: the days of use a purchase suggestion covers.
     suggest_days: u32,
-    clock: Clock,
+    /// Where "now" comes from: `None` is the database's clock, which every instance
+    /// shares (the state machine's times are cluster-wide: a firing stamped by one
+    /// instance is repeated or resolved by another); a test's clock otherwise.
+    clock: Option<Clock>,
     /// Woken after notifications are queued, so that this process's outbox worker
     /// delivers them at once instead of at its next poll.
     outbox_signal: Arc<Notify>,
 }
 
 impl AlertEngine {
+    /// An engine that reads "now" from the database's clock, as every instance of a
+    /// cluster must: one whose own clock is skewed then neither repeats a reminder early
+    /// nor stamps a firing in the future, and an `expires_within` rule does not flap
+    /// between instances that disagree on the time.
+    pub fn on_database_clock(ledger: Ledger, settings: &Settings) -> Self {
+        Self::with_clock(ledger, settings, None)
+    }
+
+    /// An engine whose "now" is `clock` (tests that move time).
     pub fn new(ledger: Ledger, settings: &Settings, clock: Clock) -> Self {
+        Self::with_clock(ledger, settings, Some(clock))
+    }
+
+    fn with_clock(ledger: Ledger, settings: &Settings, clock: Option<Clock>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 ledger,
@@ -120,9 +136,7 @@ impl AlertEngine {
             return Ok(Vec::new());
         };
         let db = self.inner.ledger.db();
-        let mut conn = db.pool().acquire().await.context("reading the facts")?;
-        let mut facts = self.facts(&mut conn, settings).await?;
-        drop(conn);
+        let (mut facts, mut now) = self.facts_now(settings).await?;
         let stored = store::for_channel(db, channel.as_str())
             .await
             .context("reading the alert states")?;
@@ -140,17 +154,16 @@ impl AlertEngine {
                 .find(|s| s.rule == rule.name)
                 .map(|record| record.current());
             if current.is_none() {
-                store::track(db, &input, (self.inner.clock)())
+                store::track(db, &input, now)
                     .await
                     .context("recording an alert state")?;
             }
             for _ in 0..MAX_LOOKS {
-                let now = (self.inner.clock)();
                 if decide(current, rule.holds(&facts, now), now, rule.repeat_every).is_none() {
                     break;
                 }
                 let Some(change) = self
-                    .transition(rule, settings, &input)
+                    .transition(rule, settings, &input, now)
                     .await
                     .with_context(|| format!("changing the state of {} on {channel}", rule.name))?
                 else {
@@ -159,9 +172,7 @@ impl AlertEngine {
                 };
                 changes.push(change);
                 // Look again on facts read after the commit (see above).
-                let mut conn = db.pool().acquire().await.context("reading the facts")?;
-                facts = self.facts(&mut conn, settings).await?;
-                drop(conn);
+                (facts, now) = self.facts_now(settings).await?;
                 current = store::current(db, &rule.name, channel.as_str())
                     .await
                     .context("reading the alert state")?;
@@ -173,25 +184,31 @@ impl AlertEngine {
         Ok(changes)
     }
 
-    /// Locks the rule's state row, reads the facts again under the lock, decides, and
-    /// makes the step if there is one. `None`: nothing was due after all.
+    /// Locks the rule's state row, reads the facts and "now" again under the lock,
+    /// decides, and makes the step if there is one. `None`: nothing was due after all.
     async fn transition(
         &self,
         rule: &RuleSpec,
         settings: &ChannelSettings,
         input: &TransitionInput<'_>,
+        first_look: DateTime<Utc>,
     ) -> anyhow::Result<Option<Evaluation>> {
         let db = self.inner.ledger.db();
-        let mut locked = store::lock(db, input, (self.inner.clock)()).await?;
-        let facts = match self.facts(locked.connection(), settings).await {
-            Ok(facts) => facts,
+        let mut locked = store::lock(db, input, first_look).await?;
+        // "Now" is read under the lock too: the transitions' times are in lock order.
+        let read = async {
+            let now = self.now_on(locked.connection()).await?;
+            let facts = self.facts(locked.connection(), settings, now).await?;
+            anyhow::Ok((facts, now))
+        }
+        .await;
+        let (facts, now) = match read {
+            Ok(read) => read,
             Err(err) => {
                 let _ = locked.release().await;
                 return Err(err);
             }
         };
-        // "Now" is read under the lock too: the transitions' times are in lock order.
-        let now = (self.inner.clock)();
         let holds = rule.holds(&facts, now);
         let Some(step) = decide(Some(locked.current()), holds, now, rule.repeat_every) else {
             locked.release().await?;
@@ -209,12 +226,46 @@ impl AlertEngine {
         }))
     }
 
-    /// What the rules look at for one channel, read on `conn` (a pool connection for the
-    /// first look, the locked transaction's for the decision).
+    /// The first look: the facts and "now", on a connection of the pool.
+    async fn facts_now(
+        &self,
+        settings: &ChannelSettings,
+    ) -> anyhow::Result<(ChannelFacts, DateTime<Utc>)> {
+        let db = self.inner.ledger.db();
+        let mut conn = db.pool().acquire().await.context("reading the facts")?;
+        let now = self.now_on(&mut conn).await?;
+        Ok((self.facts(&mut conn, settings, now).await?, now))
+    }
+
+    /// "Now", read on `conn` when it is the database's clock.
+    async fn now_on(&self, conn: &mut sqlx::AnyConnection) -> anyhow::Result<DateTime<Utc>> {
+        if let Some(clock) = &self.inner.clock {
+            return Ok(clock());
+        }
+        let sql = format!("SELECT {}", self.inner.ledger.db().now_sql());
+        let micros: i64 = sqlx::query_scalar(&sql)
+            .fetch_one(conn)
+            .await
+            .context("reading the database's clock")?;
+        Ok(crate::store::from_micros(micros))
+    }
+
+    /// "Now" without a database round trip, for what people read (the console's
+    /// forecast): the test's clock, or this machine's.
+    fn local_now(&self) -> DateTime<Utc> {
+        self.inner
+            .clock
+            .as_ref()
+            .map_or_else(Utc::now, |clock| clock())
+    }
+
+    /// What the rules look at for one channel at `now`, read on `conn` (a pool
+    /// connection for the first look, the locked transaction's for the decision).
     async fn facts(
         &self,
         conn: &mut sqlx::AnyConnection,
         settings: &ChannelSettings,
+        now: DateTime<Utc>,
     ) -> anyhow::Result<ChannelFacts> {
         let reading = self
             .inner
@@ -228,7 +279,6 @@ impl AlertEngine {
             self.inner.rules.iter().any(|r| {
                 matches!(r.trigger, Trigger::Drift { .. }) && r.applies_to(&settings.name)
             });
-        let now = (self.inner.clock)();
         Ok(ChannelFacts {
             marketplace: reading.marketplace.filter(|_| reads_drift),
             forecast: Forecast::compute(
@@ -259,7 +309,7 @@ impl AlertEngine {
             .filter(|p| p.channel == quota.channel)
             .cloned()
             .collect();
-        Forecast::compute(quota, &own, &plan, (self.inner.clock)())
+        Forecast::compute(quota, &own, &plan, self.local_now())
     }
 
     fn plan(&self, channel: &ChannelSettings) -> SuggestionPlan {
@@ -340,6 +390,10 @@ impl AlertEngine {
 
     /// Acknowledges a firing alert on behalf of the client `by`.
     pub async fn acknowledge(&self, id: &str, by: &str) -> Result<AckOutcome, sqlx::Error> {
-        store::acknowledge(self.inner.ledger.db(), id, by, (self.inner.clock)()).await
+        let now = match &self.inner.clock {
+            Some(clock) => clock(),
+            None => self.inner.ledger.db().now().await?,
+        };
+        store::acknowledge(self.inner.ledger.db(), id, by, now).await
     }
 }

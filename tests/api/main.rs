@@ -13,6 +13,7 @@ mod database_faults;
 mod edge;
 mod faults;
 mod helpers;
+mod instances;
 mod ledger;
 mod ledger_check;
 mod marketplace;

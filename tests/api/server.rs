@@ -23,7 +23,31 @@ impl Server {
 
     /// [`Server::start`] with more environment variables.
     pub fn start_with_env(config: &Path, port: u16, env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_tollgate")),
+            config,
+            port,
+            env,
+        )
+    }
+
+    /// [`Server::start`] under `wrapper` (such as `faketime -f +1d`), which runs the
+    /// binary with the arguments that follow its own.
+    pub fn start_wrapped(
+        wrapper: &Path,
+        wrapper_args: &[&str],
+        config: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut command = Command::new(wrapper);
+        command
+            .args(wrapper_args)
+            .arg(env!("CARGO_BIN_EXE_tollgate"));
+        Self::spawn(command, config, port, env)
+    }
+
+    fn spawn(mut command: Command, config: &Path, port: u16, env: &[(&str, &str)]) -> Server {
         command
             .args(["serve", "--config"])
             .arg(config)
