@@ -20,16 +20,17 @@ use crate::ledger_check::{check_ledger_against_vendor, VendorSaw};
 use crate::pg_proxy::{Cut, PgProxy};
 use crate::vendor::Reply;
 
-/// The longest a send may wait while the database is unreachable: the ledger writer's
-/// answer timeout (15 s), and a margin for a loaded machine. A send that waits longer is
-/// hanging.
+/// The longest a send may wait while the database is unreachable: the outage, the
+/// ledger writer's read-back backoff (2 s) and a margin for a loaded machine. A send that
+/// waits longer is hanging.
 ///
-/// Sends are not refused at once: the writer of the channel first reads back the batch
-/// the outage cut (its outcome is unknown, and its senders must not be told "nothing was
-/// sent" if it committed), and the sends queued behind it wait for that read-back, which
-/// outlasts an outage of these lengths. They are answered when the database returns, or
-/// 503 at the answer timeout.
-const ANSWER_BOUND: Duration = Duration::from_secs(18);
+/// Sends are not refused at once: the channel's writer first reads back the batch the
+/// outage cut (its outcome is unknown, and its senders must not be told "nothing was
+/// sent" if it committed), and the sends queued behind it wait for that read-back. A
+/// send that arrives during the outage is answered when the database returns or 503 at
+/// the writer's answer timeout (15 s), whichever comes first; one that was at the vendor
+/// when the outage began is answered once its settlement is recorded, after the restart.
+const ANSWER_BOUND: Duration = Duration::from_secs(18 + 2 + 3);
 
 /// How long the database stays down in the outage test: longer than the writer's answer
 /// timeout, so that some sends are refused, and short enough for CI.

@@ -3,6 +3,7 @@
 mod aggregates;
 mod alerts;
 mod app;
+mod bad_input;
 mod bench;
 mod browser;
 mod cli;
