@@ -48,7 +48,7 @@ impl Alerts {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Self> {
         let notifiers = build_notifiers(&settings.alerts.notifiers, env)?;
-        let engine = AlertEngine::new(ledger.clone(), settings, crate::domain::system_clock());
+        let engine = AlertEngine::on_database_clock(ledger.clone(), settings);
         let worker = OutboxWorker::new(
             ledger.db().clone(),
             notifiers,

@@ -1,14 +1,15 @@
 //! The alert tables: `alert_states` (one row per rule and channel) and the writing side
 //! of the outbox (`notifications`). A change of state and its notifications are one
-//! transaction, taken with the state row locked, so each change is notified once.
+//! transaction, taken with the state row locked ([`LockedState`]), so each change is
+//! notified once.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 use tollgate_notify::Event;
 
-use super::state::{decide, AlertState, Current, Step};
-use crate::store::{from_micros, to_micros, Db};
+use super::state::{AlertState, Current, Step};
+use crate::store::{from_micros, to_micros, Db, Transaction};
 
 /// One (rule, channel) as stored, for the API and the engine.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -28,11 +29,7 @@ pub struct AlertRecord {
 }
 
 impl AlertRecord {
-    pub(super) fn current_for_engine(&self) -> Current {
-        self.current()
-    }
-
-    fn current(&self) -> Current {
+    pub(super) fn current(&self) -> Current {
         Current {
             state: self.state,
             last_notified_at: self.last_notified_at,
@@ -76,15 +73,11 @@ pub enum AckOutcome {
     NotFound,
 }
 
-/// What a locked transition needs besides the decision: the rule's identity, its
-/// notifiers, and how to build the event once the step is known.
+/// What a (rule, channel) is and who its notifications go to.
 pub struct TransitionInput<'a> {
     pub rule: &'a str,
     pub channel: &'a str,
     pub severity: &'a str,
-    pub holds: bool,
-    pub now: DateTime<Utc>,
-    pub repeat_every: std::time::Duration,
     pub notifiers: &'a [String],
 }
 
@@ -98,6 +91,20 @@ pub async fn for_channel(db: &Db, channel: &str) -> Result<Vec<AlertRecord>, sql
     rows.iter().map(AlertRecord::from_row).collect()
 }
 
+/// One (rule, channel) as stored now, without a lock (the engine's first look).
+pub async fn current(db: &Db, rule: &str, channel: &str) -> Result<Option<Current>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM alert_states WHERE rule = $1 AND channel = $2"
+    ))
+    .bind(rule)
+    .bind(channel)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref()
+        .map(|row| AlertRecord::from_row(row).map(|record| record.current()))
+        .transpose()
+}
+
 pub async fn list(db: &Db) -> Result<Vec<AlertRecord>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM alert_states ORDER BY channel, rule"
@@ -109,7 +116,11 @@ pub async fn list(db: &Db) -> Result<Vec<AlertRecord>, sqlx::Error> {
 
 /// Records an `ok` row for a (rule, channel) seen for the first time, so that the
 /// state is visible (API, metrics) before it ever fires. Changes nothing if present.
-pub async fn track(db: &Db, input: &TransitionInput<'_>) -> Result<(), sqlx::Error> {
+pub async fn track(
+    db: &Db,
+    input: &TransitionInput<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO alert_states (id, rule, channel, state, severity, updated_at) \
          VALUES ($1, $2, $3, 'ok', $4, $5) ON CONFLICT (rule, channel) DO NOTHING",
@@ -118,26 +129,31 @@ pub async fn track(db: &Db, input: &TransitionInput<'_>) -> Result<(), sqlx::Err
     .bind(input.rule)
     .bind(input.channel)
     .bind(input.severity)
-    .bind(to_micros(input.now))
+    .bind(to_micros(now))
     .execute(db.pool())
     .await?;
     Ok(())
 }
 
-/// Decides again with the row locked and, if there is a step, applies it and writes
-/// one notification per notifier, all in one transaction. Another instance that
-/// evaluated the same change at the same time waits for the lock, then finds the
-/// change already made and does nothing: one notification per change cluster-wide.
-pub async fn transition(
+/// A (rule, channel)'s state row, locked until [`LockedState::apply`] or
+/// [`LockedState::release`] (`FOR UPDATE` on PostgreSQL; SQLite's write transaction).
+/// Whoever holds it is the only one deciding this alert's next step: another instance
+/// evaluating the same alert waits for the lock and then finds the state this one left.
+/// The decision must be made on facts read on [`LockedState::connection`], after the
+/// lock was taken, so that it is never made on figures older than the last transition.
+pub struct LockedState {
+    tx: Transaction,
+    current: Current,
+}
+
+/// Locks the state row of `input`'s (rule, channel), recording it as `ok` first if it
+/// was never stored.
+pub async fn lock(
     db: &Db,
     input: &TransitionInput<'_>,
-    event_for: impl FnOnce(Step) -> Event,
-) -> Result<Option<(Step, Event)>, sqlx::Error> {
-    // Outbox times are the database's clock: the workers of every instance compare them
-    // with it. Read before the transaction (SQLite's one connection is its own).
-    let queued_at = to_micros(db.now().await?);
+    now: DateTime<Utc>,
+) -> Result<LockedState, sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    let now = to_micros(input.now);
     sqlx::query(
         "INSERT INTO alert_states (id, rule, channel, state, severity, updated_at) \
          VALUES ($1, $2, $3, 'ok', $4, $5) ON CONFLICT (rule, channel) DO NOTHING",
@@ -146,7 +162,7 @@ pub async fn transition(
     .bind(input.rule)
     .bind(input.channel)
     .bind(input.severity)
-    .bind(now)
+    .bind(to_micros(now))
     .execute(&mut *tx)
     .await?;
     let row = sqlx::query(&format!(
@@ -157,61 +173,86 @@ pub async fn transition(
     .bind(input.channel)
     .fetch_one(&mut *tx)
     .await?;
-    let current = AlertRecord::from_row(&row)?;
-    let Some(step) = decide(
-        Some(current.current()),
-        input.holds,
-        input.now,
-        input.repeat_every,
-    ) else {
-        tx.rollback().await?;
-        return Ok(None);
-    };
-    let event = event_for(step);
-    let update = match step {
-        // A new firing: acknowledgement belongs to the previous one.
-        Step::Fire => {
-            "UPDATE alert_states SET state = 'firing', severity = $3, fired_at = $4, \
-             resolved_at = NULL, last_notified_at = $4, acknowledged_at = NULL, \
-             acknowledged_by = NULL, summary = $5, updated_at = $4 \
-             WHERE rule = $1 AND channel = $2"
-        }
-        Step::Repeat => {
-            "UPDATE alert_states SET severity = $3, last_notified_at = $4, summary = $5, \
-             updated_at = $4 WHERE rule = $1 AND channel = $2"
-        }
-        Step::Resolve => {
-            "UPDATE alert_states SET state = 'resolved', severity = $3, resolved_at = $4, \
-             last_notified_at = $4, acknowledged_at = NULL, acknowledged_by = NULL, \
-             summary = $5, updated_at = $4 WHERE rule = $1 AND channel = $2"
-        }
-    };
-    sqlx::query(update)
-        .bind(input.rule)
-        .bind(input.channel)
-        .bind(input.severity)
-        .bind(now)
-        .bind(&event.summary)
-        .execute(&mut *tx)
-        .await?;
-    let payload = event.to_json();
-    for notifier in input.notifiers {
-        sqlx::query(
-            "INSERT INTO notifications (id, event_id, notifier, rule, channel, payload, \
-             next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-        )
-        .bind(new_id("ntf"))
-        .bind(&event.id)
-        .bind(notifier)
-        .bind(input.rule)
-        .bind(input.channel)
-        .bind(&payload)
-        .bind(queued_at)
-        .execute(&mut *tx)
-        .await?;
+    let current = AlertRecord::from_row(&row)?.current();
+    Ok(LockedState { tx, current })
+}
+
+impl LockedState {
+    /// The state as it is with the row locked.
+    pub fn current(&self) -> Current {
+        self.current
     }
-    tx.commit().await?;
-    Ok(Some((step, event)))
+
+    /// The locked transaction's connection, to read the facts on (on SQLite the only
+    /// connection there is: the pool would wait for this transaction).
+    pub fn connection(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+
+    /// Nothing to do after all: the lock is given back.
+    pub async fn release(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+
+    /// Makes `step` (decided on this lock), writes one notification of `event` per
+    /// notifier, and commits: the change and its notifications are one.
+    pub async fn apply(
+        mut self,
+        db: &Db,
+        input: &TransitionInput<'_>,
+        step: Step,
+        event: &Event,
+    ) -> Result<(), sqlx::Error> {
+        let now = to_micros(event.occurred_at);
+        // Outbox times are the database's clock: the workers of every instance compare
+        // them with it.
+        let queued_at: i64 = sqlx::query_scalar(&format!("SELECT {}", db.now_sql()))
+            .fetch_one(&mut *self.tx)
+            .await?;
+        let update = match step {
+            // A new firing: acknowledgement belongs to the previous one.
+            Step::Fire => {
+                "UPDATE alert_states SET state = 'firing', severity = $3, fired_at = $4, \
+                 resolved_at = NULL, last_notified_at = $4, acknowledged_at = NULL, \
+                 acknowledged_by = NULL, summary = $5, updated_at = $4 \
+                 WHERE rule = $1 AND channel = $2"
+            }
+            Step::Repeat => {
+                "UPDATE alert_states SET severity = $3, last_notified_at = $4, summary = $5, \
+                 updated_at = $4 WHERE rule = $1 AND channel = $2"
+            }
+            Step::Resolve => {
+                "UPDATE alert_states SET state = 'resolved', severity = $3, resolved_at = $4, \
+                 last_notified_at = $4, acknowledged_at = NULL, acknowledged_by = NULL, \
+                 summary = $5, updated_at = $4 WHERE rule = $1 AND channel = $2"
+            }
+        };
+        sqlx::query(update)
+            .bind(input.rule)
+            .bind(input.channel)
+            .bind(input.severity)
+            .bind(now)
+            .bind(&event.summary)
+            .execute(&mut *self.tx)
+            .await?;
+        let payload = event.to_json();
+        for notifier in input.notifiers {
+            sqlx::query(
+                "INSERT INTO notifications (id, event_id, notifier, rule, channel, payload, \
+                 next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            )
+            .bind(new_id("ntf"))
+            .bind(&event.id)
+            .bind(notifier)
+            .bind(input.rule)
+            .bind(input.channel)
+            .bind(&payload)
+            .bind(queued_at)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        self.tx.commit().await
+    }
 }
 
 /// Acknowledges a firing alert: it stops repeating until its state changes.

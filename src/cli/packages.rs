@@ -68,10 +68,9 @@ pub async fn run(command: PackageCommand, context: &Context) -> anyhow::Result<E
             if created {
                 // Resolves a low-quota alert now: the state change and its notifications
                 // are written here, and a running server's outbox delivers them.
-                let engine = crate::alerts::AlertEngine::new(
+                let engine = crate::alerts::AlertEngine::on_database_clock(
                     context.ledger.clone(),
                     &context.settings,
-                    crate::domain::system_clock(),
                 );
                 engine.evaluate_channel(&channel).await?;
             }

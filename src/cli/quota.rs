@@ -118,11 +118,7 @@ async fn from_marketplace(args: ReconcileArgs, context: &Context) -> anyhow::Res
         );
     }
     let env = |key: &str| std::env::var(key).ok();
-    let engine = AlertEngine::new(
-        context.ledger.clone(),
-        settings,
-        crate::domain::system_clock(),
-    );
+    let engine = AlertEngine::on_database_clock(context.ledger.clone(), settings);
     let Some(sync) = MarketplaceSync::from_settings(settings, context.ledger.clone(), &env)
         .context("[marketplace]")?
     else {

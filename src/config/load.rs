@@ -209,7 +209,14 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
 
 /// Why `path` cannot be a drop-in path (of a channel or a route), if it cannot.
 pub(super) fn proxy_path_problem(path: &str) -> Option<&'static str> {
-    const OWN: [&str; 6] = ["/v1/", "/metrics", "/healthz", "/readyz", "/console", "/openapi.json"];
+    const OWN: [&str; 6] = [
+        "/v1/",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/console",
+        "/openapi.json",
+    ];
     if !path.starts_with('/') || path.len() < 2 {
         Some("must be a path starting with '/'")
     } else if OWN.iter().any(|own| path.starts_with(own)) {
@@ -449,11 +456,8 @@ fn channel(
             p.add("proxy_path", format!("{path} is used by two channels"));
         }
     }
-    let circuit = super::routes::check_circuit(
-        ch.circuit_failures,
-        ch.circuit_cooldown.as_deref(),
-        p,
-    );
+    let circuit =
+        super::routes::check_circuit(ch.circuit_failures, ch.circuit_cooldown.as_deref(), p);
     if let Some(signature) = &ch.signature {
         let chars = signature.chars().count();
         if !(signature.starts_with('【') && signature.ends_with('】') && chars > 2) {

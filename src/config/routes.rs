@@ -310,7 +310,17 @@ mod tests {
             circuit_cooldown = "soon"
             "#,
         );
-        assert!(found.iter().any(|p| p.starts_with("channels[3].circuit_failures")), "{found:?}");
-        assert!(found.iter().any(|p| p.starts_with("channels[3].circuit_cooldown")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("channels[3].circuit_failures")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("channels[3].circuit_cooldown")),
+            "{found:?}"
+        );
     }
 }

@@ -266,6 +266,11 @@ pub async fn reconcile(
         .ledger()
         .reconcile(&channel, body.remaining, body.note)
         .await?;
+    // A reconciliation may empty the channel or lift it: its alerts change now, not at
+    // the next check (as after a new package).
+    if let Err(err) = state.alerts.evaluate_channel(&channel).await {
+        tracing::error!(channel = %channel, error = format!("{err:#}"), "alert evaluation after a reconciliation failed");
+    }
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 

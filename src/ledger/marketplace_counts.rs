@@ -236,6 +236,17 @@ impl Ledger {
         &self,
         channels: &[ChannelName],
     ) -> Result<Vec<MarketplaceRun>, LedgerError> {
+        let mut conn = self.db().pool().acquire().await?;
+        self.latest_marketplace_runs_on(&mut conn, channels).await
+    }
+
+    /// [`Ledger::latest_marketplace_runs`], read on `conn` (see
+    /// [`Ledger::channel_reading_on`]).
+    pub(super) async fn latest_marketplace_runs_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        channels: &[ChannelName],
+    ) -> Result<Vec<MarketplaceRun>, LedgerError> {
         if channels.is_empty() {
             return Ok(Vec::new());
         }
@@ -252,7 +263,7 @@ impl Ledger {
         for channel in channels {
             query = query.bind(channel.as_str());
         }
-        let rows = query.fetch_all(self.db().pool()).await?;
+        let rows = query.fetch_all(&mut *conn).await?;
         let mut runs = rows
             .iter()
             .map(run_from_row)

@@ -41,7 +41,7 @@ pub use quota::{QuotaView, TotalsRow};
 pub use reconcile::Reconciliation;
 pub use sends::{Attempt, IdempotencyKey, SendRecord, SendStatus, UpstreamRecord};
 pub use sweeper::Sweeper;
-pub use views::{ChannelTotals, ExpiredPackage, UsageRow};
+pub use views::{ChannelReading, ChannelTotals, ExpiredPackage, UsageRow};
 pub use writer::{
     Reservation, ReserveOutcome, ReserveRequest, Settled, Settlement, MAX_BATCH, QUEUE_CAPACITY,
 };

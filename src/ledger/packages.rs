@@ -251,13 +251,23 @@ impl Ledger {
         &self,
         channel: Option<&ChannelName>,
     ) -> Result<Vec<Package>, LedgerError> {
+        let mut conn = self.db().pool().acquire().await?;
+        self.list_packages_on(&mut conn, channel).await
+    }
+
+    /// [`Ledger::list_packages`], read on `conn` (see [`Ledger::channel_reading_on`]).
+    pub(super) async fn list_packages_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        channel: Option<&ChannelName>,
+    ) -> Result<Vec<Package>, LedgerError> {
         let now = self.now();
         let rows = sqlx::query(&format!(
             "SELECT {PACKAGE_COLUMNS} FROM packages WHERE ($1 = '' OR channel = $1) \
              ORDER BY purchased_at DESC, id DESC"
         ))
         .bind(channel.map(ChannelName::as_str).unwrap_or(""))
-        .fetch_all(self.db().pool())
+        .fetch_all(&mut *conn)
         .await?;
         rows.iter()
             .map(|row| Package::from_row(row, now).map_err(LedgerError::from))

@@ -13,12 +13,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use super::aggregates::{BucketCounts, Span};
 use super::packages::PACKAGE_COLUMNS;
 use super::quota::{TotalsRow, BURN_WINDOW_DAYS};
-use super::{Ledger, LedgerError, Package, QuotaView};
+use super::{Ledger, LedgerError, MarketplaceRun, Package, QuotaView};
 use crate::domain::money::cost_of_units;
 use crate::domain::{ChannelName, Yuan};
 use crate::store::{from_micros, to_micros};
@@ -47,6 +47,19 @@ pub struct UsageRow {
     pub counts: BucketCounts,
 }
 
+/// What a channel's alert rules are decided on, read at one moment of the ledger's
+/// (see [`Ledger::channel_reading_on`]).
+#[derive(Debug, Clone)]
+pub struct ChannelReading {
+    pub quota: QuotaView,
+    /// Every package the channel ever had, newest purchase first.
+    pub packages: Vec<Package>,
+    /// Whether the vendor's latest word on the channel's AppCode was a refusal.
+    pub auth_failing: bool,
+    /// The channel's latest marketplace run, if it has one.
+    pub marketplace: Option<MarketplaceRun>,
+}
+
 /// A package whose expiry fell in a range, with the units it left unused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExpiredPackage {
@@ -67,18 +80,60 @@ impl Ledger {
 
     /// The quota views of `channels`, in their order, in a fixed number of statements.
     pub async fn quotas(&self, channels: &[ChannelName]) -> Result<Vec<QuotaView>, LedgerError> {
+        let mut conn = self.db().pool().acquire().await?;
+        Ok(self.quotas_on(&mut conn, channels).await?.0)
+    }
+
+    /// One channel's quota view, packages, vendor standing and latest marketplace run,
+    /// read on `conn`: on a transaction's connection, every figure is read after the
+    /// locks that transaction holds were taken. The alert engine decides a transition on
+    /// this reading with the alert's state row locked, so that no evaluation acts on
+    /// figures older than the last change it could be racing (SPEC §7: one notification
+    /// per transition). Only reads: the transaction stays the caller's.
+    pub async fn channel_reading_on(
+        &self,
+        conn: &mut AnyConnection,
+        channel: &ChannelName,
+    ) -> Result<ChannelReading, LedgerError> {
+        let (mut quotas, totals, mut runs) =
+            self.quotas_on(conn, std::slice::from_ref(channel)).await?;
+        let packages = self.list_packages_on(conn, Some(channel)).await?;
+        Ok(ChannelReading {
+            quota: quotas.remove(0),
+            packages,
+            auth_failing: totals
+                .get(channel.as_str())
+                .is_some_and(|row| row.auth_failing),
+            marketplace: runs.pop(),
+        })
+    }
+
+    /// The quota views of `channels`, with the totals and marketplace runs they were
+    /// computed from, read on `conn`.
+    async fn quotas_on(
+        &self,
+        conn: &mut AnyConnection,
+        channels: &[ChannelName],
+    ) -> Result<
+        (
+            Vec<QuotaView>,
+            BTreeMap<String, TotalsRow>,
+            Vec<MarketplaceRun>,
+        ),
+        LedgerError,
+    > {
         let now = self.now();
-        let totals = self.totals_rows().await?;
-        let live = self.live_packages(None).await?;
+        let totals = self.totals_rows(conn).await?;
+        let live = self.live_packages_on(conn, None).await?;
         let since = now - Duration::days(BURN_WINDOW_DAYS);
-        let burned = self.billed_since(since).await?;
-        let runs = self.latest_marketplace_runs(channels).await?;
+        let burned = self.billed_since(conn, since).await?;
+        let runs = self.latest_marketplace_runs_on(conn, channels).await?;
         let mut views = Vec::with_capacity(channels.len());
         for channel in channels {
             let name = channel.as_str();
             let live: Vec<Package> = live.iter().filter(|p| p.channel == name).cloned().collect();
             let last_run_out = if live.is_empty() {
-                self.last_package_units(channel).await?
+                self.last_package_units(conn, channel).await?
             } else {
                 None
             };
@@ -97,13 +152,14 @@ impl Ledger {
                 None => view,
             });
         }
-        Ok(views)
+        Ok((views, totals, runs))
     }
 
     /// Whether the vendor's latest word on the channel's AppCode was a refusal.
     pub async fn auth_failing(&self, channel: &ChannelName) -> Result<bool, LedgerError> {
+        let mut conn = self.db().pool().acquire().await?;
         Ok(self
-            .totals_rows()
+            .totals_rows(&mut conn)
             .await?
             .get(channel.as_str())
             .is_some_and(|row| row.auth_failing))
@@ -112,8 +168,9 @@ impl Ledger {
     /// Every channel's charges since the ledger began (channels that never charged are
     /// absent).
     pub async fn totals(&self) -> Result<Vec<ChannelTotals>, LedgerError> {
+        let mut conn = self.db().pool().acquire().await?;
         Ok(self
-            .totals_rows()
+            .totals_rows(&mut conn)
             .await?
             .into_iter()
             .filter(|(_, row)| row.billed_units != 0 || row.cost_micros != 0)
@@ -131,6 +188,15 @@ impl Ledger {
         &self,
         channel: Option<&ChannelName>,
     ) -> Result<Vec<Package>, LedgerError> {
+        let mut conn = self.db().pool().acquire().await?;
+        self.live_packages_on(&mut conn, channel).await
+    }
+
+    async fn live_packages_on(
+        &self,
+        conn: &mut AnyConnection,
+        channel: Option<&ChannelName>,
+    ) -> Result<Vec<Package>, LedgerError> {
         let now = self.now();
         let rows = sqlx::query(&format!(
             "SELECT {PACKAGE_COLUMNS} FROM packages WHERE ($1 = '' OR channel = $1) \
@@ -139,7 +205,7 @@ impl Ledger {
         ))
         .bind(channel.map(ChannelName::as_str).unwrap_or(""))
         .bind(to_micros(now))
-        .fetch_all(self.db().pool())
+        .fetch_all(&mut *conn)
         .await?;
         rows.iter()
             .map(|row| Package::from_row(row, now).map_err(LedgerError::from))
@@ -201,11 +267,40 @@ impl Ledger {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<(DateTime<Utc>, i64)>, LedgerError> {
-        let mut hours: BTreeMap<DateTime<Utc>, i64> = BTreeMap::new();
-        for row in self.usage(Span::Hour, from, to, Some(channel)).await? {
-            *hours.entry(row.bucket_start).or_default() += row.counts.sends;
-        }
-        Ok(hours.into_iter().filter(|(_, sends)| *sends > 0).collect())
+        let mut conn = self.db().pool().acquire().await?;
+        self.sends_per_hour_on(&mut conn, channel, from, to).await
+    }
+
+    /// [`Ledger::sends_per_hour`], read on `conn` (the alert engine's locked reading).
+    pub async fn sends_per_hour_on(
+        &self,
+        conn: &mut AnyConnection,
+        channel: &ChannelName,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, i64)>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT bucket_start, CAST(SUM(sends) AS BIGINT) AS sends FROM usage_buckets \
+             WHERE span = 'hour' AND channel = $1 AND bucket_start >= $2 AND bucket_start < $3 \
+             GROUP BY bucket_start ORDER BY bucket_start",
+        )
+        .bind(channel.as_str())
+        .bind(to_micros(from))
+        .bind(to_micros(to))
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    from_micros(row.try_get("bucket_start")?),
+                    row.try_get::<i64, _>("sends")?,
+                ))
+            })
+            .filter(|hour: &Result<(DateTime<Utc>, i64), sqlx::Error>| {
+                hour.as_ref().map_or(true, |(_, sends)| *sends > 0)
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(LedgerError::from)
     }
 
     /// Packages purchased in `[from, to)`, oldest first.
@@ -265,13 +360,16 @@ impl Ledger {
             .map_err(LedgerError::from)
     }
 
-    async fn totals_rows(&self) -> Result<BTreeMap<String, TotalsRow>, LedgerError> {
+    async fn totals_rows(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<BTreeMap<String, TotalsRow>, LedgerError> {
         let rows = sqlx::query(
             "SELECT channel, billed_units, cost_micros, purchased_units, reserved_units, \
              unmetered_units, reconciled_units, reconciled_cost_micros, auth_failing, \
              vendor_remaining, vendor_remaining_at, first_purchased_at FROM channel_totals",
         )
-        .fetch_all(self.db().pool())
+        .fetch_all(&mut *conn)
         .await?;
         rows.iter()
             .map(|row| {
@@ -304,6 +402,7 @@ impl Ledger {
     /// `since` (the partial hour at the window's start is left out).
     async fn billed_since(
         &self,
+        conn: &mut AnyConnection,
         since: DateTime<Utc>,
     ) -> Result<BTreeMap<String, i64>, LedgerError> {
         let rows = sqlx::query(
@@ -311,7 +410,7 @@ impl Ledger {
              WHERE span = 'hour' AND bucket_start >= $1 GROUP BY channel",
         )
         .bind(to_micros(since))
-        .fetch_all(self.db().pool())
+        .fetch_all(&mut *conn)
         .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("channel")?, row.try_get("billed")?)))
@@ -321,13 +420,17 @@ impl Ledger {
 
     /// The size of the channel's latest purchase: with nothing live, the package that
     /// ran out last.
-    async fn last_package_units(&self, channel: &ChannelName) -> Result<Option<i64>, LedgerError> {
+    async fn last_package_units(
+        &self,
+        conn: &mut AnyConnection,
+        channel: &ChannelName,
+    ) -> Result<Option<i64>, LedgerError> {
         let row = sqlx::query(
             "SELECT units FROM packages WHERE channel = $1 \
              ORDER BY purchased_at DESC, id DESC LIMIT 1",
         )
         .bind(channel.as_str())
-        .fetch_optional(self.db().pool())
+        .fetch_optional(&mut *conn)
         .await?;
         Ok(row.map(|row| row.try_get("units")).transpose()?)
     }

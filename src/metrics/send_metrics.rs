@@ -100,11 +100,7 @@ impl SendMetrics {
                             reason,
                         ]);
                     }
-                    route_pairs.insert((
-                        route.name.to_string(),
-                        from.to_string(),
-                        to.to_string(),
-                    ));
+                    route_pairs.insert((route.name.to_string(), from.to_string(), to.to_string()));
                 }
             }
         }

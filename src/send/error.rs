@@ -54,7 +54,10 @@ pub enum SendError {
         last: Box<SendError>,
     },
     #[error("every channel of route {route} is skipped for now (their vendors keep failing); nothing was sent, retry shortly")]
-    RouteUnavailable { route: String, attempts: Vec<Attempt> },
+    RouteUnavailable {
+        route: String,
+        attempts: Vec<Attempt>,
+    },
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyConflict,
     #[error("a request with this Idempotency-Key is still being sent; retry later")]

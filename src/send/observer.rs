@@ -23,7 +23,10 @@ pub enum SendEvent<'a> {
         reason: &'a str,
     },
     /// A channel's circuit opened (the vendor keeps failing) or closed again.
-    Circuit { channel: &'a ChannelName, open: bool },
+    Circuit {
+        channel: &'a ChannelName,
+        open: bool,
+    },
     /// The vendor was called and the send settled.
     Settled {
         channel: &'a ChannelName,

@@ -60,7 +60,10 @@ impl Route {
                 order
             }
         };
-        Ok(order.into_iter().map(|i| self.channels[i].clone()).collect())
+        Ok(order
+            .into_iter()
+            .map(|i| self.channels[i].clone())
+            .collect())
     }
 
     /// The strategy's order from the live packages: each channel's next package (the
@@ -120,8 +123,12 @@ pub(super) struct Circuit {
 
 #[derive(Debug, Clone, Copy)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// The cool-down is over and a probe is under way.
     Probing,
 }
@@ -227,7 +234,11 @@ mod tests {
         c.record(Outcome::Sent);
         c.record(Outcome::UpstreamError);
         c.record(Outcome::Uncertain);
-        assert_eq!(c.pass(), Pass::Go, "a success in between starts the count again");
+        assert_eq!(
+            c.pass(),
+            Pass::Go,
+            "a success in between starts the count again"
+        );
         c.record(Outcome::UpstreamError);
         assert_eq!(c.pass(), Pass::Skip);
         assert!(c.is_open());
@@ -240,9 +251,17 @@ mod tests {
         assert_eq!(c.pass(), Pass::Probe);
         assert_eq!(c.pass(), Pass::Skip, "one probe at a time");
         c.record(Outcome::UpstreamError);
-        assert_eq!(c.pass(), Pass::Probe, "failed probe: open again (no cool-down here)");
+        assert_eq!(
+            c.pass(),
+            Pass::Probe,
+            "failed probe: open again (no cool-down here)"
+        );
         c.probe_unused();
-        assert_eq!(c.pass(), Pass::Probe, "an unused probe lets the next send probe");
+        assert_eq!(
+            c.pass(),
+            Pass::Probe,
+            "an unused probe lets the next send probe"
+        );
         c.record(Outcome::VendorRejected);
         assert_eq!(c.pass(), Pass::Go, "the vendor answered: closed");
         assert!(!c.is_open());

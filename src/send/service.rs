@@ -16,8 +16,8 @@ use super::error::SendError;
 use super::in_flight::InFlight;
 use super::observer::{SendEvent, SendObserver};
 use super::prepare::{Catalog, Channel, PreparedSend, Target};
-use super::route::{self, Pass, Route};
 use super::request::SendRequest;
+use super::route::{self, Pass, Route};
 use crate::config::Settings;
 use crate::domain::{ChannelName, HashKey, LedgerMode, Outcome, SendClass, Yuan};
 use crate::ledger::{
@@ -150,11 +150,10 @@ impl SendService {
                 return self.replay(&existing, Some(key)).await;
             }
         }
-        let target = self
-            .inner
-            .catalog
-            .target(&request.channel)
-            .ok_or_else(|| SendError::UnknownChannel(request.channel.chars().take(64).collect()))?;
+        let target =
+            self.inner.catalog.target(&request.channel).ok_or_else(|| {
+                SendError::UnknownChannel(request.channel.chars().take(64).collect())
+            })?;
         let (route, channels, first) = match target {
             // A send to a channel is checked here, before anything else happens.
             Target::Channel(channel) => {
@@ -240,7 +239,14 @@ impl SendService {
                 });
             }
             let step = self
-                .attempt(&request, route.as_deref(), channel, first.take(), &attempts, &failed)
+                .attempt(
+                    &request,
+                    route.as_deref(),
+                    channel,
+                    first.take(),
+                    &attempts,
+                    &failed,
+                )
                 .await;
             let status = match step {
                 Step::Stop(err) => {
@@ -264,10 +270,15 @@ impl SendService {
                 Step::Reserved(called) => {
                     // This attempt holds the key now: the one before it can be settled.
                     if let Some(earlier) = failed.take() {
-                        self.finish_quietly(earlier, &attempts[..attempts.len() - 1]).await;
+                        self.finish_quietly(earlier, &attempts[..attempts.len() - 1])
+                            .await;
                     }
                     let called = self.call(called).await;
-                    let answer = &called.reply.as_ref().expect("a called attempt has a reply").answer;
+                    let answer = &called
+                        .reply
+                        .as_ref()
+                        .expect("a called attempt has a reply")
+                        .answer;
                     let outcome = answer.outcome;
                     if route.is_some() && route::fails_over(outcome) && !answer.charged {
                         failed = Some(called);
@@ -347,8 +358,13 @@ impl SendService {
             Ok(admission) => admission,
             Err(err) => {
                 unused_probe();
-                let channel_specific =
-                    matches!(&err, SendError::RateLimited { channel_specific: true, .. });
+                let channel_specific = matches!(
+                    &err,
+                    SendError::RateLimited {
+                        channel_specific: true,
+                        ..
+                    }
+                );
                 return if routed && channel_specific {
                     Step::Refused(err)
                 } else {
@@ -406,7 +422,10 @@ impl SendService {
             Ok(ReserveOutcome::Duplicate { existing_id }) => {
                 self.inner.limits.release(admission);
                 unused_probe();
-                return Step::Replay(self.replay(&existing_id, request.idempotency.as_ref()).await);
+                return Step::Replay(
+                    self.replay(&existing_id, request.idempotency.as_ref())
+                        .await,
+                );
             }
             Err(err) => {
                 self.inner.limits.release(admission);

@@ -27,6 +27,7 @@ on_both_backends!(
     two_instances_crossing_the_threshold_at_once_notify_once,
     a_receiver_down_at_first_gets_the_notification_after_a_restart,
     the_vendor_answering_quota_exhausted_fires_the_critical_alert_at_once,
+    evaluations_racing_registrations_and_reconciliations_notify_each_transition_once,
 );
 
 async fn count(db: &Db, sql: &str) -> i64 {
@@ -564,4 +565,129 @@ async fn a_reminder_suggests_a_package_covering_the_horizon_and_says_how() {
     assert_eq!(event.timezone, "Asia/Shanghai");
     assert_eq!(event.channel_kind.as_deref(), Some("sms_code"));
     app.stop().await;
+}
+
+/// Many evaluations at once, on two engines (two instances on PostgreSQL), while the
+/// channel's quota goes low and back again and again: a reconciliation to 5 of 100 left
+/// (the 20 % rule holds), then a new package of 100 (it does not), five times over,
+/// each change followed by an evaluation as `POST /v1/packages` does.
+///
+/// An evaluation that decided on facts read before it took the state row's lock could
+/// fire after a newer evaluation had seen the package and found nothing to do: an
+/// alert left firing on a healthy channel, or a fire → resolve → fire → resolve for one
+/// change. Decided on facts read under the lock, the notifications alternate fire,
+/// resolve, fire…, there are at most as many as the condition changed, and the state
+/// left is the one the final quota calls for.
+async fn evaluations_racing_registrations_and_reconciliations_notify_each_transition_once(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let first = db.ledger(LedgerMode::Enforce);
+    let second = match backend {
+        Backend::Postgres => Ledger::new(db.another_instance().await, LedgerMode::Enforce),
+        // SQLite serves one instance: two engines over one ledger.
+        Backend::Sqlite => first.clone(),
+    };
+    let sms = channel("sms_code");
+    add_package(
+        &first,
+        PackageSpec {
+            units: 100,
+            ..PackageSpec::default()
+        },
+    )
+    .await;
+    let settings = engine_settings(db.url.expose());
+    let engines = [
+        AlertEngine::new(first.clone(), &settings, Arc::new(Utc::now)),
+        AlertEngine::new(second.clone(), &settings, Arc::new(Utc::now)),
+    ];
+    assert!(engines[0].evaluate_channel(&sms).await.unwrap().is_empty());
+
+    // Evaluators on both engines, evaluating as fast as they can until the changes end.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut evaluators = Vec::new();
+    for i in 0..16 {
+        let (engine, sms, done) = (engines[i % 2].clone(), sms.clone(), done.clone());
+        evaluators.push(tokio::spawn(async move {
+            // Bounded, whatever happens to `done`.
+            for _ in 0..2_000 {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                engine.evaluate_channel(&sms).await.unwrap();
+            }
+        }));
+    }
+    let cycles = 10;
+    let mut changes = 0;
+    for cycle in 0..cycles {
+        let ledger = [&first, &second][cycle % 2];
+        ledger.reconcile(&sms, 5, None).await.unwrap();
+        engines[cycle % 2].evaluate_channel(&sms).await.unwrap();
+        add_package(
+            ledger,
+            PackageSpec {
+                units: 100,
+                purchased_at: "2026-01-02T00:00:00Z",
+                ..PackageSpec::default()
+            },
+        )
+        .await;
+        engines[(cycle + 1) % 2]
+            .evaluate_channel(&sms)
+            .await
+            .unwrap();
+        changes += 2;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for evaluator in evaluators {
+        evaluator.await.unwrap();
+    }
+
+    // The notifications, in the order their transitions were made: an event's id is a
+    // UUIDv7 made under the state row's lock, and the ids one process makes are ordered
+    // by their creation (both engines run in this process).
+    let rows = sqlx::query("SELECT event_id, payload FROM notifications WHERE rule = 'quota-low'")
+        .fetch_all(db.db.pool())
+        .await
+        .unwrap();
+    let mut steps: Vec<(String, String)> = rows
+        .iter()
+        .map(|row| {
+            let event: Value = serde_json::from_str(&row.get::<String, _>("payload")).unwrap();
+            let status = event["status"].as_str().unwrap().to_owned();
+            (row.get::<String, _>("event_id"), status)
+        })
+        .collect();
+    steps.sort();
+    let statuses: Vec<&str> = steps.iter().map(|(_, status)| status.as_str()).collect();
+    assert!(!statuses.is_empty(), "the first drop fired");
+    for (i, status) in statuses.iter().enumerate() {
+        let expected = if i % 2 == 0 { "firing" } else { "resolved" };
+        assert_eq!(
+            *status, expected,
+            "fire, resolve, fire… with no step twice in a row: {statuses:?}"
+        );
+    }
+    assert!(
+        statuses.len() <= changes,
+        "at most one notification per change of the condition ({changes}): {statuses:?}"
+    );
+    let quota = first.quota(&sms).await.unwrap();
+    assert!(
+        quota.remaining_ratio >= 0.2,
+        "the last change was a purchase"
+    );
+    let state = tollgate::alerts::AlertEngine::list(&engines[0])
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.rule == "quota-low")
+        .expect("the rule's state is stored");
+    assert_ne!(
+        state.state,
+        tollgate::alerts::AlertState::Firing,
+        "the state left matches the final quota ({quota:?}): {statuses:?}"
+    );
 }

@@ -54,6 +54,9 @@ pub struct AppOptions {
     /// number). Off unless a test asks: most tests send many codes to one number to
     /// prove something else, and the traffic-limit tests turn them on.
     pub default_limits: bool,
+    /// Where the channels' vendor is (such as a sandbox's address), instead of the
+    /// stand-in; the paths stay the same.
+    pub vendor_base: Option<String>,
 }
 
 /// The token scrapes present when a test sets `[metrics] token_env = "TEST_METRICS_TOKEN"`.
@@ -66,6 +69,10 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
     let db = TestDb::new(backend).await;
     let vendor = StandInVendor::start().await;
+    let vendor_url = |path: &str| match &options.vendor_base {
+        Some(base) => format!("{base}{path}"),
+        None => vendor.url(path),
+    };
     let config = format!(
         r#"
         [server]
@@ -129,9 +136,9 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         db_url = options.database_url.as_deref().unwrap_or(db.url.expose()),
         mode = options.ledger_mode.unwrap_or("enforce"),
         timeout = options.vendor_timeout.unwrap_or("5s"),
-        sms_url = vendor.url("/chuangxin/dxjk"),
-        voice_url = vendor.url("/chuangxin/yytz"),
-        voice_code_url = vendor.url("/chuangxin/yyyzm"),
+        sms_url = vendor_url("/chuangxin/dxjk"),
+        voice_url = vendor_url("/chuangxin/yytz"),
+        voice_code_url = vendor_url("/chuangxin/yyyzm"),
         extra = options.extra_toml,
         sms_code_keys = options.sms_code_keys,
         shutdown_grace = if options.server_keys.contains("shutdown_grace") {

@@ -2,90 +2,22 @@
 //! settled as `uncertain` (charged, flagged) by its successor at start, or by any other
 //! instance once its lease lapses, well before `reservation_timeout`.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::app::{ADMIN_TOKEN, APPCODE, SHOP_TOKEN};
+use crate::app::{ADMIN_TOKEN, SHOP_TOKEN};
 use crate::helpers::{Backend, TestDb};
 use crate::on_both_backends;
+use crate::server::{free_port, Server};
 use crate::vendor::{Reply, StandInVendor};
 
 on_both_backends!(a_restarted_instance_settles_what_its_killed_predecessor_held);
 
 /// The SPEC's bound, and far below the `reservation_timeout` these servers run with.
 const SETTLED_WITHIN: Duration = Duration::from_secs(30);
-
-/// A real `tollgate serve` process.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(config: &Path, port: u16) -> Server {
-        let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("TEST_APPCODE", APPCODE)
-            .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("TEST_SHOP_TOKEN", SHOP_TOKEN)
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Server { child, port }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn ready(&mut self) {
-        let http = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("tollgate exited: {status}");
-            }
-            if let Ok(r) = http.get(self.url("/readyz")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("tollgate did not become ready");
-    }
-
-    /// SIGKILL: nothing is settled, nothing is flushed.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn config(dir: &Path, db: &TestDb, vendor: &StandInVendor) -> std::path::PathBuf {
     let path = dir.join("tollgate.toml");

@@ -1,14 +1,20 @@
 //! A stand-in for the vendor's gateway on loopback, answering what each test scripts.
+//!
+//! Every request is numbered as it arrives (1, 2, …), and `{n}` in a scripted answer's
+//! headers or body becomes that number, so that a test can tell which answer the ledger
+//! recorded for which call ([`Reply::numbered`]). The stand-in keeps a log of what it did
+//! with each request ([`StandInVendor::answered`]); a reply can also drop the connection
+//! after reading the request, as a vendor that crashed mid-call does.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
+use hyper_util::rt::TokioIo;
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
@@ -18,6 +24,8 @@ pub struct Reply {
     pub body: String,
     /// Wait this long before answering (to provoke a client timeout).
     pub delay: Duration,
+    /// Close the connection after reading the request, without answering.
+    pub drop_connection: bool,
 }
 
 impl Reply {
@@ -31,6 +39,7 @@ impl Reply {
             ],
             body: r#"{"ReturnStatus":"Success","Message":"ok","RemainPoint":420842,"TaskID":18424321,"SuccessCounts":1}"#.into(),
             delay: Duration::ZERO,
+            drop_connection: false,
         }
     }
 
@@ -46,7 +55,27 @@ impl Reply {
             ],
             body: String::new(),
             delay: Duration::ZERO,
+            drop_connection: false,
         }
+    }
+
+    /// Reads the request and closes the connection without a word: the request was
+    /// written, so the message may have gone out.
+    pub fn dropped() -> Reply {
+        Reply {
+            drop_connection: true,
+            ..Reply::gateway_error(500, "never sent")
+        }
+    }
+
+    /// The same answer with the request's number as its `X-Ca-Request-Id`
+    /// (`standin-{n}`) and, in a 200, as the body's `TaskID`.
+    pub fn numbered(mut self) -> Reply {
+        self = self.with_header("X-Ca-Request-Id", &request_id("{n}"));
+        if self.status == 200 {
+            self.body = self.body.replace("18424321", "{n}");
+        }
+        self
     }
 
     pub fn with_body(mut self, body: &str) -> Reply {
@@ -66,6 +95,11 @@ impl Reply {
     }
 }
 
+/// The `X-Ca-Request-Id` a numbered reply gives request `n`.
+pub fn request_id(n: &str) -> String {
+    format!("standin-{n}")
+}
+
 /// A request the stand-in received.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -75,10 +109,24 @@ pub struct Received {
     pub authorization: Option<String>,
 }
 
+/// What the stand-in did with one request.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    /// The request's number (1 for the first).
+    pub number: u64,
+    /// The status it answered, or `None` when it dropped the connection.
+    pub status: Option<u16>,
+    /// How long it waited before answering.
+    pub delay: Duration,
+    /// `X-Ca-Market-Billing-Result: 0` was not among the headers: a 200 is billed.
+    pub billed_header: bool,
+}
+
 #[derive(Clone)]
 struct Shared {
     reply: Arc<Mutex<Reply>>,
     received: Arc<Mutex<Vec<Received>>>,
+    answered: Arc<Mutex<Vec<Answered>>>,
 }
 
 pub struct StandInVendor {
@@ -91,11 +139,11 @@ impl StandInVendor {
         let shared = Shared {
             reply: Arc::new(Mutex::new(Reply::success())),
             received: Arc::default(),
+            answered: Arc::default(),
         };
-        let app = Router::new().fallback(answer).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        tokio::spawn(serve(listener, shared.clone()));
         StandInVendor { addr, shared }
     }
 
@@ -115,9 +163,36 @@ impl StandInVendor {
     pub fn calls(&self) -> usize {
         self.shared.received.lock().unwrap().len()
     }
+
+    /// What it did with each request so far, in arrival order.
+    pub fn answered(&self) -> Vec<Answered> {
+        self.shared.answered.lock().unwrap().clone()
+    }
 }
 
-async fn answer(State(shared): State<Shared>, request: Request) -> Response {
+/// HTTP/1.1 connections served by hand rather than by `axum::serve`, so that a reply can
+/// end its connection without an answer: the service fails, and hyper closes the socket.
+async fn serve(listener: tokio::net::TcpListener, shared: Shared) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+                answer(shared.clone(), request.map(Body::new))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(
+    shared: Shared,
+    request: axum::http::Request<Body>,
+) -> Result<Response, std::io::Error> {
     let query = request
         .uri()
         .query()
@@ -127,23 +202,51 @@ async fn answer(State(shared): State<Shared>, request: Request) -> Response {
                 .collect()
         })
         .unwrap_or_default();
-    shared.received.lock().unwrap().push(Received {
-        method: request.method().to_string(),
-        path: request.uri().path().to_owned(),
-        query,
-        authorization: request
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+    let (method, path) = (
+        request.method().to_string(),
+        request.uri().path().to_owned(),
+    );
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // The whole request is read before anything is decided, as a vendor does.
+    let _ = axum::body::to_bytes(request.into_body(), 1 << 20).await;
+    let (number, reply) = {
+        let mut received = shared.received.lock().unwrap();
+        received.push(Received {
+            method,
+            path,
+            query,
+            authorization,
+        });
+        (received.len() as u64, shared.reply.lock().unwrap().clone())
+    };
+    shared.answered.lock().unwrap().push(Answered {
+        number,
+        status: (!reply.drop_connection).then_some(reply.status),
+        delay: reply.delay,
+        billed_header: !reply.headers.iter().any(|(name, value)| {
+            name.eq_ignore_ascii_case("X-Ca-Market-Billing-Result") && value == "0"
+        }),
     });
-    let reply = shared.reply.lock().unwrap().clone();
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
-    for (name, value) in reply.headers {
-        response.headers_mut().insert(name, value.parse().unwrap());
+    let n = number.to_string();
+    if reply.drop_connection {
+        return Err(std::io::Error::other("dropped as scripted"));
     }
-    response
+    let mut response = (
+        StatusCode::from_u16(reply.status).unwrap(),
+        reply.body.replace("{n}", &n),
+    )
+        .into_response();
+    for (name, value) in reply.headers {
+        response
+            .headers_mut()
+            .insert(name, value.replace("{n}", &n).parse().unwrap());
+    }
+    Ok(response)
 }
