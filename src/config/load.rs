@@ -153,13 +153,9 @@ fn settings(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, p: &mut Proble
 
     let ledger = p.scoped("ledger", |p| ledger(&raw.ledger, &upstream, p));
 
-    let (product_codes, product_code_problems) =
-        super::marketplace::check_product_codes(&raw.channels);
-    p.extend(product_code_problems);
+    let product_codes = super::marketplace::check_product_codes(&raw.channels, p);
     let channels = channels(&raw.channels, &product_codes, &upstream.appcode_env, p);
-    let (marketplace, marketplace_problems) =
-        super::marketplace::check_marketplace(raw.marketplace.as_ref());
-    p.extend(marketplace_problems);
+    let marketplace = super::marketplace::check_marketplace(raw.marketplace.as_ref(), p);
     let templates = templates(&raw.templates, &channels, p);
     let traffic = super::traffic::check_traffic(&raw.traffic, &raw.limits, &channels, p);
     let routes = super::routes::check_routes(&raw.routes, &channels, p);

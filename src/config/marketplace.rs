@@ -1,15 +1,15 @@
 //! `[marketplace]` and the channels' `product_code`: reading the marketplace's own count,
 //! as written and as checked.
 //!
-//! Self-contained on purpose: [`check_marketplace`] and [`check_product_codes`] take the
-//! raw values and return the checked settings with every problem found (each naming its
-//! key), whatever collects them.
+//! [`check_marketplace`] and [`check_product_codes`] take the raw values, return the
+//! checked settings and record every problem found, with its full key, in the shared
+//! [`Problems`] collector, like every other section's check.
 
 use serde::Deserialize;
 use url::Url;
 
 use super::raw::RawChannel;
-use super::ConfigProblem;
+use super::Problems;
 use crate::domain::ProductCode;
 use crate::marketplace::{
     AccessKey, MarketClient, MarketClientConfig, MarketError, DEFAULT_TIMEOUT,
@@ -80,52 +80,34 @@ impl MarketplaceSettings {
     }
 }
 
-/// Checks `[marketplace]` (`None` when the file has no such table), naming each problem
-/// by its key, e.g. `marketplace.endpoint`.
+/// Checks `[marketplace]` (`None` when the file has no such table), recording each
+/// problem in `p` by its key, e.g. `marketplace.endpoint`.
 pub fn check_marketplace(
     raw: Option<&RawMarketplace>,
-) -> (Option<MarketplaceSettings>, Vec<ConfigProblem>) {
-    let Some(raw) = raw else {
-        return (None, Vec::new());
-    };
-    let mut problems = Vec::new();
-    let mut problem = |key: &str, text: String| {
-        problems.push(ConfigProblem {
-            key: format!("marketplace.{key}"),
-            problem: text,
-        });
-    };
+    p: &mut Problems,
+) -> Option<MarketplaceSettings> {
+    let raw = raw?;
+    Some(p.scoped("marketplace", |p| marketplace(raw, p)))
+}
 
-    let mut variable = |key: &str, value: &Option<String>, default: &str| -> String {
-        let Some(value) = value else {
-            return default.to_owned();
-        };
-        let well_formed = !value.is_empty()
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !well_formed {
-            problem(
-                key,
-                format!("{value:?} must name an environment variable, like {default:?}"),
-            );
-        }
-        value.clone()
-    };
+/// The `[marketplace]` table's keys, each checked inside the `marketplace` scope.
+fn marketplace(raw: &RawMarketplace, p: &mut Problems) -> MarketplaceSettings {
     let access_key_id_env = variable(
+        p,
         "access_key_id_env",
         &raw.access_key_id_env,
         DEFAULT_ACCESS_KEY_ID_ENV,
     );
     let access_key_secret_env = variable(
+        p,
         "access_key_secret_env",
         &raw.access_key_secret_env,
         DEFAULT_ACCESS_KEY_SECRET_ENV,
     );
     if access_key_id_env == access_key_secret_env {
-        problem(
+        p.add(
             "access_key_secret_env",
-            "must differ from access_key_id_env: the ID and the secret are two values".into(),
+            "must differ from access_key_id_env: the ID and the secret are two values",
         );
     }
 
@@ -133,7 +115,7 @@ pub fn check_marketplace(
     let endpoint = match endpoint_problem(endpoint_text) {
         Ok(url) => url,
         Err(text) => {
-            problem("endpoint", text);
+            p.add("endpoint", text);
             Url::parse(DEFAULT_ENDPOINT).expect("a valid default")
         }
     };
@@ -142,22 +124,40 @@ pub fn check_marketplace(
         None => DEFAULT_DRIFT_ALERT_UNITS,
         Some(units) if units >= 1 => units.unsigned_abs(),
         Some(_) => {
-            problem(
+            p.add(
                 "drift_alert_units",
-                "must be at least 1 (an alert at 0 would fire on every run)".into(),
+                "must be at least 1 (an alert at 0 would fire on every run)",
             );
             DEFAULT_DRIFT_ALERT_UNITS
         }
     };
 
-    let settings = MarketplaceSettings {
+    MarketplaceSettings {
         access_key_id_env,
         access_key_secret_env,
         endpoint,
         apply: raw.apply.unwrap_or(false),
         drift_alert_units,
+    }
+}
+
+/// The name of an environment variable given at `key` (`default` when absent); a name
+/// that could not be one is recorded, and kept so that later checks still see it.
+fn variable(p: &mut Problems, key: &str, value: &Option<String>, default: &str) -> String {
+    let Some(value) = value else {
+        return default.to_owned();
     };
-    (Some(settings), problems)
+    let well_formed = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !well_formed {
+        p.add(
+            key,
+            format!("{value:?} must name an environment variable, like {default:?}"),
+        );
+    }
+    value.clone()
 }
 
 /// The endpoint as a URL, or why it is not one the Market API can be reached at.
@@ -195,46 +195,55 @@ fn endpoint_problem(text: &str) -> Result<Url, String> {
 /// Checks each channel's `product_code` (`channels[i].product_code`): its shape, and that
 /// no two channels name the same product, since the marketplace counts a product once
 /// and that count cannot be split between two channels' ledgers. Returns one entry per
-/// raw channel, in order.
-pub fn check_product_codes(
-    channels: &[RawChannel],
-) -> (Vec<Option<ProductCode>>, Vec<ConfigProblem>) {
-    let mut problems = Vec::new();
+/// raw channel, in order; every problem is recorded in `p`.
+pub fn check_product_codes(channels: &[RawChannel], p: &mut Problems) -> Vec<Option<ProductCode>> {
     let mut codes: Vec<Option<ProductCode>> = Vec::with_capacity(channels.len());
     for (i, channel) in channels.iter().enumerate() {
         let key = format!("channels[{i}].product_code");
-        let code = channel.product_code.as_deref().and_then(|raw| {
-            ProductCode::parse(raw)
-                .map_err(|err| {
-                    problems.push(ConfigProblem {
-                        key: key.clone(),
-                        problem: err.to_string(),
-                    })
-                })
-                .ok()
-        });
+        let code = channel
+            .product_code
+            .as_deref()
+            .and_then(|raw| p.check(&key, ProductCode::parse(raw)));
         if let Some(code) = &code {
             if let Some(first) = codes.iter().position(|seen| seen.as_ref() == Some(code)) {
-                problems.push(ConfigProblem {
-                    key,
-                    problem: format!(
+                p.add(
+                    &key,
+                    format!(
                         "{code} is channels[{first}]'s product too; the marketplace counts a product once, for one channel"
                     ),
-                });
+                );
             }
         }
         codes.push(code);
     }
-    (codes, problems)
+    codes
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{load_str, LoadError};
+    use crate::config::{load_str, ConfigProblem, LoadError};
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    /// [`check_marketplace`] run on a collector of its own, with what it recorded.
+    fn check_marketplace_alone(
+        raw: Option<&RawMarketplace>,
+    ) -> (Option<MarketplaceSettings>, Vec<ConfigProblem>) {
+        let mut p = Problems::new();
+        let settings = check_marketplace(raw, &mut p);
+        (settings, p.into_vec())
+    }
+
+    /// [`check_product_codes`] run on a collector of its own, with what it recorded.
+    fn check_product_codes_alone(
+        channels: &[RawChannel],
+    ) -> (Vec<Option<ProductCode>>, Vec<ConfigProblem>) {
+        let mut p = Problems::new();
+        let codes = check_product_codes(channels, &mut p);
+        (codes, p.into_vec())
     }
 
     fn keys(problems: &[ConfigProblem]) -> Vec<&str> {
@@ -243,14 +252,14 @@ mod tests {
 
     #[test]
     fn no_table_means_no_marketplace() {
-        let (settings, problems) = check_marketplace(None);
+        let (settings, problems) = check_marketplace_alone(None);
         assert_eq!(settings, None);
         assert!(problems.is_empty());
     }
 
     #[test]
     fn an_empty_table_gives_the_defaults() {
-        let (settings, problems) = check_marketplace(Some(&RawMarketplace::default()));
+        let (settings, problems) = check_marketplace_alone(Some(&RawMarketplace::default()));
         assert!(problems.is_empty(), "{problems:?}");
         let settings = settings.unwrap();
         assert_eq!(settings.access_key_id_env, "ALIYUN_ACCESS_KEY_ID");
@@ -269,7 +278,7 @@ mod tests {
             apply: Some(true),
             drift_alert_units: Some(0),
         };
-        let (_, problems) = check_marketplace(Some(&raw));
+        let (_, problems) = check_marketplace_alone(Some(&raw));
         assert_eq!(
             keys(&problems),
             [
@@ -311,7 +320,7 @@ mod tests {
             access_key_secret_env: Some("ALIYUN_KEY".into()),
             ..RawMarketplace::default()
         };
-        let (_, problems) = check_marketplace(Some(&raw));
+        let (_, problems) = check_marketplace_alone(Some(&raw));
         assert_eq!(keys(&problems), ["marketplace.access_key_secret_env"]);
     }
 
@@ -321,7 +330,7 @@ mod tests {
             product_code: code.map(str::to_owned),
             ..RawChannel::default()
         };
-        let (codes, problems) = check_product_codes(&[
+        let (codes, problems) = check_product_codes_alone(&[
             channel(Some("cmapi00037415")),
             channel(None),
             channel(Some("cmapi 1")),
@@ -399,7 +408,7 @@ mod tests {
 
     #[test]
     fn the_client_needs_both_variables_set() {
-        let (settings, _) = check_marketplace(Some(&RawMarketplace::default()));
+        let (settings, _) = check_marketplace_alone(Some(&RawMarketplace::default()));
         let settings = settings.unwrap();
         let err = settings.client(&no_env).unwrap_err();
         assert_eq!(
