@@ -26,6 +26,7 @@ use super::signature::{
     canonicalized_query, parse_timestamp, string_to_sign, verify, SIGNATURE_METHOD,
     SIGNATURE_VERSION,
 };
+use crate::upstream::format::decode_form;
 use crate::upstream::SandboxState;
 
 /// The AccessKey ID the built-in sandbox accepts. Not a secret: it opens nothing but
@@ -89,9 +90,7 @@ impl MarketSimulation {
         now: DateTime<Utc>,
         accounts: &[AccountMetering],
     ) -> MarketAnswer {
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
+        let pairs = decode_form(query.as_bytes());
         match self.authenticate(&pairs, now) {
             Ok(()) => describe_api_metering(&pairs, accounts),
             Err(refusal) => refusal,
@@ -196,7 +195,9 @@ pub async fn market_api(
     let query = request.uri().query().unwrap_or("");
     let is_market_api = request.method() == Method::GET
         && request.uri().path() == "/"
-        && url::form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "Action");
+        && decode_form(query.as_bytes())
+            .iter()
+            .any(|(name, _)| name == "Action");
     if !is_market_api {
         return next.run(request).await;
     }

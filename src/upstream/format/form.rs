@@ -1,6 +1,7 @@
 //! The vendor's request fields as they travel: `application/x-www-form-urlencoded`, in a
 //! query string or a form body. One decoder for everything that reads them (the drop-in
-//! proxy, which serves the vendor's format, and the sandbox, which simulates the vendor).
+//! proxy, which serves the vendor's format, and the sandbox, which simulates the vendor
+//! and, in `marketplace::sandbox`, the Market API's signed query).
 
 /// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte, and
 /// bytes that are not UTF-8 become U+FFFD. Pairs keep their order; a key may repeat.
