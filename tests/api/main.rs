@@ -26,6 +26,7 @@ mod openapi;
 mod packages;
 mod pg_proxy;
 mod reports;
+mod routes;
 mod schedule;
 mod sends;
 mod server;
