@@ -11,6 +11,8 @@
 //! - [`marketplace`]: the Market API client (the marketplace's own count), its request
 //!   signing, the run that hands its answers to the ledger, and its simulation in the
 //!   sandbox.
+//! - [`policy`]: the traffic limits checked before a send is reserved (per number and per
+//!   client, counted across instances in sliding windows).
 //! - [`send`]: one send from request to settled charge; the only caller of the vendor.
 //! - [`http`]: the API and its OpenAPI description, the drop-in proxy, health, the accept
 //!   loop and its limits; [`app`]
