@@ -8,8 +8,9 @@ mod render;
 pub use month::{Month, MonthError};
 pub use monthly::{
     AdjustmentLine, ChannelForecast, ChannelSummary, ClientSummary, Expired, Figures, Forecast,
-    MonthlyReport, PreviousMonth, Purchase, Total, UsageLine, FORECAST_METHOD,
+    MonthlyReport, PreviousMonth, Purchase, RouteChannelSummary, Total, UsageLine, FORECAST_METHOD,
 };
 pub use render::{
     escape as escape_html, to_csv, to_email, to_html, to_table, ReportContext, CSV_HEADER,
+    DIRECT_LABEL,
 };

@@ -11,6 +11,11 @@
 //!   consumed over months.
 //! - **Expired units** are units of packages whose expiry fell in the month (up to now)
 //!   and were never used; their value is the part of the price those units carried.
+//! - **By route and channel**: a route's sends split by the channel that carried them
+//!   (a route's attempts that a channel refused or its vendor failed count on that
+//!   channel, as they do in the channel section), and the sends that named a channel
+//!   themselves as `route: null`. Its rows sum to the total's sends, units and cost
+//!   before adjustments, which belong to no route.
 //! - **Forecast** for the next month: the month's daily burn (cost and units divided by
 //!   the days of the month, or by the days elapsed if the month is still running) times
 //!   the days of the next month, per channel. Adjustments are left out of it, since they
@@ -50,6 +55,10 @@ pub struct MonthlyReport {
     /// Per send class (SPEC §11), most important first; sends recorded before classes
     /// existed are `unclassified`.
     pub classes: Vec<ClassSummary>,
+    /// Per route and the channel that carried its sends (what each vendor cost a route,
+    /// and which one carried it): routes by name, then the sends that named a channel
+    /// themselves (`route: null`).
+    pub routes: Vec<RouteChannelSummary>,
     pub purchases: Vec<Purchase>,
     pub expired: Vec<Expired>,
     pub total: Total,
@@ -118,6 +127,15 @@ pub struct ClientSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ClassSummary {
     pub class: String,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct RouteChannelSummary {
+    /// The route the sends were addressed to; `None` for sends that named the channel.
+    pub route: Option<String>,
+    pub channel: String,
     #[serde(flatten)]
     pub figures: Figures,
 }
@@ -305,6 +323,7 @@ impl MonthlyReport {
             })
             .collect();
         classes.sort_by_key(|c| rank(&c.class));
+        let routes = route_summaries(&usage.routes);
 
         // Purchases and expiries are the account's, not a client's.
         let everyone = client.is_none();
@@ -393,6 +412,7 @@ impl MonthlyReport {
             channels,
             clients,
             classes,
+            routes,
             purchases,
             expired,
             total,
@@ -408,12 +428,37 @@ impl MonthlyReport {
     }
 }
 
-/// A range's usage from the day buckets: sends by (channel, client) and by (client,
-/// class), adjustments by channel (they belong to no client).
+/// The route-and-channel section from the sends by (client, route, channel): routes by
+/// name, then the sends that named a channel themselves (the bucket's route `''`).
+fn route_summaries(
+    by_client: &BTreeMap<(String, String, String), BucketCounts>,
+) -> Vec<RouteChannelSummary> {
+    // `(false, route)` sorts every named route before `(true, "")`, the direct sends.
+    let mut by_route: BTreeMap<(bool, &str, &str), BucketCounts> = BTreeMap::new();
+    for ((_, route, channel), u) in by_client {
+        by_route
+            .entry((route.is_empty(), route, channel))
+            .or_default()
+            .add(u);
+    }
+    by_route
+        .into_iter()
+        .map(|((direct, route, channel), u)| RouteChannelSummary {
+            route: (!direct).then(|| route.to_owned()),
+            channel: channel.to_owned(),
+            figures: u.into(),
+        })
+        .collect()
+}
+
+/// A range's usage from the day buckets: sends by (channel, client), by (client,
+/// class) and by (client, route, channel), adjustments by channel (they belong to no
+/// client).
 #[derive(Default)]
 struct MonthUsage {
     usage: BTreeMap<(String, String), BucketCounts>,
     classes: BTreeMap<(String, String), BucketCounts>,
+    routes: BTreeMap<(String, String, String), BucketCounts>,
     adjustments: BTreeMap<String, BucketCounts>,
 }
 
@@ -447,6 +492,11 @@ impl MonthUsage {
                     .entry((row.client.clone(), row.class.clone()))
                     .or_default()
                     .add(&sends);
+                month
+                    .routes
+                    .entry((row.client.clone(), row.route.clone(), row.channel.clone()))
+                    .or_default()
+                    .add(&sends);
             }
             if adjustment != BucketCounts::default() {
                 month
@@ -463,6 +513,7 @@ impl MonthUsage {
     fn keep_only(&mut self, client: &str) {
         self.usage.retain(|(_, c), _| c == client);
         self.classes.retain(|(c, _), _| c == client);
+        self.routes.retain(|(c, _, _), _| c == client);
         self.adjustments.clear();
     }
 

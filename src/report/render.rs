@@ -19,12 +19,14 @@ use crate::domain::ChannelKind;
 
 /// The CSV header. Every row has these columns; `section` says what the row is:
 /// `usage` (a channel and client), `adjustment` (a channel's reconciliations),
-/// `channel`, `client` and `class` (subtotals; `class` rows name theirs in the last
-/// column), `purchase`, `expired`, `total`,
+/// `channel`, `client` and `class` (subtotals; `class` rows name theirs in the `class`
+/// column), `route` (a route's sends carried by one channel, the route in the `route`
+/// column, empty for the sends that named the channel themselves), `purchase`,
+/// `expired`, `total`,
 /// `previous_month_total` and `forecast_next_month`. For `purchase` rows `units` and
 /// `cost` are the package's units and price; for `expired` rows, the units lost and
 /// their value.
-pub const CSV_HEADER: [&str; 11] = [
+pub const CSV_HEADER: [&str; 12] = [
     "section",
     "month",
     "channel",
@@ -36,6 +38,7 @@ pub const CSV_HEADER: [&str; 11] = [
     "units",
     "cost",
     "class",
+    "route",
 ];
 
 pub fn to_csv(report: &MonthlyReport) -> String {
@@ -59,6 +62,7 @@ pub fn to_csv(report: &MonthlyReport) -> String {
             f.billed_units.to_string(),
             f.cost.to_string(),
             String::new(),
+            String::new(),
         ]
     };
     let amount = |section: &str, month: &str, channel: &str, units: i64, cost: String| {
@@ -73,6 +77,7 @@ pub fn to_csv(report: &MonthlyReport) -> String {
             String::new(),
             units.to_string(),
             cost,
+            String::new(),
             String::new(),
         ]
     };
@@ -100,6 +105,11 @@ pub fn to_csv(report: &MonthlyReport) -> String {
     for c in &report.classes {
         let mut row = figures("class", &month, "", "", &c.figures);
         row[10] = c.class.clone();
+        line(row);
+    }
+    for r in &report.routes {
+        let mut row = figures("route", &month, &r.channel, "", &r.figures);
+        row[11] = r.route.clone().unwrap_or_default();
         line(row);
     }
     for p in &report.purchases {
@@ -362,6 +372,21 @@ fn document(report: &MonthlyReport, context: &ReportContext) -> Document {
     let mut class_headers = vec![("类别", "class")];
     class_headers.extend(USAGE_HEADERS);
 
+    let route_rows = report
+        .routes
+        .iter()
+        .map(|r| {
+            let mut row = vec![
+                r.route.clone().unwrap_or_else(|| DIRECT_LABEL.to_owned()),
+                r.channel.clone(),
+            ];
+            row.extend(figure_cells(Some(&r.channel), &r.figures));
+            row
+        })
+        .collect();
+    let mut route_headers = vec![("路由", "route"), ("渠道", "channel")];
+    route_headers.extend(USAGE_HEADERS);
+
     let mut package_rows: Vec<Vec<String>> = report
         .purchases
         .iter()
@@ -429,6 +454,12 @@ fn document(report: &MonthlyReport, context: &ReportContext) -> Document {
                 rows: class_rows,
             },
             Section {
+                title: "按路由与渠道",
+                title_en: "By route and channel",
+                headers: route_headers,
+                rows: route_rows,
+            },
+            Section {
                 title: "套餐购买与过期",
                 title_en: "Packages",
                 headers: vec![
@@ -458,6 +489,9 @@ fn document(report: &MonthlyReport, context: &ReportContext) -> Document {
         ),
     }
 }
+
+/// The route column of the sends that named a channel themselves.
+pub const DIRECT_LABEL: &str = "—（直接发送 direct）";
 
 /// A send class as people read it: `验证码 critical`, `通知 normal`, `营销 bulk`.
 fn class_label(class: &str) -> String {

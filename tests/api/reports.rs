@@ -1,4 +1,5 @@
-//! Monthly reports: month boundaries, exact totals, CSV, retention, the endpoint.
+//! Monthly reports: month boundaries, exact totals, CSV, retention, the endpoint, and a
+//! route's cost split by the channel that carried it.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -8,9 +9,10 @@ use tollgate::ledger::{Ledger, LedgerOptions, Settlement, UpstreamRecord};
 use tollgate::report::{Month, MonthlyReport};
 use tollgate::store::{to_micros, Db};
 
-use crate::app::{spawn_app, ADMIN_TOKEN, SHOP_TOKEN};
+use crate::app::{spawn_app, spawn_app_with, AppOptions, TestApp, ADMIN_TOKEN, MOBILE, SHOP_TOKEN};
 use crate::helpers::*;
 use crate::on_both_backends;
+use crate::vendor::StandInVendor;
 
 const SHANGHAI: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
 
@@ -47,6 +49,50 @@ async fn send_at(
         .await
         .unwrap();
     id
+}
+
+/// Parses RFC 4180 CSV: fields in double quotes may hold commas, line breaks and doubled
+/// quotes; records end with CRLF or LF. Written here because the report's CSV is the
+/// only CSV the tests read and no CSV crate is a dependency.
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut records = Vec::new();
+    let (mut record, mut field) = (Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') if field.is_empty() => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut field)),
+            (false, '\r') if chars.peek() == Some(&'\n') => {}
+            (false, '\n') => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    assert!(!quoted, "the CSV ends inside a quoted field");
+    if !field.is_empty() || !record.is_empty() {
+        record.push(field);
+        records.push(record);
+    }
+    records
+}
+
+#[test]
+fn parse_csv_reads_quoted_fields_and_crlf() {
+    assert_eq!(
+        parse_csv("a,\"b,c\",\"x\"\"y\"\r\n,\"line\nbreak\",\r\n"),
+        vec![
+            vec!["a".to_owned(), "b,c".to_owned(), "x\"y".to_owned()],
+            vec![String::new(), "line\nbreak".to_owned(), String::new()],
+        ]
+    );
 }
 
 async fn ledger_cost_between(db: &Db, from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
@@ -287,11 +333,7 @@ async fn report_totals_equal_the_ledger_to_the_fen_and_the_csv_parses_back(backe
 
     // The CSV parses back to the same numbers.
     let csv = tollgate::report::to_csv(&report);
-    let rows: Vec<Vec<String>> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(str::to_owned).collect())
-        .collect();
+    let rows: Vec<Vec<String>> = parse_csv(&csv).into_iter().skip(1).collect();
     let cost_of = |row: &Vec<String>| row[9].parse::<Decimal>().unwrap();
     let sum_of =
         |section: &str| -> Decimal { rows.iter().filter(|r| r[0] == section).map(cost_of).sum() };
@@ -300,6 +342,12 @@ async fn report_totals_equal_the_ledger_to_the_fen_and_the_csv_parses_back(backe
     assert_eq!(cost_of(total_row), exact);
     assert_eq!(sum_of("usage") + sum_of("adjustment"), exact);
     assert_eq!(sum_of("channel"), exact);
+    // Every send here named its channel: one direct row per channel, with all of it.
+    assert_eq!(sum_of("route") + sum_of("adjustment"), exact);
+    assert!(rows
+        .iter()
+        .filter(|r| r[0] == "route")
+        .all(|r| r[11].is_empty()));
     assert_eq!(total_row[8], "12");
     let previous = rows
         .iter()
@@ -436,8 +484,237 @@ async fn retention_keeps_reserved_sends_packages_and_reconciliations(backend: Ba
     );
 }
 
+/// The app with a second SMS vendor, `backup_sms` (its own stand-in, which is returned),
+/// and the route `otp` over `sms_code` then `backup_sms` (SPEC §13).
+pub async fn app_with_a_route(backend: Backend) -> (TestApp, StandInVendor) {
+    let backup = StandInVendor::start().await;
+    let app = spawn_app_with(
+        backend,
+        AppOptions {
+            extra_toml: format!(
+                r#"
+                [[channels]]
+                name = "backup_sms"
+                kind = "sms_code"
+                url = "{url}"
+                method = "POST"
+                signature = "【卡池】"
+
+                [[templates]]
+                name = "login_code"
+                channel = "backup_sms"
+                body = "【卡池】你的验证码是：#code#，3分钟内有效！"
+
+                [[routes]]
+                name = "otp"
+                channels = ["sms_code", "backup_sms"]
+                strategy = "priority"
+                "#,
+                url = backup.url("/chuangxin/dxjk"),
+            ),
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    (app, backup)
+}
+
+/// Through [`app_with_a_route`]: one code sent to `sms_code` itself, then five through
+/// the route `otp`: `sms_code`'s 4 units (¥0.10 each) carry three of them, and
+/// `backup_sms` (¥0.05 a unit) the two sent after they ran out.
+pub async fn send_through_the_route(app: &TestApp, backup: &StandInVendor) {
+    app.add_package("sms_code", 4, "0.40").await;
+    app.add_package("backup_sms", 100, "5.00").await;
+    assert_eq!(app.send_login_code().await.status(), 200);
+    let mut carriers = Vec::new();
+    for _ in 0..5 {
+        let response = app
+            .send_json(&serde_json::json!({
+                "channel": "otp",
+                "to": MOBILE,
+                "template": "login_code",
+                "params": { "code": "482913" }
+            }))
+            .await;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["route"], "otp", "{answer}");
+        carriers.push(answer["channel"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        carriers,
+        [
+            "sms_code",
+            "sms_code",
+            "sms_code",
+            "backup_sms",
+            "backup_sms"
+        ]
+    );
+    assert_eq!((app.vendor.calls(), backup.calls()), (4, 2));
+}
+
+/// The report's route-and-channel rows as (route, channel) → (sends, units, cost).
+fn route_rows(json: &serde_json::Value) -> Vec<(String, String, i64, i64, String)> {
+    json["routes"]
+        .as_array()
+        .expect("a routes section")
+        .iter()
+        .map(|r| {
+            (
+                r["route"].as_str().unwrap_or("(direct)").to_owned(),
+                r["channel"].as_str().unwrap().to_owned(),
+                r["sends"].as_i64().unwrap(),
+                r["billed_units"].as_i64().unwrap(),
+                r["cost"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn the_report_splits_a_routes_cost_by_the_channel_that_carried_it(backend: Backend) {
+    // Arrange: a direct send and five through the route, which fails over.
+    let (app, backup) = app_with_a_route(backend).await;
+    send_through_the_route(&app, &backup).await;
+    let month = Month::containing(app.ledger.now(), SHANGHAI);
+
+    // Act: the month's report, as JSON and as CSV.
+    let path = format!("/v1/reports/monthly?month={month}");
+    let json = app.get_json(&path, ADMIN_TOKEN).await;
+    let csv = app
+        .get_as(&format!("{path}&format=csv"), ADMIN_TOKEN)
+        .await
+        .text()
+        .await
+        .unwrap();
+
+    // Assert: the route's cost is split by the channel that carried it, routes first,
+    // then the direct sends.
+    let direct = "(direct)".to_owned();
+    assert_eq!(
+        route_rows(&json),
+        [
+            (
+                "otp".to_owned(),
+                "backup_sms".to_owned(),
+                2,
+                2,
+                "0.10".to_owned()
+            ),
+            (
+                "otp".to_owned(),
+                "sms_code".to_owned(),
+                3,
+                3,
+                "0.30".to_owned()
+            ),
+            (direct, "sms_code".to_owned(), 1, 1, "0.10".to_owned()),
+        ]
+    );
+    assert!(json["routes"][2]["route"].is_null());
+
+    // The totals are the ledger's: every entry of the month, and each channel's charges.
+    let ledger_total =
+        ledger_cost_between(&app.db.db, month.start(SHANGHAI), month.end(SHANGHAI)).await;
+    let exact = Decimal::new(ledger_total, 6);
+    assert_eq!(exact, "0.50".parse::<Decimal>().unwrap());
+    let decimal = |v: &serde_json::Value| v.as_str().unwrap().parse::<Decimal>().unwrap();
+    assert_eq!(decimal(&json["total"]["total_cost"]), exact);
+    let routes = json["routes"].as_array().unwrap();
+    let json_route_sum: Decimal = routes.iter().map(|r| decimal(&r["cost"])).sum();
+    assert_eq!(json_route_sum, exact);
+    assert_eq!(
+        routes
+            .iter()
+            .map(|r| r["sends"].as_i64().unwrap())
+            .sum::<i64>(),
+        json["total"]["sends"].as_i64().unwrap()
+    );
+    for totals in app.ledger.totals().await.unwrap() {
+        let (units, cost): (i64, Decimal) = routes
+            .iter()
+            .filter(|r| r["channel"] == totals.channel.as_str())
+            .fold((0, Decimal::ZERO), |(u, c), r| {
+                (
+                    u + r["billed_units"].as_i64().unwrap(),
+                    c + decimal(&r["cost"]),
+                )
+            });
+        assert_eq!(
+            (units, cost),
+            (
+                totals.billed_units,
+                totals.cost.to_string().parse().unwrap()
+            ),
+            "{}",
+            totals.channel
+        );
+        let by_channel = json["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["channel"] == totals.channel.as_str())
+            .unwrap();
+        assert_eq!(decimal(&by_channel["total_cost"]), cost);
+    }
+
+    // The CSV says the same, with the route in its own column.
+    let rows = parse_csv(&csv);
+    assert_eq!(rows[0], tollgate::report::CSV_HEADER);
+    let csv_routes: Vec<(&str, &str, &str, &str)> = rows
+        .iter()
+        .filter(|r| r[0] == "route")
+        .map(|r| (r[11].as_str(), r[2].as_str(), r[8].as_str(), r[9].as_str()))
+        .collect();
+    assert_eq!(
+        csv_routes,
+        [
+            ("otp", "backup_sms", "2", "0.10"),
+            ("otp", "sms_code", "3", "0.30"),
+            ("", "sms_code", "1", "0.10"),
+        ]
+    );
+    let csv_route_sum: Decimal = rows
+        .iter()
+        .filter(|r| r[0] == "route")
+        .map(|r| r[9].parse::<Decimal>().unwrap())
+        .sum();
+    let csv_total = rows.iter().find(|r| r[0] == "total").unwrap();
+    assert_eq!(csv_route_sum, exact);
+    assert_eq!(csv_total[9].parse::<Decimal>().unwrap(), exact);
+
+    // People's formats carry the section too: the HTML email and the CLI's table.
+    let html = app
+        .get_as(&format!("{path}&format=html"), ADMIN_TOKEN)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("按路由与渠道"), "{html}");
+    assert!(html.contains("By route and channel"));
+    assert!(
+        html.contains("<td>otp</td><td>backup_sms</td><td>2</td>"),
+        "{html}"
+    );
+    let report = MonthlyReport::build(&app.ledger, month, app.ledger.now())
+        .await
+        .unwrap();
+    let table = tollgate::report::to_table(&report, &Default::default());
+    let section = table
+        .split("按路由与渠道 By route and channel")
+        .nth(1)
+        .expect("the table has the section");
+    assert!(
+        section.contains("otp") && section.contains("backup_sms"),
+        "{table}"
+    );
+    assert!(section.contains(tollgate::report::DIRECT_LABEL), "{table}");
+}
+
 on_both_backends!(
     a_charge_at_2330_on_the_last_day_belongs_to_that_month,
+    the_report_splits_a_routes_cost_by_the_channel_that_carried_it,
     report_totals_equal_the_ledger_to_the_fen_and_the_csv_parses_back,
     a_report_equals_a_recomputation_from_the_raw_rows_and_outlives_them,
     retention_keeps_reserved_sends_packages_and_reconciliations,
