@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::app::{spawn_app_with, AppOptions, TestApp, ADMIN_TOKEN, APPCODE, MOBILE, SHOP_TOKEN};
 use crate::browser::Browser;
 use crate::helpers::{channel, Backend};
+use crate::reports::{app_with_a_route, parse_csv, send_through_the_route};
 
 /// A low-quota rule that fires at half of the sms_code channel's pool.
 const HALF_LEFT_RULE: &str = r#"
@@ -33,6 +34,7 @@ async fn console_app() -> TestApp {
             extra_toml: HALF_LEFT_RULE.to_owned(),
             sms_code_keys: r#"
                 package_sizes = [100, 500]
+                reserve_critical = "10%"
                 repurchase_url = "https://market.aliyun.com/products/57124001/cmapi00037415.html"
             "#
             .to_owned(),
@@ -203,6 +205,14 @@ async fn the_channels_page_shows_the_remaining_units_the_api_counts() {
         .text(&format!("{card} .ratio"))
         .await
         .contains("97%"));
+    // What the reserve holds back for critical sends (10% of 100) is the API's figure.
+    assert_eq!(api["reserved_for_critical"], 10);
+    let held_back = browser.text(&format!("{card} .held-back")).await;
+    assert_eq!(
+        held_back,
+        format!("{} 条 / 10 条", api["reserved_for_critical"]),
+        "the held-back figure"
+    );
     // The suggestion is the reminders' (3 a day for 30 days, rounded up to a size sold),
     // and the buy link goes to the channel's repurchase_url.
     assert!(browser
@@ -479,14 +489,14 @@ async fn the_monthly_report_and_the_burn_chart_show_this_months_use_and_download
     let csv = csv.text().await.unwrap();
 
     // Assert: it parses, with the API's header, and says what the page said.
-    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    let rows = parse_csv(&csv);
     assert_eq!(rows[0], tollgate::report::CSV_HEADER);
     let usage = rows
         .iter()
         .find(|r| r[0] == "usage" && r[2] == "sms_code")
         .expect("a usage row for sms_code");
     assert_eq!(
-        (usage[1], usage[3], usage[8], usage[9]),
+        (&*usage[1], &*usage[3], &*usage[8], &*usage[9]),
         (month.as_str(), "shop-backend", "3", "1.35")
     );
     let total = rows.iter().find(|r| r[0] == "total").unwrap();
@@ -527,6 +537,95 @@ async fn the_monthly_report_and_the_burn_chart_show_this_months_use_and_download
     browser.screenshot_phone("usage-phone").await;
     assert_shows_no_secret(&browser.source().await);
     browser.close().await;
+}
+
+#[tokio::test]
+async fn the_reports_page_splits_a_routes_cost_by_the_channel_that_carried_it() {
+    // Arrange: one code sent to sms_code itself, five through the route `otp`.
+    let (app, backup) = app_with_a_route(Backend::Sqlite).await;
+    send_through_the_route(&app, &backup).await;
+    let admin = HttpSession::sign_in(&app, ADMIN_TOKEN).await;
+
+    // Act
+    let page = admin
+        .get(&app.url("/console/reports"))
+        .await
+        .text()
+        .await
+        .unwrap();
+
+    // Assert: this month's card has the route's rows, each channel with what it cost.
+    let this_month = page.split("section class=\"card report\"").nth(1).unwrap();
+    let table = this_month
+        .split("<table class=\"by-route\">")
+        .nth(1)
+        .expect("a by-route table")
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert!(this_month.contains("按路由与渠道"), "{this_month}");
+    for (route, channel, sends, cost) in [
+        ("otp", "backup_sms", 2, "¥0.10"),
+        ("otp", "sms_code", 3, "¥0.30"),
+        ("", "sms_code", 1, "¥0.10"),
+    ] {
+        let row = table
+            .split(&format!(
+                "<tr data-route=\"{route}\" data-channel=\"{channel}\">"
+            ))
+            .nth(1)
+            .unwrap_or_else(|| panic!("a row for {route:?} on {channel}: {table}"))
+            .split("</tr>")
+            .next()
+            .unwrap();
+        assert!(
+            row.contains(&format!("<td class=\"num\">{sends}</td>")) && row.contains(cost),
+            "{route:?} on {channel}: {row}"
+        );
+    }
+    assert_shows_no_secret(&page);
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_strict_scoped_to_the_console_and_expires() {
+    let app = console_app().await;
+    let http = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let form = http.get(app.url("/console/sign-in")).send().await.unwrap();
+    let challenge = set_cookie(&form, "tollgate_console_sign_in");
+    let csrf = hidden_csrf(&form.text().await.unwrap());
+
+    let signed_in = http
+        .post(app.url("/console/sign-in"))
+        .header("Cookie", &challenge)
+        .form(&[("token", ADMIN_TOKEN), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(signed_in.status(), 303);
+    let header = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("tollgate_console="))
+        .expect("the sign-in sets the session cookie");
+    let attributes: Vec<&str> = header.split(';').skip(1).map(str::trim).collect();
+    assert!(attributes.contains(&"HttpOnly"), "{header}");
+    assert!(attributes.contains(&"SameSite=Strict"), "{header}");
+    assert!(attributes.contains(&"Path=/console"), "{header}");
+    let max_age: i64 = attributes
+        .iter()
+        .find_map(|a| a.strip_prefix("Max-Age="))
+        .unwrap_or_else(|| panic!("a Max-Age: {header}"))
+        .parse()
+        .unwrap();
+    assert!(max_age > 0, "{header}");
+    // Plain HTTP without a proxy that says HTTPS: a Secure cookie would not come back.
+    assert!(!attributes.contains(&"Secure"), "{header}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

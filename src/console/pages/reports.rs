@@ -1,5 +1,5 @@
-//! `GET /console/reports`: this month's and last month's report (cost per channel and
-//! client, purchases, expiries, the forecast), and `GET /console/reports/download`, the
+//! `GET /console/reports`: this month's and last month's report (cost per channel, client
+//! and route, purchases, expiries, the forecast), and `GET /console/reports/download`, the
 //! same report as the API's CSV or JSON. A client that is not an admin gets its own
 //! report: its lines only.
 
@@ -16,7 +16,7 @@ use crate::console::i18n::{self, bi};
 use crate::console::layout::{self, Section};
 use crate::console::viewer::Viewer;
 use crate::http::AppState;
-use crate::report::{to_csv, Month, MonthlyReport};
+use crate::report::{to_csv, Month, MonthlyReport, DIRECT_LABEL};
 
 #[derive(Debug, Deserialize)]
 pub struct DownloadQuery {
@@ -173,6 +173,27 @@ fn month_card(
                             tr data-client=(c.client) {
                                 td { (c.client) } td.num { (c.figures.sends) }
                                 td.num { (c.figures.billed_units) } td.num { (i18n::money(c.figures.cost)) }
+                            }
+                        }
+                    }
+                } }
+            }
+            // Only where a route carried traffic: without routes every row would repeat
+            // the channel table above.
+            @if report.routes.iter().any(|r| r.route.is_some()) {
+                h3 { (bi("按路由与渠道", "By route and channel")) }
+                div.scroll { table.by-route {
+                    thead { tr {
+                        th { (bi("路由", "Route")) } th { (bi("渠道", "Channel")) }
+                        th.num { (bi("发送", "Sends")) } th.num { (bi("成功", "Sent")) }
+                        th.num { (bi("计费单位", "Units")) } th.num { (bi("费用", "Cost")) }
+                    } }
+                    tbody {
+                        @for r in &report.routes {
+                            tr data-route=(r.route.as_deref().unwrap_or("")) data-channel=(r.channel) {
+                                td { (r.route.as_deref().unwrap_or(DIRECT_LABEL)) } td { (r.channel) }
+                                td.num { (r.figures.sends) } td.num { (r.figures.sent) }
+                                td.num { (r.figures.billed_units) } td.num { (i18n::money(r.figures.cost)) }
                             }
                         }
                     }
