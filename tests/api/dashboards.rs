@@ -7,15 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tollgate::marketplace::SyncScope;
 use tollgate::metrics::names;
 use tollgate::secret::Secret;
 use tollgate::upstream::sandbox::{self, SandboxAccount, SandboxConfig};
 
-use crate::app::{spawn_app_with, AppOptions, TestApp};
+use crate::app::{spawn_app_with, AppOptions, TestApp, MOBILE};
 use crate::helpers::Backend;
 use crate::metrics::{add_expiring_package, send_mixed_traffic};
+use crate::vendor::{Reply, StandInVendor};
 
 const DASHBOARDS: [&str; 2] = ["operations.json", "cost.json"];
 
@@ -114,13 +115,27 @@ fn dashboards_use_only_metrics_tollgate_exports() {
         names::NOTIFICATIONS_TOTAL,
         names::MARKETPLACE_REMAINING_UNITS,
         names::LEDGER_DRIFT_UNITS,
+        names::ROUTE_FAILOVERS_TOTAL,
+        names::CIRCUIT_OPEN,
+        names::ROUTE_CHANNELS_AVAILABLE,
     ] {
         assert!(used.contains(name), "no dashboard shows {name}");
     }
 }
 
-/// Metrics without a `channel` label, which the Channel variable cannot filter.
-const WITHOUT_CHANNEL: [&str; 2] = ["tollgate_notifications_total", "tollgate_build_info"];
+/// The labels through which a metric follows the Channel variable (any one of them): a
+/// failover names two channels, `from` and `to`; metrics of notifiers, of the build and
+/// of whole routes (which span channels) name none, and the variable cannot filter them.
+fn channel_labels(metric: &str) -> &'static [&'static str] {
+    match metric {
+        "tollgate_notifications_total"
+        | "tollgate_build_info"
+        | "tollgate_route_channels"
+        | "tollgate_route_channels_available" => &[],
+        "tollgate_route_failovers_total" => &["from", "to"],
+        _ => &["channel"],
+    }
+}
 
 /// Each `tollgate_*` selector of a query, as (metric, its `{…}` matchers or "").
 fn selectors(expr: &str) -> Vec<(&str, &str)> {
@@ -147,11 +162,12 @@ fn every_panel_follows_the_channel_variable() {
     for file in ["operations.json", "cost.json"] {
         for (title, expr) in panel_queries(&dashboard(file)) {
             for (metric, matchers) in selectors(&expr) {
-                if WITHOUT_CHANNEL.contains(&metric) {
-                    continue;
-                }
+                let labels = channel_labels(metric);
                 assert!(
-                    matchers.contains(r#"channel=~"$channel""#),
+                    labels.is_empty()
+                        || labels
+                            .iter()
+                            .any(|label| matchers.contains(&format!(r#"{label}=~"$channel""#))),
                     "{file} panel {title:?}: {metric} ignores the Channel variable in {expr}"
                 );
             }
@@ -419,8 +435,9 @@ async fn seed_alert_tables_if_absent(app: &TestApp) {
 async fn a_real_prometheus_finds_data_for_every_panel_and_rule() {
     // Arrange: tollgate with traffic of every kind, a package that expires, an alert
     // rule with a notifier that cannot deliver (so that a rule fires and an attempt
-    // fails), and sms_code's count read from the sandbox's Market API (so that the
-    // drift panel and rule have a run to show).
+    // fails), sms_code's count read from the sandbox's Market API (so that the
+    // drift panel and rule have a run to show), and a route from sms_code to a backup
+    // channel with a vendor of its own (so that the route panels have a failover).
     let marketplace = sandbox::spawn(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         SandboxConfig {
@@ -434,6 +451,7 @@ async fn a_real_prometheus_finds_data_for_every_panel_and_rule() {
         },
     )
     .await;
+    let backup_vendor = StandInVendor::start().await;
     let app = spawn_app_with(
         Backend::Sqlite,
         AppOptions {
@@ -455,8 +473,25 @@ async fn a_real_prometheus_finds_data_for_every_panel_and_rule() {
                 access_key_id_env = "TEST_MARKET_KEY_ID"
                 access_key_secret_env = "TEST_MARKET_KEY_SECRET"
                 endpoint = "{}"
+
+                [[channels]]
+                name = "backup_sms"
+                kind = "sms_code"
+                url = "{}"
+                method = "POST"
+                signature = "【卡池】"
+
+                [[templates]]
+                name = "login_code"
+                channel = "backup_sms"
+                body = "【卡池】验证码#code#，5分钟内有效"
+
+                [[routes]]
+                name = "otp"
+                channels = ["sms_code", "backup_sms"]
                 "#,
-                marketplace.url("")
+                marketplace.url(""),
+                backup_vendor.url("/chuangxin/dxjk")
             ),
             // A priority reserve, so that the reserve panel has a line to draw.
             sms_code_keys: "product_code = \"cmapi00037415\"\nreserve_critical = \"10%\"".into(),
@@ -467,6 +502,18 @@ async fn a_real_prometheus_finds_data_for_every_panel_and_rule() {
     add_expiring_package(&app, "sms_code", 1000, "45.00").await;
     app.add_package("voice_notice", 10, "1.00").await;
     send_mixed_traffic(&app).await;
+    // sms_code's vendor fails once: the route carries the code through backup_sms.
+    app.add_package("backup_sms", 10, "2.00").await;
+    app.vendor
+        .answer_with(Reply::gateway_error(500, "Internal Error"));
+    let routed = app
+        .send_json(&json!({
+            "channel": "otp", "to": MOBILE, "template": "login_code",
+            "params": { "code": "482913" }
+        }))
+        .await;
+    assert_eq!(routed.status(), 200, "the route failed over");
+    app.vendor.answer_with(Reply::success());
     let synced = app
         .marketplace
         .as_ref()
@@ -531,7 +578,7 @@ async fn a_real_prometheus_finds_data_for_every_panel_and_rule() {
 
     assert_eq!(
         rules.len(),
-        10,
+        11,
         "Prometheus loaded grafana/prometheus/rules.yml"
     );
     assert!(
@@ -547,4 +594,13 @@ async fn a_real_prometheus_finds_data_for_every_panel_and_rule() {
         )
         .await;
     assert_eq!(billed[0]["value"][1], "4");
+    // And the failover is the one that happened.
+    let failovers = prometheus
+        .query(
+            &http,
+            r#"max(tollgate_route_failovers_total{route="otp",from="sms_code",to="backup_sms",reason="upstream_error"})"#,
+        )
+        .await;
+    assert_eq!(failovers[0]["value"][1], "1");
+    assert_eq!(backup_vendor.calls(), 1);
 }
