@@ -379,7 +379,11 @@ fn ledger(raw: &RawLedger, upstream: &UpstreamSettings, p: &mut Problems) -> Led
             raw.sweep_every.as_deref(),
             Duration::from_secs(5),
         ),
+        spool_dir: std::path::PathBuf::from(raw.spool_dir.as_deref().unwrap_or("tollgate-spool")),
     };
+    if raw.spool_dir.as_deref() == Some("") {
+        p.add("spool_dir", "must name a folder");
+    }
     // A send may wait the vendor timeout and then retry its settlement for a while
     // (about a minute at most); the sweeper must not race it.
     if ledger.reservation_timeout < upstream.timeout + Duration::from_secs(120) {

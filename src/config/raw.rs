@@ -66,6 +66,7 @@ pub struct RawLedger {
     pub mode: Option<String>,
     pub reservation_timeout: Option<String>,
     pub sweep_every: Option<String>,
+    pub spool_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

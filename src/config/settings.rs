@@ -85,6 +85,9 @@ pub struct LedgerSettings {
     /// How often the sweeper looks for reservations no live instance looks after
     /// (default 5s: with the 10 s lease, a crashed instance's are settled within 15 s).
     pub sweep_every: Duration,
+    /// Where settlements the database could not take are journaled until it can, so
+    /// that a restart records them with the vendor's real outcome.
+    pub spool_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone)]

@@ -220,7 +220,9 @@ pub fn send_response(outcome: &SendOutcome) -> Response {
         Some(Outcome::Sent | Outcome::VendorRejected) | None => None,
     };
     let Some((status, code, message)) = failure else {
-        return Json(SendAnswer::new(record, outcome.remaining)).into_response();
+        let mut answer = SendAnswer::new(record, outcome.remaining);
+        answer.recorded = outcome.recorded;
+        return Json(answer).into_response();
     };
     let detail = record
         .upstream

@@ -225,5 +225,11 @@ fn mirror(outcome: &SendOutcome) -> Response {
     if let Ok(id) = HeaderValue::from_str(&record.id) {
         response.headers_mut().insert("X-Tollgate-Id", id);
     }
+    if !outcome.recorded {
+        // The vendor's answer stands; the ledger records it once the database is back.
+        response
+            .headers_mut()
+            .insert("X-Tollgate-Recorded", HeaderValue::from_static("false"));
+    }
     response
 }

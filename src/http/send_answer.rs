@@ -33,6 +33,16 @@ pub struct SendAnswer {
     /// A route's send: every channel tried, in order, the one that carried it last.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// Present, and `false`, only when the vendor answered but the ledger could not
+    /// record it yet: the outcome stands and is recorded once the database is back
+    /// (`cost` is known then, through `GET /v1/messages/{id}`). Never retry such a send.
+    #[serde(skip_serializing_if = "is_true")]
+    #[schema(default = true)]
+    pub recorded: bool,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// What the vendor answered.
@@ -107,6 +117,7 @@ impl SendAnswer {
             quota: QuotaLeft { remaining_units },
             route: record.route.clone(),
             attempts: record.attempts(),
+            recorded: true,
         }
     }
 }

@@ -54,6 +54,19 @@ impl Ledger {
         Ok(predecessors)
     }
 
+    /// Whether the instance `id` holds a lease that has not lapsed (by the database's
+    /// clock). An instance the database does not know holds none.
+    pub(super) async fn lease_is_live(&self, id: &str) -> Result<bool, LedgerError> {
+        let now = self.db().now_sql();
+        let live = sqlx::query(&format!(
+            "SELECT id FROM instances WHERE id = $1 AND lease_until > {now}"
+        ))
+        .bind(id)
+        .fetch_optional(self.db().pool())
+        .await?;
+        Ok(live.is_some())
+    }
+
     /// Renews this process's lease for another [`LEASE`].
     pub async fn renew_lease(&self) -> Result<(), LedgerError> {
         let now = self.db().now_sql();

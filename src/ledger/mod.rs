@@ -16,6 +16,7 @@ mod allocation;
 mod backfill;
 mod error;
 mod hash_key;
+mod held;
 mod housekeeping;
 mod import;
 mod lease;
@@ -69,6 +70,9 @@ pub struct LedgerOptions {
     pub batch_limit: usize,
     /// Each channel's priority reserve (SPEC §11); channels absent keep none.
     pub reserves: HashMap<ChannelName, ReserveRule>,
+    /// Where settlements the database could not take are journaled (`[ledger]
+    /// spool_dir`); `None` holds them in memory only.
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl LedgerOptions {
@@ -79,6 +83,7 @@ impl LedgerOptions {
             clock: system_clock(),
             batch_limit: writer::MAX_BATCH,
             reserves: HashMap::new(),
+            spool_dir: None,
         }
     }
 
@@ -92,6 +97,7 @@ impl LedgerOptions {
                 .map(|c| (c.name.clone(), c.reserve))
                 .filter(|(_, rule)| !rule.is_empty())
                 .collect(),
+            spool_dir: Some(settings.ledger.spool_dir.clone()),
             ..Self::new(settings.ledger.mode)
         }
     }
@@ -159,8 +165,10 @@ impl WriterStats {
 struct Inner {
     context: Arc<Context>,
     writers: Mutex<HashMap<ChannelName, writer::WriterHandle>>,
-    /// Sends this process has reserved and not yet settled; the sweeper leaves them be.
+    /// Sends this process has reserved and not yet settled (held settlements too); the
+    /// sweeper leaves them be.
     in_flight: Mutex<HashSet<String>>,
+    held: held::HeldSettlements,
 }
 
 impl Ledger {
@@ -202,6 +210,7 @@ impl Ledger {
                 }),
                 writers: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
+                held: held::HeldSettlements::new(options.spool_dir),
             }),
         }
     }

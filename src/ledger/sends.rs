@@ -86,7 +86,7 @@ impl IdempotencyKey {
 }
 
 /// What the vendor answered, as recorded on the send.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct UpstreamRecord {
     pub status: Option<u16>,
     pub request_id: Option<String>,

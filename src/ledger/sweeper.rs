@@ -48,6 +48,10 @@ impl Sweeper {
     /// One pass: settles every reservation no live process looks after. Returns how many.
     #[tracing::instrument(skip_all)]
     pub async fn try_run_once(&self) -> Result<usize, LedgerError> {
+        // Held settlements first, this process's and those of instances that are gone:
+        // they carry the vendor's real outcome, which a sweep would not know.
+        self.ledger.retry_held().await;
+        self.ledger.settle_journals_of_the_gone().await?;
         let db = self.ledger.db();
         let now = db.now_sql();
         let timeout = i64::try_from(self.reservation_timeout.as_micros()).unwrap_or(i64::MAX);
@@ -123,6 +127,34 @@ impl Sweeper {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+impl Ledger {
+    /// The stored reservations among `send_ids` that are still `reserved`.
+    pub(super) async fn stored_reservations(
+        &self,
+        send_ids: &[String],
+    ) -> Result<Vec<Reservation>, LedgerError> {
+        let mut found = Vec::new();
+        for ids in send_ids.chunks(100) {
+            let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {COLUMNS} FROM sends s WHERE s.status = 'reserved' AND s.id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in ids {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(self.db().pool()).await? {
+                match stored_reservation(&row) {
+                    Ok(reservation) => found.push(reservation),
+                    Err(problem) => tracing::error!(%problem, "cannot read a stored reservation"),
+                }
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -236,15 +236,18 @@ impl Ledger {
         reservation: &Reservation,
         settlement: Settlement,
     ) -> Result<Settled, LedgerError> {
-        let result = self.settle_with_retries(reservation, settlement).await;
+        let result = self.settle_with_retries(reservation, settlement, 8).await;
         self.in_flight().remove(&reservation.send_id);
         result
     }
 
-    async fn settle_with_retries(
+    /// Submits a settlement, trying again after a database outage up to `attempts`
+    /// times in all, backing off from 100 ms.
+    pub(super) async fn settle_with_retries(
         &self,
         reservation: &Reservation,
         settlement: Settlement,
+        attempts: u32,
     ) -> Result<Settled, LedgerError> {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 1;
@@ -255,7 +258,9 @@ impl Ledger {
                 Ok(OpResult::Reserve(_)) => {
                     unreachable!("a settle is answered with a settle result")
                 }
-                Err(err @ (LedgerError::Unavailable(_) | LedgerError::Busy)) if attempt < 8 => {
+                Err(err @ (LedgerError::Unavailable(_) | LedgerError::Busy))
+                    if attempt < attempts =>
+                {
                     tracing::warn!(attempt, error = %err, "settlement failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));

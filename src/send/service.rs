@@ -40,6 +40,10 @@ pub struct SendOutcome {
     /// Every channel a route tried, in order, the one that carried the send last;
     /// empty for a send to a channel.
     pub attempts: Vec<Attempt>,
+    /// False when the vendor answered but the ledger has not recorded the settlement
+    /// yet (it holds it until the database is back): `record` is built from the
+    /// vendor's answer, and its cost is not known yet.
+    pub recorded: bool,
 }
 
 /// How one channel's attempt ended before (or at) its reservation.
@@ -281,6 +285,13 @@ impl SendService {
                         .answer;
                     let outcome = answer.outcome;
                     if route.is_some() && route::fails_over(outcome) && !answer.charged {
+                        // Nothing was delivered: its traffic-limit counts go back now,
+                        // before the next channel is admitted, or a code limited to one
+                        // a minute per number would refuse its own failover.
+                        let mut called = called;
+                        self.inner
+                            .limits
+                            .release(std::mem::take(&mut called.admission));
                         failed = Some(called);
                         attempts.push(Attempt {
                             channel: channel.settings.name.to_string(),
@@ -511,19 +522,51 @@ impl SendService {
                 package_remaining: answer.package_remaining,
             },
         };
-        let settled = match ledger.settle(&reservation, settlement.clone()).await {
-            Ok(settled) if settled.applied => settled,
-            Ok(_) => {
+        let settled = match ledger
+            .settle_or_hold(&reservation, settlement.clone())
+            .await
+        {
+            Ok(Some(settled)) if settled.applied => settled,
+            Ok(Some(_)) => {
                 // Settled already, by the sweeper while this send waited: the stored
                 // record is the truth, and answering from it keeps retries consistent.
                 let outcome = self.stored_outcome(&reservation.send_id, reply).await?;
                 self.counted(admission, outcome.record.charged_units, outcome.record.cost);
                 return Ok(outcome);
             }
+            Ok(None) => {
+                // The vendor answered but the ledger cannot record it yet: the ledger
+                // holds the settlement and records it once the database is back. The
+                // client hears the vendor's real outcome (a message that went out is
+                // `sent`, never a timeout that invites a second code), marked as not
+                // yet recorded; its cost is known once it is.
+                let mut record = self.record(
+                    &reservation,
+                    &prepared,
+                    &settlement,
+                    idempotency.as_ref(),
+                    before,
+                );
+                if settlement.charge {
+                    record.charged_units = reservation.units.as_i64();
+                    // Its counts stand; its cost joins the budgets once it is recorded.
+                    drop(admission);
+                } else {
+                    self.inner.limits.release(admission);
+                }
+                return Ok(SendOutcome {
+                    attempts: record.attempts(),
+                    record,
+                    remaining: reservation.remaining,
+                    replayed: false,
+                    vendor: Some(reply),
+                    recorded: false,
+                });
+            }
             Err(err) => {
-                // The vendor was called but the ledger cannot record its answer. The
-                // reservation stays, and the sweeper will charge it as `uncertain`:
-                // answer that now, so the client does not retry a send that went out.
+                // The ledger refused the settlement outright (not an outage): the
+                // reservation stays, and the sweeper will charge it as `uncertain`.
+                // Answer that now, so the client does not retry a send that went out.
                 tracing::error!(send_id = %reservation.send_id, error = %err, "could not settle a send; the sweeper will charge it as uncertain");
                 // It will be charged: it keeps its counts (its cost is not known yet).
                 drop(admission);
@@ -547,6 +590,7 @@ impl SendService {
                     remaining: reservation.remaining,
                     replayed: false,
                     vendor: Some(reply),
+                    recorded: false,
                 });
             }
         };
@@ -583,6 +627,7 @@ impl SendService {
             remaining,
             replayed: false,
             vendor: Some(reply),
+            recorded: true,
         })
     }
 
@@ -667,6 +712,7 @@ impl SendService {
             remaining,
             replayed: false,
             vendor: Some(reply),
+            recorded: true,
         })
     }
 
@@ -692,6 +738,7 @@ impl SendService {
             remaining,
             replayed: true,
             vendor: None,
+            recorded: true,
         })
     }
 

@@ -31,6 +31,8 @@ pub struct TestApp {
     /// The `marketplace_sync` job's sync, when the test configures `[marketplace]`.
     pub marketplace: Option<tollgate::marketplace::MarketplaceSync>,
     pub db: TestDb,
+    /// `[ledger] spool_dir`: where settlements the database could not take are held.
+    pub spool: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -50,6 +52,8 @@ pub struct AppOptions {
     pub server_keys: String,
     /// Extra keys of `[database]` (such as `lock_timeout = "500ms"`).
     pub database_keys: String,
+    /// Extra keys of `[ledger]` (such as `sweep_every = "1s"`).
+    pub ledger_keys: String,
     /// Keep SPEC §12's built-in per-number limits for critical sends (1 a minute to a
     /// number). Off unless a test asks: most tests send many codes to one number to
     /// prove something else, and the traffic-limit tests turn them on.
@@ -69,6 +73,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
     let db = TestDb::new(backend).await;
     let vendor = StandInVendor::start().await;
+    let spool = tempfile::tempdir().expect("a spool folder");
     let vendor_url = |path: &str| match &options.vendor_base {
         Some(base) => format!("{base}{path}"),
         None => vendor.url(path),
@@ -87,6 +92,8 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
 
         [ledger]
         mode = "{mode}"
+        spool_dir = "{spool_dir}"
+        {ledger_keys}
 
         [upstream]
         appcode_env = "TEST_APPCODE"
@@ -148,6 +155,8 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         },
         server_keys = options.server_keys,
         database_keys = options.database_keys,
+        ledger_keys = options.ledger_keys,
+        spool_dir = spool.path().display(),
     );
     let env: HashMap<&str, &str> = HashMap::from([
         ("TEST_APPCODE", APPCODE),
@@ -182,6 +191,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         alerts,
         marketplace,
         db,
+        spool,
         stop: Some(stop),
         server: Some(server),
     }

@@ -14,6 +14,7 @@ mod database_faults;
 mod drop_in;
 mod edge;
 mod faults;
+mod held;
 mod helpers;
 mod instances;
 mod ledger;
