@@ -161,6 +161,8 @@ pub struct Report {
     pub history_load: Option<(u64, Duration)>,
     pub metrics_latency: Option<(Duration, Duration)>,
     pub quota_latency: Option<(Duration, Duration)>,
+    /// p50 and max of each console page, with the history loaded.
+    pub console_latency: Vec<(&'static str, (Duration, Duration))>,
     pub peak_rss_kib: Option<u64>,
     pub check: LedgerCheck,
 }
@@ -351,8 +353,19 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     answered_2xx += with_history.requests - with_history.failures;
     cut_off += c as u64;
     runs.push(with_history);
-    let metrics_latency = Some(latency_of(&http, &format!("{base}/metrics"), 30).await?);
-    let quota_latency = Some(latency_of(&http, &format!("{base}/v1/quota"), 30).await?);
+    let bearer = format!("Bearer {TOKEN}");
+    let metrics_latency = Some(latency_of(&http, &format!("{base}/metrics"), &bearer, 30).await?);
+    let quota_latency = Some(latency_of(&http, &format!("{base}/v1/quota"), &bearer, 30).await?);
+    // The console's pages, signed in as the admin (who sees every page).
+    let session = console_session(&base).await?;
+    let mut console_latency = Vec::new();
+    for page in CONSOLE_PAGES {
+        let url = format!("{base}{page}");
+        console_latency.push((
+            *page,
+            latency_with(&http, &url, ("Cookie", &session), 30).await?,
+        ));
+    }
     let peak_rss_kib = server.peak_rss_kib();
 
     // Let sends cut off at the end of the last run finish, then read the books.
@@ -397,6 +410,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         history_load,
         metrics_latency,
         quota_latency,
+        console_latency,
         peak_rss_kib,
         check,
     })
@@ -493,10 +507,17 @@ impl Report {
                 charges as f64 / took.as_secs_f64().max(0.001)
             );
         }
+        let pages = self
+            .console_latency
+            .iter()
+            .map(|(page, latency)| (format!("GET {page}"), Some(*latency)));
         for (name, latency) in [
-            ("GET /metrics", self.metrics_latency),
-            ("GET /v1/quota", self.quota_latency),
-        ] {
+            ("GET /metrics".to_owned(), self.metrics_latency),
+            ("GET /v1/quota".to_owned(), self.quota_latency),
+        ]
+        .into_iter()
+        .chain(pages)
+        {
             if let Some((p50, max)) = latency {
                 let _ = writeln!(
                     out,
@@ -857,16 +878,78 @@ async fn vendor_successes(http: &reqwest::Client, stats_url: &str) -> anyhow::Re
     Ok(stats["successes"].as_i64().unwrap_or(0))
 }
 
-/// p50 and max of `count` sequential GETs.
+/// The console's pages whose time is measured.
+pub const CONSOLE_PAGES: &[&str] = &[
+    "/console",
+    "/console/alerts",
+    "/console/packages",
+    "/console/reports",
+    "/console/usage",
+];
+
+/// A console session cookie (`name=value`) for the admin client, signed in through
+/// the sign-in form as a browser would.
+async fn console_session(base: &str) -> anyhow::Result<String> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let cookie = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned)
+            .with_context(|| format!("the console sets {name}"))
+    };
+    let form = http.get(format!("{base}/console/sign-in")).send().await?;
+    let challenge = cookie(&form, "tollgate_console_sign_in")?;
+    let page = form.text().await?;
+    let marker = r#"name="csrf" value=""#;
+    let start = page
+        .find(marker)
+        .context("a CSRF field on the sign-in form")?
+        + marker.len();
+    let csrf = page[start..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let signed_in = http
+        .post(format!("{base}/console/sign-in"))
+        .header("Cookie", challenge)
+        .form(&[("token", TOKEN), ("csrf", csrf.as_str())])
+        .send()
+        .await?;
+    if signed_in.status() != reqwest::StatusCode::SEE_OTHER {
+        bail!("the console refused the sign-in: {}", signed_in.status());
+    }
+    cookie(&signed_in, "tollgate_console")
+}
+
+/// p50 and max of `count` sequential GETs with `authorization`.
 async fn latency_of(
     http: &reqwest::Client,
     url: &str,
+    authorization: &str,
+    count: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    latency_with(http, url, ("Authorization", authorization), count).await
+}
+
+/// p50 and max of `count` sequential GETs with one header.
+async fn latency_with(
+    http: &reqwest::Client,
+    url: &str,
+    (name, value): (&str, &str),
     count: usize,
 ) -> anyhow::Result<(Duration, Duration)> {
     let mut took = Vec::with_capacity(count);
     for _ in 0..count {
         let started = Instant::now();
-        let response = http.get(url).bearer_auth(TOKEN).send().await?;
+        let response = http.get(url).header(name, value).send().await?;
         let status = response.status();
         response.bytes().await?;
         if !status.is_success() {

@@ -35,6 +35,9 @@ async fn the_benchmark_runs_and_the_ledger_adds_up(backend: Backend) {
     }
     assert!(report.peak_rss_kib.is_some_and(|kib| kib > 0));
     assert!(report.metrics_latency.is_some() && report.quota_latency.is_some());
+    // Every console page was signed in to and answered (latency_with fails otherwise).
+    let pages: Vec<&str> = report.console_latency.iter().map(|(p, _)| *p).collect();
+    assert_eq!(pages, harness::CONSOLE_PAGES, "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
