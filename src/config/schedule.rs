@@ -7,8 +7,9 @@ use tollgate_notify::Problems;
 
 use crate::domain::CronExpr;
 
-/// Raw rows younger than this are always kept: the quota views' 7-day burn rate and
-/// `GET /v1/messages/{id}` for the last month read them.
+/// Raw send rows younger than this are always kept, so that `GET /v1/messages/{id}` and
+/// a retried request's idempotency key find the last month's sends. No figure needs
+/// them: quota views, burn rates and reports read the usage buckets (`ledger::views`).
 pub const MINIMUM_RETENTION: Duration = Duration::from_secs(31 * 86_400);
 
 /// The `[schedule]` table as written.
@@ -32,10 +33,12 @@ pub struct ScheduleSettings {
     pub monthly_report: CronExpr,
     /// Notifier names the monthly report is sent through.
     pub report_notify: Vec<String>,
-    /// Ledger housekeeping: daily roll-ups, then retention (default hourly, at minute 7).
+    /// Ledger housekeeping: hour buckets past `HOUR_BUCKETS_KEPT`, then retention, then
+    /// spent traffic-limit counts (default hourly, at minute 7).
     pub rollup: CronExpr,
-    /// Raw send rows (and their charge entries) older than this are deleted once their
-    /// day is rolled up. Off unless set; at least [`MINIMUM_RETENTION`].
+    /// Settled send rows (and their charge entries) older than this are deleted; the
+    /// usage buckets written with them keep every figure. Off unless set; at least
+    /// [`MINIMUM_RETENTION`].
     pub retention: Option<Duration>,
     /// Reading the marketplace's own count (SPEC §14; default on the hour). Scheduled
     /// only when `[marketplace]` is configured and a channel has a `product_code`.
@@ -92,7 +95,7 @@ pub fn check_schedule(raw: &RawSchedule, p: &mut Problems) -> ScheduleSettings {
             if !long_enough {
                 p.add(
                     "retention",
-                    "must be at least 31d: the quota views and message look-ups read the last month's rows",
+                    "must be at least 31d: message look-ups and idempotent retries read the last month's sends",
                 );
             }
             long_enough

@@ -17,8 +17,8 @@
 //!
 //! A run is attempted once: a job that fails is recorded as failed and waits for its next
 //! due time, and a run whose instance died part-way stays recorded as started. Jobs are
-//! written to be safe to re-run at the next due time (the roll-up continues where it
-//! stopped; the quota check re-evaluates).
+//! written to be safe to re-run at the next due time (housekeeping deletes whatever is
+//! still past its age; the quota check re-evaluates).
 
 use std::future::Future;
 use std::pin::Pin;
