@@ -61,14 +61,6 @@ impl Problems {
         result
     }
 
-    /// Records problems found elsewhere; their keys are taken as relative to the
-    /// current scope (at the top level, as they are).
-    pub fn extend(&mut self, problems: impl IntoIterator<Item = ConfigProblem>) {
-        for problem in problems {
-            self.add(&problem.key, problem.problem);
-        }
-    }
-
     /// The value of `result`, or `None` with its error recorded as the problem of `key`.
     pub fn check<T, E: Display>(&mut self, key: &str, result: Result<T, E>) -> Option<T> {
         match result {
