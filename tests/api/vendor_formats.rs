@@ -1,9 +1,12 @@
 //! Vendor formats end to end: the real vendor client against the real sandbox vendor,
-//! for a kapool channel and a template channel, and the configuration of both.
+//! for a kapool channel and a template channel, and the configuration of both; then a
+//! template channel through the running server (`POST /v1/messages`) on both backends,
+//! to a scripted stand-in vendor and to the sandbox.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tollgate::config::{load_str, LoadError};
 use tollgate::domain::{Outcome, VendorMethod};
@@ -13,6 +16,14 @@ use tollgate::upstream::sandbox::{self, SandboxConfig, SandboxHandle};
 use tollgate::upstream::{
     TemplateFormat, VendorCall, VendorClient, VendorFormat, VendorMessage, VendorReply,
 };
+
+use crate::app::{
+    spawn_app_with, AppOptions, TestApp, APPCODE as SERVER_APPCODE, MOBILE as SERVER_MOBILE,
+    SHOP_TOKEN,
+};
+use crate::helpers::Backend;
+use crate::on_both_backends;
+use crate::vendor::{Reply, StandInVendor};
 
 const APPCODE: &str = "vendor-formats-appcode";
 const MOBILE: &str = "13800138000";
@@ -493,4 +504,354 @@ fn the_config_check_names_every_vendor_format_problem_with_its_key() {
     assert!(about("channels[2].format").contains("dysms"));
     assert!(about("templates[0].vendor_template_id").contains("required"));
     assert!(about("templates[2].body").contains("params_param"));
+}
+
+// A template channel through the running server: what the vendor is sent, how its
+// answer is read, and what the ledger charges.
+
+on_both_backends!(
+    a_template_channel_is_sent_the_number_template_id_and_pairs_in_the_query,
+    a_template_channels_answer_is_read_by_its_own_success_rule,
+    a_template_channel_charges_the_segments_of_the_template_body,
+    json_params_in_a_form_body_reach_the_sandbox_through_the_server,
+);
+
+/// The template channel of these tests, beside the standard test configuration's.
+const TEMPLATE_CHANNEL: &str = "tpl_sms";
+
+/// Two templates with the same variables, rated as the signature plus the rendered
+/// body (SPEC §3): with [`server_params`] the short one renders to 70 characters (one
+/// segment) and the long one, one comma more, to 71 (two segments of 67).
+const SHORT_BODY: &str = "【某某】#name#您好，您的验证码为#code#，五分钟内有效。为保障账户安全，请勿将验证码告知他人，包括自称客服的人员。如非本人操作请您忽略本短信。";
+const LONG_BODY: &str = "【某某】#name#您好，您的验证码为#code#，五分钟内有效。为保障账户安全，请勿将验证码告知他人，包括自称客服的人员。如非本人操作，请您忽略本短信。";
+const SHORT_TEMPLATE_ID: &str = "TPL-SHORT-70";
+const LONG_TEMPLATE_ID: &str = "TPL-LONG-71";
+
+/// The parameters every send here gives; as `**k**:v` pairs, in name order.
+fn server_params() -> Value {
+    json!({ "name": "张三", "code": "1234" })
+}
+const SERVER_PAIRS: &str = "**code**:1234,**name**:张三";
+
+/// SPEC §3's SMS length of `body` rendered with [`server_params`]: UTF-16 code units.
+fn rendered_len(body: &str) -> usize {
+    body.replace("#name#", "张三")
+        .replace("#code#", "1234")
+        .encode_utf16()
+        .count()
+}
+
+/// A template channel whose field names and success rule are nobody's defaults, so
+/// that a request or a verdict built from anything but the configuration shows:
+/// the number in `phone_number`, the id in `template_code`, pairs in `template_param`,
+/// all in the query of a POST; success when `status` is `OK` or `DELIVRD`.
+fn stand_in_channel_toml(url: &str) -> String {
+    format!(
+        r#"
+        [[channels]]
+        name = "{TEMPLATE_CHANNEL}"
+        kind = "sms_code"
+        format = "template"
+        url = "{url}"
+        method = "POST"
+        mobile_param = "phone_number"
+        template_id_param = "template_code"
+        params_param = "template_param"
+        params_style = "pairs"
+        params_in = "query"
+        static_params = {{ sign_id = "SIGN-7", app = "tollgate" }}
+        success_field = "status"
+        success_values = ["OK", "DELIVRD"]
+        remaining_field = "left"
+        {templates}
+        "#,
+        templates = templates_toml(),
+    )
+}
+
+/// The gyytz-shaped channel of SPEC §13, but with JSON parameters in a form body.
+fn sandbox_channel_toml(url: &str) -> String {
+    format!(
+        r#"
+        [[channels]]
+        name = "{TEMPLATE_CHANNEL}"
+        kind = "sms_code"
+        format = "template"
+        url = "{url}"
+        method = "POST"
+        mobile_param = "mobile"
+        template_id_param = "templateId"
+        params_param = "param"
+        params_style = "json"
+        params_in = "form"
+        static_params = {{ smsSignId = "{SIGN_ID}" }}
+        success_field = "code"
+        success_values = ["0"]
+        remaining_field = "balance"
+        {templates}
+        "#,
+        templates = templates_toml(),
+    )
+}
+
+fn templates_toml() -> String {
+    format!(
+        r#"
+        [[templates]]
+        name = "short_notice"
+        channel = "{TEMPLATE_CHANNEL}"
+        body = "{SHORT_BODY}"
+        vendor_template_id = "{SHORT_TEMPLATE_ID}"
+
+        [[templates]]
+        name = "long_notice"
+        channel = "{TEMPLATE_CHANNEL}"
+        body = "{LONG_BODY}"
+        vendor_template_id = "{LONG_TEMPLATE_ID}"
+        "#
+    )
+}
+
+/// The app with the template channel in `channel_toml` and a package of 20 units on it.
+async fn spawn_template_app(backend: Backend, channel_toml: String) -> TestApp {
+    let app = spawn_app_with(
+        backend,
+        AppOptions {
+            extra_toml: channel_toml,
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    app.add_package(TEMPLATE_CHANNEL, 20, "1.00").await;
+    app
+}
+
+/// Sends `template` to the template channel; the status and the JSON body.
+async fn send_template(app: &TestApp, to: &str, template: &str) -> (u16, Value) {
+    let response = app
+        .send_json(&json!({
+            "channel": TEMPLATE_CHANNEL,
+            "to": to,
+            "template": template,
+            "params": server_params(),
+        }))
+        .await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn used(app: &TestApp) -> i64 {
+    app.quota(TEMPLATE_CHANNEL).await["used"].as_i64().unwrap()
+}
+
+/// The stand-in's answer with `body`, billed by the marketplace.
+fn vendor_body(body: &str) -> Reply {
+    Reply::success().with_body(body)
+}
+
+async fn a_template_channel_is_sent_the_number_template_id_and_pairs_in_the_query(
+    backend: Backend,
+) {
+    let vendor = StandInVendor::start().await;
+    let mut app =
+        spawn_template_app(backend, stand_in_channel_toml(&vendor.url("/sms/send"))).await;
+    vendor.answer_with(vendor_body(
+        r#"{"status":"OK","msg":"已提交","smsid":"T-88001","left":"417"}"#,
+    ));
+
+    // The number as a client may write it: the vendor gets the 11 national digits.
+    let (status, body) = send_template(&app, &format!("+86{SERVER_MOBILE}"), "long_notice").await;
+
+    assert_eq!(status, 200, "{body}");
+    let received = vendor.received();
+    assert_eq!(received.len(), 1);
+    let request = &received[0];
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("POST", "/sms/send")
+    );
+    let query = |name: &str| request.query.get(name).map(String::as_str);
+    assert_eq!(query("phone_number"), Some(SERVER_MOBILE));
+    assert_eq!(query("template_code"), Some(LONG_TEMPLATE_ID));
+    assert_eq!(query("template_param"), Some(SERVER_PAIRS));
+    assert_eq!(query("sign_id"), Some("SIGN-7"));
+    assert_eq!(query("app"), Some("tollgate"));
+    assert_eq!(request.query.len(), 5, "nothing else is sent: {request:?}");
+    assert_eq!(
+        request.authorization.as_deref(),
+        Some(format!("APPCODE {SERVER_APPCODE}").as_str())
+    );
+    assert_eq!(body["channel"], TEMPLATE_CHANNEL);
+    assert_eq!(
+        (&body["status"], &body["charged"]),
+        (&json!("sent"), &json!(true))
+    );
+    assert_eq!(body["units"], 2);
+    assert_eq!(body["upstream"]["task_id"], "T-88001");
+    assert_eq!(body["upstream"]["message"], "已提交");
+    let id = body["id"].as_str().unwrap();
+    let stored = app
+        .get_json(&format!("/v1/messages/{id}"), SHOP_TOKEN)
+        .await;
+    assert_eq!(stored["upstream"]["remain_point"], 417, "{stored}");
+    let quota = app.quota(TEMPLATE_CHANNEL).await;
+    assert_eq!(
+        (&quota["used"], &quota["remaining"]),
+        (&json!(2), &json!(18))
+    );
+    assert_eq!(
+        quota["vendor_remaining"], 417,
+        "the vendor's own count: {quota}"
+    );
+    app.stop().await;
+}
+
+async fn a_template_channels_answer_is_read_by_its_own_success_rule(backend: Backend) {
+    let vendor = StandInVendor::start().await;
+    let mut app =
+        spawn_template_app(backend, stand_in_channel_toml(&vendor.url("/sms/send"))).await;
+    // (answer, outcome, charged): each a 200 the marketplace billed unless it says not.
+    let kapool_success = r#"{"ReturnStatus":"Success","Message":"ok","RemainPoint":9,"TaskID":1}"#;
+    let rows = [
+        (
+            vendor_body(r#"{"status":"DELIVRD","msg":"ok"}"#),
+            "sent",
+            true,
+        ),
+        (
+            vendor_body(r#"{"status":"TPL_NOT_APPROVED","msg":"模板未审核"}"#),
+            "vendor_rejected",
+            true,
+        ),
+        // Kapool's success is not this channel's rule.
+        (vendor_body(kapool_success), "vendor_rejected", true),
+        // Success values are exact.
+        (vendor_body(r#"{"status":"ok"}"#), "vendor_rejected", true),
+        (vendor_body("<html>OK</html>"), "vendor_rejected", true),
+        // The marketplace's own word on billing holds for every format.
+        (
+            vendor_body(r#"{"status":"TPL_NOT_APPROVED","msg":"模板未审核"}"#)
+                .with_header("X-Ca-Market-Billing-Result", "0"),
+            "vendor_rejected",
+            false,
+        ),
+    ];
+
+    for (reply, outcome, charged) in rows {
+        let before = used(&app).await;
+        vendor.answer_with(reply.clone());
+
+        let (status, body) = send_template(&app, SERVER_MOBILE, "long_notice").await;
+
+        let row = &reply.body;
+        assert_eq!(status, 200, "{row}: {body}");
+        assert_eq!(body["status"], outcome, "{row}: {body}");
+        assert_eq!(body["charged"], charged, "{row}: {body}");
+        let id = body["id"].as_str().unwrap();
+        let stored = app.ledger.get_send(id).await.unwrap().unwrap();
+        assert_eq!(stored.status.as_str(), outcome, "{row}");
+        assert_eq!(stored.charged(), charged, "{row}");
+        let expected = if charged { 2 } else { 0 };
+        assert_eq!(used(&app).await - before, expected, "{row}");
+        if row.contains("模板未审核") {
+            assert_eq!(
+                body["upstream"]["message"], "模板未审核",
+                "the vendor's reason"
+            );
+        }
+    }
+    app.stop().await;
+}
+
+async fn a_template_channel_charges_the_segments_of_the_template_body(backend: Backend) {
+    assert_eq!(rendered_len(SHORT_BODY), 70);
+    assert_eq!(rendered_len(LONG_BODY), 71);
+    let vendor = StandInVendor::start().await;
+    let mut app =
+        spawn_template_app(backend, stand_in_channel_toml(&vendor.url("/sms/send"))).await;
+    vendor.answer_with(vendor_body(r#"{"status":"OK","left":"100"}"#));
+
+    let (_, short) = send_template(&app, SERVER_MOBILE, "short_notice").await;
+    let used_after_short = used(&app).await;
+    let (_, long) = send_template(&app, SERVER_MOBILE, "long_notice").await;
+    let used_after_long = used(&app).await;
+
+    // The vendor is given the same few parameters both times; tollgate rates the body.
+    let sent: Vec<(Option<String>, Option<String>)> = vendor
+        .received()
+        .iter()
+        .map(|r| {
+            (
+                r.query.get("template_code").cloned(),
+                r.query.get("template_param").cloned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (
+                Some(SHORT_TEMPLATE_ID.to_owned()),
+                Some(SERVER_PAIRS.to_owned())
+            ),
+            (
+                Some(LONG_TEMPLATE_ID.to_owned()),
+                Some(SERVER_PAIRS.to_owned())
+            ),
+        ]
+    );
+    assert_eq!(
+        (&short["status"], &short["units"]),
+        (&json!("sent"), &json!(1))
+    );
+    assert_eq!(
+        (&long["status"], &long["units"]),
+        (&json!("sent"), &json!(2))
+    );
+    assert_eq!((used_after_short, used_after_long), (1, 3));
+    assert_eq!(app.quota(TEMPLATE_CHANNEL).await["remaining"], 17);
+    app.stop().await;
+}
+
+async fn json_params_in_a_form_body_reach_the_sandbox_through_the_server(backend: Backend) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox = sandbox::spawn(
+        listener,
+        SandboxConfig::one_account(Secret::new(SERVER_APPCODE), 50),
+    )
+    .await;
+    let mut app =
+        spawn_template_app(backend, sandbox_channel_toml(&sandbox.url(TEMPLATE_PATH))).await;
+
+    let (status, body) = send_template(&app, SERVER_MOBILE, "long_notice").await;
+
+    assert_eq!(status, 200, "{body}");
+    let received = sandbox.received();
+    assert_eq!(received.len(), 1);
+    let request = &received[0];
+    assert!(request.query.is_empty(), "{request:?}");
+    assert_eq!(request.form_value("mobile"), Some(SERVER_MOBILE));
+    assert_eq!(request.form_value("templateId"), Some(LONG_TEMPLATE_ID));
+    assert_eq!(request.form_value("smsSignId"), Some(SIGN_ID));
+    assert_eq!(request.form_value("content"), None, "no text is sent");
+    let params: Value = serde_json::from_str(request.form_value("param").unwrap()).unwrap();
+    assert_eq!(params, server_params());
+    assert_eq!(
+        (&body["status"], &body["charged"]),
+        (&json!("sent"), &json!(true))
+    );
+    assert_eq!(body["units"], 2);
+    assert_eq!(body["upstream"]["message"], "成功");
+    assert_eq!(
+        sandbox.remaining(SERVER_APPCODE),
+        Some(49),
+        "one call billed"
+    );
+    let quota = app.quota(TEMPLATE_CHANNEL).await;
+    assert_eq!(quota["used"], 2);
+    assert_eq!(
+        quota["vendor_remaining"], 49,
+        "read from `balance`: {quota}"
+    );
+    app.stop().await;
 }
