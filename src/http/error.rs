@@ -262,4 +262,26 @@ mod tests {
         let conflict = ApiError::from(SendError::IdempotencyConflict).into_response();
         assert!(!conflict.headers().contains_key(header::RETRY_AFTER));
     }
+
+    /// A full or stuck ledger writer, or traffic-limits task, answers `Busy`; the client
+    /// must learn that nothing was sent or charged and when to try again.
+    #[test]
+    fn a_busy_ledger_writer_or_limits_task_is_503_unavailable_uncharged_with_retry_after() {
+        let api = ApiError::from(SendError::from(LedgerError::Busy));
+        assert_eq!(api.code, "unavailable");
+        assert_eq!(api.charged, Some(Charged::No));
+
+        let response = api.into_response();
+
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+
+        // A writer that died with the operation queued (the next one starts it again).
+        let stopped = ApiError::from(SendError::from(LedgerError::WriterStopped));
+        assert_eq!(stopped.code, "unavailable");
+        assert_eq!(stopped.charged, Some(Charged::No));
+        let response = stopped.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+    }
 }

@@ -1333,3 +1333,128 @@ async fn read_back(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Db;
+
+    /// A ledger in observe mode (a reservation needs no package) on a migrated SQLite
+    /// database of its own, removed with the directory.
+    async fn ledger() -> (Ledger, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = crate::secret::Secret::new(format!(
+            "sqlite://{}",
+            dir.path().join("ledger.db").display()
+        ));
+        let db = Db::connect(&url, 2).await.expect("open sqlite");
+        db.migrate().await.expect("migrate sqlite");
+        (Ledger::new(db, LedgerMode::Observe), dir)
+    }
+
+    fn channel() -> ChannelName {
+        ChannelName::parse("sms").unwrap()
+    }
+
+    fn request(send_id: &str) -> ReserveRequest {
+        ReserveRequest {
+            send_id: send_id.to_owned(),
+            client: "shop".to_owned(),
+            units: Units::new(1).unwrap(),
+            class: SendClass::Normal,
+            route: None,
+            idempotency: None,
+            mobile_masked: "138****8000".to_owned(),
+            mobile_full: None,
+            attempts: Vec::new(),
+            takes_key_from: None,
+        }
+    }
+
+    /// Makes the test the channel's writer task: it holds the receiving end of a queue
+    /// of `capacity`, reading it or dropping it (the task died) as the test needs.
+    fn writer_played_by_the_test(ledger: &Ledger, capacity: usize) -> mpsc::Receiver<Queued> {
+        let (queue, receiver) = mpsc::channel(capacity);
+        ledger
+            .inner
+            .writers
+            .lock()
+            .unwrap()
+            .insert(channel(), WriterHandle { queue });
+        receiver
+    }
+
+    /// Polls `future` once: `Some` if it answered without waiting for anything.
+    fn first_poll<F: std::future::Future>(future: F) -> Option<F::Output> {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::future::Future::poll(std::pin::pin!(future), &mut context) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_writer_queue_refuses_an_operation_as_busy_at_once() {
+        let (ledger, _dir) = ledger().await;
+        let _stuck_writer = writer_played_by_the_test(&ledger, 1);
+        ledger
+            .writer(&channel())
+            .queue
+            .try_send((Op::Reserve(request("first")), None))
+            .expect("the queue has room for one");
+
+        let answered = first_poll(ledger.reserve(&channel(), request("second")))
+            .expect("a full queue answers at once");
+
+        assert!(matches!(answered, Err(LedgerError::Busy)), "{answered:?}");
+        assert!(!ledger.is_in_flight("second"));
+    }
+
+    #[tokio::test]
+    async fn a_stuck_writer_refuses_an_operation_as_busy_after_the_answer_timeout() {
+        let (ledger, _dir) = ledger().await;
+        let mut stuck_writer = writer_played_by_the_test(&ledger, 8);
+        // Paused after the database is open: the clock moves only when every task
+        // waits, straight to the next timer.
+        tokio::time::pause();
+
+        let answered = tokio::time::timeout(
+            ANSWER_TIMEOUT * 2,
+            ledger.reserve(&channel(), request("waits")),
+        )
+        .await
+        .expect("an operation never waits past its answer timeout");
+
+        assert!(matches!(answered, Err(LedgerError::Busy)), "{answered:?}");
+        assert!(
+            matches!(stuck_writer.try_recv(), Ok((Op::Reserve(_), Some(_)))),
+            "the operation reached the writer, which never answered"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_writer_whose_task_ended_is_started_again_and_the_next_reservation_succeeds() {
+        let (ledger, _dir) = ledger().await;
+        let dying_writer = writer_played_by_the_test(&ledger, 8);
+        let sms = channel();
+        let mut waiting = std::pin::pin!(ledger.reserve(&sms, request("queued")));
+        assert!(
+            first_poll(waiting.as_mut()).is_none(),
+            "the reservation is queued"
+        );
+
+        // The task ends (as a panic ends it) with the reservation in its queue.
+        drop(dying_writer);
+
+        assert!(matches!(waiting.await, Err(LedgerError::WriterStopped)));
+        let outcome = ledger
+            .reserve(&channel(), request("next"))
+            .await
+            .expect("a new writer answers");
+        let ReserveOutcome::Reserved(reservation) = outcome else {
+            panic!("observe mode reserves without packages: {outcome:?}");
+        };
+        assert_eq!(reservation.send_id, "next");
+        assert!(!ledger.writer(&channel()).is_stopped());
+    }
+}

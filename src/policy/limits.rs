@@ -15,9 +15,25 @@
 //! client's sends are admitted while what it was charged in the window is below the
 //! budget, and each send's cost is added once it is settled, since only then is the
 //! cost known.
+//!
+//! Every send waits for this task before it is reserved, so the task must never make a
+//! send wait without bound. Guarantees, and what gives them (as the ledger writer's):
+//! - *A full queue answers at once*: the queue is bounded ([`QUEUE_CAPACITY`]) and a
+//!   check is handed over with `try_send`; when it is full the check is refused as busy
+//!   (503 `unavailable` with `Retry-After`, nothing charged, the vendor not called)
+//!   instead of piling requests up in memory.
+//! - *A stuck task answers in bounded time*: every statement of a batch is bounded by
+//!   the connection's `statement_timeout` and `lock_timeout`, and a check waits at most
+//!   [`ANSWER_TIMEOUT`] for its answer; past it the send is refused as busy as well.
+//! - *A dead task is started again*: the task ends only when it panics, and the next
+//!   operation that finds its queue closed starts a new one (`Limits::batcher`), so one
+//!   panic costs the checks that were waiting (answered busy), not every later send.
+//! - *A check whose caller gave up counts nothing*: when the caller stopped waiting
+//!   before its admission was answered, the task takes the counts back itself in its
+//!   next batch, since that send was never made.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::Row;
@@ -37,6 +53,11 @@ const MAX_BATCH: usize = 128;
 const ROWS_PER_STATEMENT: usize = 500;
 /// Operations waiting for the batch task before a check is refused as busy.
 const QUEUE_CAPACITY: usize = 8_192;
+/// How long a check waits for the batch task's answer. Longer than a batch can take
+/// while the database answers (its statements are bounded by `statement_timeout` and
+/// `lock_timeout`), so reaching it means the database or the task is stuck: the send is
+/// then refused as busy rather than held. The ledger writer waits as long.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often a batch that met a deadlock or a serialization failure is tried again.
 const ATTEMPTS: usize = 3;
 /// What a keyed hash of a number is made for (so it matches no other hash of it).
@@ -52,7 +73,9 @@ struct Inner {
     limits: Vec<Arc<LimitSettings>>,
     hash_key: HashKey,
     db: Db,
-    queue: mpsc::Sender<Op>,
+    /// The bounded queue of the batch task. Replaced, with a new task, when the task
+    /// has ended (see `Limits::batcher`).
+    queue: Mutex<mpsc::Sender<Op>>,
 }
 
 /// The send a check is about.
@@ -122,10 +145,13 @@ struct Check {
     budget: bool,
 }
 
+/// What a check is answered: admitted, over a limit, or not decided (busy, database).
+type Answer = Result<Result<Admission, RateLimited>, LedgerError>;
+
 enum Op {
     Admit {
         checks: Vec<Check>,
-        reply: oneshot::Sender<Result<Result<Admission, RateLimited>, LedgerError>>,
+        reply: oneshot::Sender<Answer>,
     },
     /// Takes back counts of a send that was not charged.
     Release(Vec<Counted>),
@@ -147,14 +173,13 @@ impl Op {
 impl Limits {
     /// Starts the batch task; `limits` are the effective limits (configured and built-in).
     pub fn new(db: Db, limits: Vec<LimitSettings>, hash_key: HashKey) -> Self {
-        let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(db.clone(), receiver));
+        let queue = spawn_batcher(db.clone());
         Self {
             inner: Arc::new(Inner {
                 limits: limits.into_iter().map(Arc::new).collect(),
                 hash_key,
                 db,
-                queue,
+                queue: Mutex::new(queue),
             }),
         }
     }
@@ -175,11 +200,19 @@ impl Limits {
             return Ok(Ok(Admission::default()));
         }
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .queue
+        // Bounded queue: a full queue refuses the check at once. A closed one (the task
+        // died between `batcher()` and here) is busy too: the next check starts it again.
+        self.batcher()
             .try_send(Op::Admit { checks, reply })
             .map_err(|_| LedgerError::Busy)?;
-        answer.await.map_err(|_| LedgerError::Busy)?
+        // Bounded wait: a stuck task (or database) refuses the check after
+        // ANSWER_TIMEOUT, and the task takes back what it counts for it. A reply dropped
+        // unanswered means the task died with the check queued: busy as well, and the
+        // next operation starts the task again.
+        match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) | Err(_) => Err(LedgerError::Busy),
+        }
     }
 
     /// Takes back what `admission` counted: the send was not charged.
@@ -189,7 +222,7 @@ impl Limits {
             .into_iter()
             .filter(|c| c.amount > 0)
             .collect();
-        if !counted.is_empty() && self.inner.queue.try_send(Op::Release(counted)).is_err() {
+        if !counted.is_empty() && self.batcher().try_send(Op::Release(counted)).is_err() {
             tracing::warn!("the traffic limits are busy: an uncharged send stays counted");
         }
     }
@@ -202,8 +235,7 @@ impl Limits {
             return;
         }
         if self
-            .inner
-            .queue
+            .batcher()
             .try_send(Op::Spend { counted, micros })
             .is_err()
         {
@@ -223,6 +255,19 @@ impl Limits {
         .execute(db.pool())
         .await?
         .rows_affected())
+    }
+
+    /// The queue of the batch task, started again if it ended: the task ends only when
+    /// it panicked, and one panic must not fail every later send's check (the restart
+    /// of `Ledger::writer`). The lock is held only to look and replace, never across
+    /// an await.
+    fn batcher(&self) -> mpsc::Sender<Op> {
+        let mut queue = self.inner.queue.lock().expect("limits queue lock poisoned");
+        if queue.is_closed() {
+            tracing::error!("the traffic limits' batch task stopped; starting it again");
+            *queue = spawn_batcher(self.inner.db.clone());
+        }
+        queue.clone()
     }
 
     fn checks(&self, send: SendFacts<'_>) -> Vec<Check> {
@@ -267,11 +312,28 @@ impl Limits {
     }
 }
 
+/// Starts a batch task and returns its bounded queue. When the task ends (a panic
+/// drops its receiver) the queue reports itself closed.
+fn spawn_batcher(db: Db) -> mpsc::Sender<Op> {
+    let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
+    tokio::spawn(run(db, receiver));
+    queue
+}
+
 /// The batch task: takes what waits, up to [`MAX_BATCH`], and applies it in one
-/// transaction.
+/// transaction. It returns only when every sender is gone.
 async fn run(db: Db, mut receiver: mpsc::Receiver<Op>) {
-    while let Some(first) = receiver.recv().await {
-        let mut ops = vec![first];
+    // Releases the task queued for itself (admissions whose caller gave up); they join
+    // the next batch, which starts at once rather than waiting for a new operation.
+    let mut own: Vec<Op> = Vec::new();
+    loop {
+        let mut ops = std::mem::take(&mut own);
+        if ops.is_empty() {
+            match receiver.recv().await {
+                Some(first) => ops.push(first),
+                None => return,
+            }
+        }
         while ops.len() < MAX_BATCH {
             match receiver.try_recv() {
                 Ok(op) => ops.push(op),
@@ -286,12 +348,15 @@ async fn run(db: Db, mut receiver: mpsc::Receiver<Op>) {
                 Err(err) => break Err(LedgerError::from(err)),
             }
         };
-        answer(ops, decisions);
+        own = answer(ops, decisions);
     }
 }
 
-/// Sends each admission its answer.
-fn answer(ops: Vec<Op>, decisions: Result<Vec<Decision>, LedgerError>) {
+/// Sends each admission its answer; returns the releases of admissions whose caller
+/// stopped waiting (it timed out or went away): they were counted for a send that was
+/// never made.
+fn answer(ops: Vec<Op>, decisions: Result<Vec<Decision>, LedgerError>) -> Vec<Op> {
+    let mut abandoned = Vec::new();
     match decisions {
         Ok(decisions) => {
             let mut decisions = decisions.into_iter();
@@ -300,7 +365,16 @@ fn answer(ops: Vec<Op>, decisions: Result<Vec<Decision>, LedgerError>) {
                     let decision = decisions
                         .next()
                         .expect("one decision per admission in the batch");
-                    let _ = reply.send(Ok(decision));
+                    if let Err(Ok(Ok(admission))) = reply.send(Ok(decision)) {
+                        let counted: Vec<Counted> = admission
+                            .counted
+                            .into_iter()
+                            .filter(|c| c.amount > 0)
+                            .collect();
+                        if !counted.is_empty() {
+                            abandoned.push(Op::Release(counted));
+                        }
+                    }
                 }
             }
         }
@@ -317,6 +391,7 @@ fn answer(ops: Vec<Op>, decisions: Result<Vec<Decision>, LedgerError>) {
             }
         }
     }
+    abandoned
 }
 
 type Decision = Result<Admission, RateLimited>;
@@ -559,6 +634,142 @@ mod tests {
             windows[&key("a")].1.total(),
             1,
             "only the admitted send counts in a"
+        );
+    }
+
+    #[test]
+    fn an_admission_whose_caller_gave_up_is_taken_back_in_the_next_batch() {
+        let mut windows =
+            BTreeMap::from([(key("a"), (Duration::from_secs(60), Window::default()))]);
+        // `admit` drops its answer's receiver: the caller is gone (it timed out).
+        let ops = vec![admit("a", 5)];
+        let decisions = decide(&ops, &mut windows, 0);
+        let own = answer(ops, Ok(decisions));
+        let [Op::Release(counted)] = own.as_slice() else {
+            panic!("the abandoned admission is released by the task itself");
+        };
+        decide(&own, &mut windows, 0);
+        assert_eq!(windows[&key("a")].1.total(), 0, "released {counted:?}");
+    }
+
+    /// A migrated SQLite database of its own (removed with the directory).
+    async fn database() -> (Db, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = crate::secret::Secret::new(format!(
+            "sqlite://{}",
+            dir.path().join("limits.db").display()
+        ));
+        let db = Db::connect(&url, 2).await.expect("open sqlite");
+        db.migrate().await.expect("migrate sqlite");
+        (db, dir)
+    }
+
+    /// "At most `max` sends a minute per client", on every class and channel.
+    fn per_client(max: u64) -> LimitSettings {
+        LimitSettings {
+            name: "per-client".to_owned(),
+            scope: LimitScope::Client,
+            classes: Vec::new(),
+            channels: ChannelSelector::All,
+            window: Duration::from_secs(60),
+            max: LimitMax::Sends(max),
+        }
+    }
+
+    /// Limits whose batch task is the test: it holds the receiving end of a queue of
+    /// `capacity`, reading it or dropping it (the task died) as the test needs.
+    fn limits_with_test_task(db: Db, max: u64, capacity: usize) -> (Limits, mpsc::Receiver<Op>) {
+        let (queue, receiver) = mpsc::channel(capacity);
+        let limits = Limits {
+            inner: Arc::new(Inner {
+                limits: vec![Arc::new(per_client(max))],
+                hash_key: HashKey::generate(),
+                db,
+                queue: Mutex::new(queue),
+            }),
+        };
+        (limits, receiver)
+    }
+
+    async fn admit_one(limits: &Limits) -> Result<Result<Admission, RateLimited>, LedgerError> {
+        let channel = ChannelName::parse("sms").unwrap();
+        let mobile = Mobile::parse("13800138000").unwrap();
+        limits
+            .admit(SendFacts {
+                channel: &channel,
+                class: SendClass::Normal,
+                mobile: &mobile,
+                client: "shop",
+                units: 1,
+            })
+            .await
+    }
+
+    /// Polls `future` once: `Some` if it answered without waiting for anything.
+    fn first_poll<F: std::future::Future>(future: F) -> Option<F::Output> {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::future::Future::poll(std::pin::pin!(future), &mut context) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_limits_queue_refuses_a_check_as_busy_at_once() {
+        let (db, _dir) = database().await;
+        let (limits, _stuck_task) = limits_with_test_task(db, 5, 1);
+        limits
+            .batcher()
+            .try_send(Op::Release(Vec::new()))
+            .expect("the queue has room for one");
+
+        let answered = first_poll(admit_one(&limits)).expect("a full queue answers at once");
+
+        assert!(matches!(answered, Err(LedgerError::Busy)), "{answered:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stuck_limits_task_refuses_a_check_as_busy_after_the_answer_timeout() {
+        let (db, _dir) = database().await;
+        let (limits, mut stuck_task) = limits_with_test_task(db, 5, 8);
+        // Paused after the database is open: the clock moves only when every task
+        // waits, straight to the next timer.
+        tokio::time::pause();
+
+        let answered = tokio::time::timeout(ANSWER_TIMEOUT * 2, admit_one(&limits))
+            .await
+            .expect("a check never waits past its answer timeout");
+
+        assert!(matches!(answered, Err(LedgerError::Busy)), "{answered:?}");
+        assert!(
+            matches!(stuck_task.try_recv(), Ok(Op::Admit { .. })),
+            "the check reached the task, which never answered"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_limits_task_that_died_is_started_again_and_the_next_check_is_counted() {
+        let (db, _dir) = database().await;
+        let (limits, dying_task) = limits_with_test_task(db, 1, 8);
+        let mut waiting = std::pin::pin!(admit_one(&limits));
+        assert!(
+            first_poll(waiting.as_mut()).is_none(),
+            "the check is queued"
+        );
+
+        // The task dies (as a panic ends it) with the check in its queue.
+        drop(dying_task);
+
+        assert!(matches!(waiting.await, Err(LedgerError::Busy)));
+        let admitted = admit_one(&limits).await.expect("a new task answers");
+        assert!(!admitted.expect("the first send fits").is_empty());
+        let over = admit_one(&limits)
+            .await
+            .expect("the new task answers again");
+        assert_eq!(
+            over.expect_err("the new task counted the first send in the database")
+                .limit,
+            "per-client"
         );
     }
 }
