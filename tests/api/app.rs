@@ -230,14 +230,28 @@ impl TestApp {
         self.post_json_as("/v1/messages", SHOP_TOKEN, body).await
     }
 
+    /// A request to `path` as the client holding `token`, still to be given a body and
+    /// sent: for tables of requests, and for what the helpers below do not cover.
+    pub fn request_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(token)
+    }
+
     /// `GET path` as the client holding `token`.
     pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(path))
-            .bearer_auth(token)
+        self.request_as(reqwest::Method::GET, path, token)
             .send()
             .await
             .unwrap()
+    }
+
+    /// `GET path` with no credentials, as probes and readers of public documents ask.
+    pub async fn get_without_credentials(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
     }
 
     /// `GET path` as the client holding `token`, which must succeed; its JSON body.
@@ -251,9 +265,7 @@ impl TestApp {
 
     /// `POST path` with a JSON body as the client holding `token`.
     pub async fn post_json_as(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
-            .bearer_auth(token)
+        self.request_as(reqwest::Method::POST, path, token)
             .json(body)
             .send()
             .await
@@ -307,4 +319,15 @@ impl TestApp {
         }
         all
     }
+}
+
+/// Sends `request`; its status, and its body as JSON (`Null` if it is none).
+pub async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }

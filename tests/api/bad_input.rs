@@ -11,6 +11,7 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use reqwest::Method;
 use serde_json::{json, Map, Value};
 use sqlx::Row;
 use tollgate::domain::content::{rate_message, ContentRules, MessageBody};
@@ -18,7 +19,7 @@ use tollgate::domain::sms::rate_sms;
 use tollgate::domain::template::TemplateBody;
 use tollgate::domain::ChannelKind;
 
-use crate::app::{spawn_app, spawn_app_with, AppOptions, TestApp, ADMIN_TOKEN, SHOP_TOKEN};
+use crate::app::{answer, spawn_app, spawn_app_with, AppOptions, TestApp, ADMIN_TOKEN, SHOP_TOKEN};
 use crate::helpers::Backend;
 use crate::on_both_backends;
 
@@ -86,17 +87,6 @@ async fn fingerprint(app: &TestApp) -> Fingerprint {
         reconciliations: count("reconciliations").await,
         vendor_calls: app.vendor.calls(),
     }
-}
-
-/// The request's answer: status, and the body as JSON (`Null` if it is none).
-async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 /// A body in SPEC §5's error format with one of its codes.
@@ -832,35 +822,27 @@ async fn bad_requests_get_their_spec_error_change_nothing_and_never_reach_the_ve
         ),
         (
             "a non-admin registering a package",
-            app.http
-                .post(app.url("/v1/packages"))
-                .bearer_auth(SHOP_TOKEN)
+            app.request_as(Method::POST, "/v1/packages", SHOP_TOKEN)
                 .json(&json!({"channel": "sms_code", "units": 10, "price": "1"})),
             403,
             "forbidden",
         ),
         (
             "a non-admin listing packages",
-            app.http
-                .get(app.url("/v1/packages"))
-                .bearer_auth(SHOP_TOKEN),
+            app.request_as(Method::GET, "/v1/packages", SHOP_TOKEN),
             403,
             "forbidden",
         ),
         (
             "a non-admin reconciling",
-            app.http
-                .post(app.url("/v1/reconciliations"))
-                .bearer_auth(SHOP_TOKEN)
+            app.request_as(Method::POST, "/v1/reconciliations", SHOP_TOKEN)
                 .json(&json!({"channel": "sms_code", "remaining": 0})),
             403,
             "forbidden",
         ),
         (
             "a non-admin acknowledging",
-            app.http
-                .post(app.url("/v1/alerts/alr_x/ack"))
-                .bearer_auth(SHOP_TOKEN),
+            app.request_as(Method::POST, "/v1/alerts/alr_x/ack", SHOP_TOKEN),
             403,
             "forbidden",
         ),

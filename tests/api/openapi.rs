@@ -3,14 +3,15 @@
 
 use std::collections::BTreeSet;
 
+use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::app::{spawn_app, TestApp, ADMIN_TOKEN, MOBILE, SHOP_TOKEN};
+use crate::app::{answer, spawn_app, TestApp, ADMIN_TOKEN, MOBILE, SHOP_TOKEN};
 use crate::helpers::Backend;
 
 /// The document as the running server serves it.
 async fn document(app: &TestApp) -> Value {
-    let response = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    let response = app.get_without_credentials("/openapi.json").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
     response.json().await.unwrap()
@@ -82,19 +83,17 @@ async fn every_documented_operation_is_served_by_the_router() {
     assert!(described.len() >= 16, "{described:?}");
 
     for (method, path) in &described {
-        let url = app.url(
-            &path
-                .replace("{id}", "no-such-id")
-                .replace("{channel}", "sms_code"),
-        );
+        let served = path
+            .replace("{id}", "no-such-id")
+            .replace("{channel}", "sms_code");
         let request = match method.as_str() {
-            "get" => app.http.get(url),
-            "post" => app.http.post(url).json(&json!({})),
+            "get" => app.request_as(Method::GET, &served, ADMIN_TOKEN),
+            "post" => app
+                .request_as(Method::POST, &served, ADMIN_TOKEN)
+                .json(&json!({})),
             other => panic!("{other} {path}: a method the API does not use"),
         };
-        let response = request.bearer_auth(ADMIN_TOKEN).send().await.unwrap();
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let (status, body) = answer(request).await;
         // The router's own fallbacks: no route for the path, or none for the method.
         let unrouted =
             (status == 404 && body["error"]["message"] == "no such endpoint") || status == 405;
@@ -166,7 +165,7 @@ async fn routes_left_out_of_the_document_are_served_and_say_why() {
     let document = document(&app).await;
     for (prefix, reason) in tollgate::http::UNDOCUMENTED_ROUTES {
         assert!(reason.len() > 20, "{prefix} needs a reason");
-        let response = app.http.get(app.url(prefix)).send().await.unwrap();
+        let response = app.get_without_credentials(prefix).await;
         assert_ne!(response.status(), 404, "{prefix} is not served");
         assert!(
             operations(&document)
@@ -243,94 +242,72 @@ async fn the_refusals_the_server_answers_are_the_ones_it_documents() {
     let app = spawn_app(Backend::Sqlite).await;
     let document = document(&app).await;
     let login_code = json!({"channel": "sms_code", "to": MOBILE, "template": "login_code", "params": {"code": "1"}});
+    let shop = |method: Method, path: &str| app.request_as(method, path, SHOP_TOKEN);
+    let admin = |method: Method, path: &str| app.request_as(method, path, ADMIN_TOKEN);
     let cases: Vec<(&str, &str, reqwest::RequestBuilder)> = vec![
+        // No token: built by hand, since every helper presents one.
         ("post", "/v1/messages", app.http.post(app.url("/v1/messages")).json(&login_code)),
+        // A form where JSON is expected.
         (
             "post",
             "/v1/messages",
-            app.http
-                .post(app.url("/v1/messages"))
-                .bearer_auth(SHOP_TOKEN)
-                .body("channel=sms_code"),
+            shop(Method::POST, "/v1/messages").body("channel=sms_code"),
         ),
         (
             "post",
             "/v1/messages",
-            app.http
-                .post(app.url("/v1/messages"))
-                .bearer_auth(SHOP_TOKEN)
+            shop(Method::POST, "/v1/messages")
                 .json(&json!({"channel": "fax", "to": MOBILE, "content": "hi"})),
         ),
         (
             "post",
             "/v1/messages",
-            app.http
-                .post(app.url("/v1/messages"))
-                .bearer_auth(SHOP_TOKEN)
+            shop(Method::POST, "/v1/messages")
                 .json(&json!({"channel": "sms_code", "to": "12345", "template": "login_code"})),
         ),
         // No package registered: no local quota.
         (
             "post",
             "/v1/messages",
-            app.http
-                .post(app.url("/v1/messages"))
-                .bearer_auth(SHOP_TOKEN)
-                .json(&login_code),
+            shop(Method::POST, "/v1/messages").json(&login_code),
         ),
         (
             "get",
             "/v1/messages/{id}",
-            app.http
-                .get(app.url("/v1/messages/msg_nothing"))
-                .bearer_auth(SHOP_TOKEN),
+            shop(Method::GET, "/v1/messages/msg_nothing"),
         ),
         (
             "get",
             "/v1/quota/{channel}",
-            app.http.get(app.url("/v1/quota/fax")).bearer_auth(SHOP_TOKEN),
+            shop(Method::GET, "/v1/quota/fax"),
         ),
-        (
-            "get",
-            "/v1/packages",
-            app.http.get(app.url("/v1/packages")).bearer_auth(SHOP_TOKEN),
-        ),
+        ("get", "/v1/packages", shop(Method::GET, "/v1/packages")),
         (
             "post",
             "/v1/packages",
-            app.http
-                .post(app.url("/v1/packages"))
-                .bearer_auth(ADMIN_TOKEN)
+            admin(Method::POST, "/v1/packages")
                 .json(&json!({"channel": "sms_code", "units": 10, "price": "1.00", "vendor_order_id": "1"})),
         ),
         (
             "post",
             "/v1/reconciliations",
-            app.http
-                .post(app.url("/v1/reconciliations"))
-                .bearer_auth(ADMIN_TOKEN)
+            admin(Method::POST, "/v1/reconciliations")
                 .json(&json!({"channel": "fax", "remaining": 1})),
         ),
         (
             "post",
             "/v1/alerts/{id}/ack",
-            app.http
-                .post(app.url("/v1/alerts/nothing/ack"))
-                .bearer_auth(ADMIN_TOKEN),
+            admin(Method::POST, "/v1/alerts/nothing/ack"),
         ),
         (
             "get",
             "/v1/reports/monthly",
-            app.http
-                .get(app.url("/v1/reports/monthly?month=2026-13"))
-                .bearer_auth(ADMIN_TOKEN),
+            admin(Method::GET, "/v1/reports/monthly?month=2026-13"),
         ),
     ];
     let mut seen = BTreeSet::new();
     for (method, path, request) in cases {
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap();
+        let (status, body) = answer(request).await;
         let code = body["error"]["code"].as_str().unwrap().to_owned();
         assert!(
             documented_codes(&document, method, path, status).contains(&code),
