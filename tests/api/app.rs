@@ -230,6 +230,30 @@ impl TestApp {
         self.post_json_as("/v1/messages", SHOP_TOKEN, body).await
     }
 
+    /// `POST /v1/messages` as the shop client, with an `Idempotency-Key`: a retry.
+    pub async fn send_json_with_idempotency_key(
+        &self,
+        body: &Value,
+        key: &str,
+    ) -> reqwest::Response {
+        self.request_as(reqwest::Method::POST, "/v1/messages", SHOP_TOKEN)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/messages` as the shop client on a task of its own, which does not borrow
+    /// the app: for sends under way while the test does something else (sends more, or
+    /// stops the server).
+    pub fn spawn_send_json(&self, body: &Value) -> tokio::task::JoinHandle<reqwest::Response> {
+        let request = self
+            .request_as(reqwest::Method::POST, "/v1/messages", SHOP_TOKEN)
+            .json(body);
+        tokio::spawn(async move { request.send().await.unwrap() })
+    }
+
     /// A request to `path` as the client holding `token`, still to be given a body and
     /// sent: for tables of requests, and for what the helpers below do not cover.
     pub fn request_as(
@@ -275,8 +299,19 @@ impl TestApp {
     /// A send through the drop-in path `/chuangxin/yytz` as the vendor's samples make
     /// it: `content` and `mobile` in the query, the token where the AppCode was.
     pub async fn send_drop_in(&self, content: &str, token: &str) -> reqwest::Response {
+        self.send_drop_in_at("/chuangxin/yytz", content, token)
+            .await
+    }
+
+    /// [`TestApp::send_drop_in`] through another drop-in path (`proxy_path`).
+    pub async fn send_drop_in_at(
+        &self,
+        path: &str,
+        content: &str,
+        token: &str,
+    ) -> reqwest::Response {
         self.http
-            .get(self.url("/chuangxin/yytz"))
+            .get(self.url(path))
             .query(&[("content", content), ("mobile", MOBILE)])
             .header("Authorization", format!("APPCODE {token}"))
             .send()

@@ -248,16 +248,8 @@ async fn the_drop_in_proxy_answers_403_quota_exhausted_when_local_quota_is_gone(
     let mut app = spawn_app(backend).await;
 
     let response = app
-        .http
-        .get(app.url("/chuangxin/yytz"))
-        .query(&[
-            ("content", "您好，您的快递已送达小区门口，请前来签收。"),
-            ("mobile", MOBILE),
-        ])
-        .header("Authorization", format!("APPCODE {SHOP_TOKEN}"))
-        .send()
-        .await
-        .unwrap();
+        .send_drop_in("您好，您的快递已送达小区门口，请前来签收。", SHOP_TOKEN)
+        .await;
 
     assert_eq!(response.status(), 403);
     assert_eq!(response.headers()["x-ca-error-message"], "Quota Exhausted");
@@ -271,16 +263,8 @@ async fn the_drop_in_proxy_mirrors_the_vendor_answer(backend: Backend) {
 
     // Exactly what the vendor's Java sample sends, with only the host changed.
     let response = app
-        .http
-        .get(app.url("/chuangxin/yytz"))
-        .query(&[
-            ("content", "您好，您的快递已送达小区门口，请前来签收。"),
-            ("mobile", MOBILE),
-        ])
-        .header("Authorization", format!("APPCODE {SHOP_TOKEN}"))
-        .send()
-        .await
-        .unwrap();
+        .send_drop_in("您好，您的快递已送达小区门口，请前来签收。", SHOP_TOKEN)
+        .await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -300,14 +284,7 @@ async fn the_drop_in_proxy_mirrors_the_vendor_answer(backend: Backend) {
     );
     assert_eq!(app.quota("voice_notice").await["used"], 1);
 
-    let unknown = app
-        .http
-        .get(app.url("/chuangxin/yytz"))
-        .query(&[("content", "hi"), ("mobile", MOBILE)])
-        .header("Authorization", "APPCODE not-a-token")
-        .send()
-        .await
-        .unwrap();
+    let unknown = app.send_drop_in("hi", "not-a-token").await;
     assert_eq!(unknown.status(), 400);
     assert_eq!(
         unknown.headers()["x-ca-error-message"],
@@ -321,25 +298,11 @@ async fn concurrent_sends_over_http_never_exceed_remaining_quota(backend: Backen
     let mut app = spawn_app(backend).await;
     app.add_package("sms_code", 25, "1.00").await;
 
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let http = app.http.clone();
-            let url = app.url("/v1/messages");
-            tokio::spawn(async move {
-                http.post(url)
-                    .bearer_auth(SHOP_TOKEN)
-                    .json(&json!({"channel": "sms_code", "to": MOBILE, "template": "login_code", "params": {"code": "1234"}}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            })
-        })
-        .collect();
+    let body = json!({"channel": "sms_code", "to": MOBILE, "template": "login_code", "params": {"code": "1234"}});
+    let tasks: Vec<_> = (0..100).map(|_| app.spawn_send_json(&body)).collect();
     let mut statuses = Vec::new();
     for task in tasks {
-        statuses.push(task.await.unwrap());
+        statuses.push(task.await.unwrap().status().as_u16());
     }
 
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 25);
@@ -357,22 +320,19 @@ async fn a_retried_request_with_the_same_idempotency_key_reaches_the_vendor_once
     let mut app = spawn_app(backend).await;
     app.add_package("sms_code", 10, "1.00").await;
     let body = json!({"channel": "sms_code", "to": MOBILE, "template": "login_code", "params": {"code": "1234"}});
-    let send = |body: Value| {
-        app.http
-            .post(app.url("/v1/messages"))
-            .bearer_auth(SHOP_TOKEN)
-            .header("Idempotency-Key", "signup-7781")
-            .json(&body)
-            .send()
-    };
+    let other_body = json!({"channel": "sms_code", "to": MOBILE, "template": "login_code", "params": {"code": "9999"}});
+    let key = "signup-7781";
 
-    let first: Value = send(body.clone()).await.unwrap().json().await.unwrap();
-    let again = send(body.clone()).await.unwrap();
-    assert_eq!(again.status(), 200);
-    let again: Value = again.json().await.unwrap();
-    let other = send(json!({"channel": "sms_code", "to": MOBILE, "template": "login_code", "params": {"code": "9999"}}))
+    let first: Value = app
+        .send_json_with_idempotency_key(&body, key)
+        .await
+        .json()
         .await
         .unwrap();
+    let again = app.send_json_with_idempotency_key(&body, key).await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    let other = app.send_json_with_idempotency_key(&other_body, key).await;
 
     assert_eq!(first["id"], again["id"]);
     assert_eq!(first["cost"], again["cost"]);
@@ -600,13 +560,8 @@ async fn every_request_error_code_is_answered_without_charging(backend: Backend)
     // A channel without a signature of its own: raw text through the drop-in proxy
     // must carry one.
     let unsigned = app
-        .http
-        .get(app.url("/chuangxin/dxtz"))
-        .query(&[("content", "您的订单已发货"), ("mobile", MOBILE)])
-        .header("Authorization", format!("APPCODE {SHOP_TOKEN}"))
-        .send()
-        .await
-        .unwrap();
+        .send_drop_in_at("/chuangxin/dxtz", "您的订单已发货", SHOP_TOKEN)
+        .await;
     assert_eq!(unsigned.status(), 400);
     assert_eq!(
         unsigned.headers()["x-tollgate-error-code"],
@@ -666,14 +621,7 @@ async fn secrets_and_full_mobile_numbers_appear_nowhere(backend: Backend) {
     // The drop-in proxy, reading a send back, and the metrics.
     app.add_package("voice_notice", 10, "1.00").await;
     app.vendor.answer_with(Reply::success());
-    let proxied = app
-        .http
-        .get(app.url("/chuangxin/yytz"))
-        .query(&[("content", "您的快递已送达"), ("mobile", MOBILE)])
-        .header("Authorization", format!("APPCODE {SHOP_TOKEN}"))
-        .send()
-        .await
-        .unwrap();
+    let proxied = app.send_drop_in("您的快递已送达", SHOP_TOKEN).await;
     let id = proxied.headers()["x-tollgate-id"]
         .to_str()
         .unwrap()
@@ -710,16 +658,21 @@ async fn secrets_and_full_mobile_numbers_appear_nowhere(backend: Backend) {
 async fn admin_endpoints_refuse_other_clients(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let attempts = [
-        app.http
-            .post(app.url("/v1/packages"))
-            .json(&json!({"channel": "sms_code", "units": 10, "price": "1"})),
-        app.http.get(app.url("/v1/packages")),
-        app.http
-            .post(app.url("/v1/reconciliations"))
-            .json(&json!({"channel": "sms_code", "remaining": 0})),
+        app.post_json_as(
+            "/v1/packages",
+            SHOP_TOKEN,
+            &json!({"channel": "sms_code", "units": 10, "price": "1"}),
+        )
+        .await,
+        app.get_as("/v1/packages", SHOP_TOKEN).await,
+        app.post_json_as(
+            "/v1/reconciliations",
+            SHOP_TOKEN,
+            &json!({"channel": "sms_code", "remaining": 0}),
+        )
+        .await,
     ];
-    for attempt in attempts {
-        let response = attempt.bearer_auth(SHOP_TOKEN).send().await.unwrap();
+    for response in attempts {
         assert_eq!(response.status(), 403);
         assert_eq!(
             response.json::<Value>().await.unwrap()["error"]["code"],
@@ -778,16 +731,9 @@ mod shutdown_and_outages {
         app.add_package("sms_code", 10, "1.00").await;
         app.vendor
             .answer_with(Reply::success().delayed(Duration::from_millis(800)));
-        let http = app.http.clone();
-        let url = app.url("/v1/messages");
-        let in_flight = tokio::spawn(async move {
-            http.post(url)
-                .bearer_auth(SHOP_TOKEN)
-                .json(&json!({"channel": "sms_code", "to": MOBILE, "template": "login_code", "params": {"code": "1"}}))
-                .send()
-                .await
-                .unwrap()
-        });
+        let in_flight = app.spawn_send_json(
+            &json!({"channel": "sms_code", "to": MOBILE, "template": "login_code", "params": {"code": "1"}}),
+        );
         // Stop only once the vendor has the request, so the send is truly under way.
         while app.vendor.calls() == 0 {
             tokio::task::yield_now().await;
@@ -820,7 +766,7 @@ mod shutdown_and_outages {
         assert_eq!(body["error"]["code"], "unavailable");
         assert_eq!(body["error"]["charged"], false);
         assert_eq!(app.vendor.calls(), 0);
-        let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+        let ready = app.get_without_credentials("/readyz").await;
         assert_eq!(ready.status(), 503);
     }
 }
