@@ -1,5 +1,5 @@
 //! The whole-stack benchmark: the sandbox vendor, a real `tollgate serve` on the chosen
-//! backend, the load generators (`wrk` for throughput, `hey` for a fixed rate) and the
+//! backend, the load generators (`wrk` for throughput; for a fixed rate, evenly spread arrivals of its own and `hey`) and the
 //! same-run baselines (the vendor simulation alone, the direct vendor call, `pgbench`),
 //! then the same throughput again over a large history, and a check that the ledger
 //! adds up. `cargo bench --bench stack` runs it in full; the test suite runs a short
@@ -304,27 +304,34 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     // Sends the last run cut off still finish at the vendor: wait for them, or they
     // would be counted as direct calls.
     sends_settled(&http, &base).await?;
-    let before = successes().await?;
-    runs.push(
-        hey(
-            &options,
-            "direct to the vendor, fixed rate",
-            &direct,
-            &format!("APPCODE {APPCODE}"),
-        )
-        .await?,
-    );
-    direct_successes += successes().await? - before;
-    let fixed = hey(
-        &options,
-        "tollgate proxy, fixed rate",
-        &proxied,
-        &format!("APPCODE {TOKEN}"),
-    )
-    .await?;
-    answered_2xx += fixed.requests - fixed.failures;
-    cut_off += 50;
-    runs.push(fixed);
+    // Two kinds of fixed rate: arrivals spread evenly (one every 1/rate s, the steady
+    // traffic the overhead target speaks of), and hey's, whose 50 workers tick in step
+    // (a burst of 50 every 100 ms at 500/s).
+    for (kind, load) in [("steady", Load::Steady), ("hey, bursts of 50", Load::Hey)] {
+        let before = successes().await?;
+        runs.push(
+            load.run(
+                &options,
+                &format!("direct to the vendor, {kind}"),
+                &direct,
+                &format!("APPCODE {APPCODE}"),
+            )
+            .await?,
+        );
+        direct_successes += successes().await? - before;
+        let fixed = load
+            .run(
+                &options,
+                &format!("tollgate proxy, {kind}"),
+                &proxied,
+                &format!("APPCODE {TOKEN}"),
+            )
+            .await?;
+        answered_2xx += fixed.requests - fixed.failures;
+        cut_off += 50;
+        runs.push(fixed);
+        sends_settled(&http, &base).await?;
+    }
     if options.pgbench && options.backend == Backend::Postgres {
         progress("measuring: pgbench on the same server");
         runs.extend(pgbench(&options, work.path()).await?);
@@ -481,10 +488,13 @@ impl Report {
             find("tollgate drop-in proxy,"),
             find("tollgate drop-in proxy"),
         );
-        if let (Some(direct), Some(proxied)) = (
-            find("direct to the vendor"),
-            find("tollgate proxy, fixed rate"),
-        ) {
+        for (direct, proxied) in [
+            ("direct to the vendor, steady", "tollgate proxy, steady"),
+            ("direct to the vendor, hey", "tollgate proxy, hey"),
+        ] {
+            let (Some(direct), Some(proxied)) = (find(direct), find(proxied)) else {
+                continue;
+            };
             let add = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
                 (Some(a), Some(b)) => {
                     format!("{:+.2} ms", (a.as_secs_f64() - b.as_secs_f64()) * 1000.0)
@@ -493,8 +503,13 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "tollgate adds at {}/s: p50 {}, p99 {}",
+                "tollgate adds at {}/s ({}): p50 {}, p99 {}",
                 o.fixed_rate,
+                if proxied.name.contains("steady") {
+                    "steady"
+                } else {
+                    "hey's bursts"
+                },
                 add(proxied.p50, direct.p50),
                 add(proxied.p99, direct.p99)
             );
@@ -722,7 +737,80 @@ async fn wrk(
     })
 }
 
-/// A fixed rate: `hey` with 50 workers, each at rate / 50 per second.
+/// A fixed rate through `hey`: 50 workers, each at rate / 50 per second, in step.
+/// A fixed-rate load generator.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// Open loop, arrivals spread evenly: one request every 1/rate s, each on its own
+    /// task, so a slow answer delays no later request (no coordinated omission).
+    Steady,
+    /// `hey -q`: 50 workers, each at rate/50 per second, ticking in step.
+    Hey,
+}
+
+impl Load {
+    async fn run(
+        self,
+        options: &Options,
+        name: &str,
+        url: &str,
+        authorization: &str,
+    ) -> anyhow::Result<Run> {
+        match self {
+            Load::Steady => steady(options, name, url, authorization).await,
+            Load::Hey => hey(options, name, url, authorization).await,
+        }
+    }
+}
+
+async fn steady(
+    options: &Options,
+    name: &str,
+    url: &str,
+    authorization: &str,
+) -> anyhow::Result<Run> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let rate = f64::from(options.fixed_rate.max(1));
+    let total = (rate * options.duration.as_secs_f64()).round().max(1.0) as u64;
+    let started = tokio::time::Instant::now();
+    let mut requests = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / rate)).await;
+        let request = http.post(url).header("Authorization", authorization).send();
+        requests.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let ok = match request.await {
+                Ok(response) => {
+                    let status = response.status();
+                    response.bytes().await.is_ok() && status.is_success()
+                }
+                Err(_) => false,
+            };
+            (sent.elapsed(), ok)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(requests.len());
+    let mut failures = 0;
+    for request in requests {
+        let (took, ok) = request.await?;
+        latencies.push(took);
+        failures += u64::from(!ok);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    Ok(Run {
+        name: format!("{name} ({}/s)", options.fixed_rate),
+        requests: latencies.len() as u64,
+        failures,
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64().max(1e-6),
+        p50: Some(pick(0.50)),
+        p99: Some(pick(0.99)),
+    })
+}
+
 async fn hey(options: &Options, name: &str, url: &str, authorization: &str) -> anyhow::Result<Run> {
     let workers = 50_u32.min(options.fixed_rate.max(1));
     let per_worker = (f64::from(options.fixed_rate) / f64::from(workers)).max(0.1);
