@@ -651,6 +651,17 @@ async fn load_history(database: &Database, history: u64) -> anyhow::Result<()> {
         ledger.import_charges(&channel, &charges).await?;
         done += n;
     }
+    // A history that built up over weeks has been vacuumed, analysed and checkpointed
+    // many times; one loaded in minutes has not, and the first minutes after it measure
+    // the database's catching up rather than tollgate.
+    let settle = if ledger.db().backend() == tollgate::store::Backend::Postgres {
+        ["CHECKPOINT", "VACUUM ANALYZE", "CHECKPOINT"].as_slice()
+    } else {
+        ["ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)"].as_slice()
+    };
+    for statement in settle {
+        sqlx::query(statement).execute(ledger.db().pool()).await?;
+    }
     ledger.db().close().await;
     Ok(())
 }
