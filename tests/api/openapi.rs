@@ -231,7 +231,7 @@ async fn a_send_lists_every_refusal_of_the_spec_under_its_status() {
         fields,
         BTreeSet::from([
             "id", "channel", "to", "class", "status", "charged", "units", "cost", "upstream",
-            "quota", "route", "attempts"
+            "quota", "route", "attempts", "recorded"
         ])
     );
 }
