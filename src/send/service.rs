@@ -22,7 +22,7 @@ use crate::config::Settings;
 use crate::domain::{ChannelName, HashKey, LedgerMode, Outcome, SendClass, Yuan};
 use crate::ledger::{
     Attempt, IdempotencyKey, Ledger, LedgerError, Reservation, ReserveOutcome, ReserveRequest,
-    SendRecord, SendStatus, Settlement, UpstreamRecord,
+    SendRecord, SendStatus, Settled, Settlement, UpstreamRecord,
 };
 use crate::policy::{Admission, Limits, SendFacts};
 use crate::secret::Secret;
@@ -522,11 +522,13 @@ impl SendService {
                 package_remaining: answer.package_remaining,
             },
         };
-        let settled = match ledger
+        // Settled, or not recorded (yet): then the answer is built from what the
+        // vendor said.
+        let settled: Result<Settled, SendRecord> = match ledger
             .settle_or_hold(&reservation, settlement.clone())
             .await
         {
-            Ok(Some(settled)) if settled.applied => settled,
+            Ok(Some(settled)) if settled.applied => Ok(settled),
             Ok(Some(_)) => {
                 // Settled already, by the sweeper while this send waited: the stored
                 // record is the truth, and answering from it keeps retries consistent.
@@ -549,27 +551,14 @@ impl SendService {
                 );
                 if settlement.charge {
                     record.charged_units = reservation.units.as_i64();
-                    // Its counts stand; its cost joins the budgets once it is recorded.
-                    drop(admission);
-                } else {
-                    self.inner.limits.release(admission);
                 }
-                return Ok(SendOutcome {
-                    attempts: record.attempts(),
-                    record,
-                    remaining: reservation.remaining,
-                    replayed: false,
-                    vendor: Some(reply),
-                    recorded: false,
-                });
+                Err(record)
             }
             Err(err) => {
                 // The ledger refused the settlement outright (not an outage): the
                 // reservation stays, and the sweeper will charge it as `uncertain`.
                 // Answer that now, so the client does not retry a send that went out.
                 tracing::error!(send_id = %reservation.send_id, error = %err, "could not settle a send; the sweeper will charge it as uncertain");
-                // It will be charged: it keeps its counts (its cost is not known yet).
-                drop(admission);
                 let mut record = self.record(
                     &reservation,
                     &prepared,
@@ -584,6 +573,19 @@ impl SendService {
                     "the vendor answered {}, but the ledger could not record it; the send will be charged as uncertain and flagged for reconciliation",
                     answer.outcome
                 ));
+                Err(record)
+            }
+        };
+        let settled = match settled {
+            Ok(settled) => settled,
+            Err(record) => {
+                // One that will be charged keeps its counts (its cost joins the budgets
+                // once it is recorded); one that will not gives them back.
+                if record.charged_units > 0 {
+                    drop(admission);
+                } else {
+                    self.inner.limits.release(admission);
+                }
                 return Ok(SendOutcome {
                     attempts: record.attempts(),
                     record,

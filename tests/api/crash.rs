@@ -20,6 +20,17 @@ on_both_backends!(a_restarted_instance_settles_what_its_killed_predecessor_held)
 const SETTLED_WITHIN: Duration = Duration::from_secs(30);
 
 fn config(dir: &Path, db: &TestDb, vendor: &StandInVendor) -> std::path::PathBuf {
+    config_with(dir, db.url.expose(), vendor, "")
+}
+
+/// The configuration of a real server on `database_url` whose voice notices go to
+/// `vendor`, written to `dir`; `ledger_keys` are added to `[ledger]`.
+pub fn config_with(
+    dir: &Path,
+    database_url: &str,
+    vendor: &StandInVendor,
+    ledger_keys: &str,
+) -> std::path::PathBuf {
     let path = dir.join("tollgate.toml");
     std::fs::write(
         &path,
@@ -28,10 +39,11 @@ fn config(dir: &Path, db: &TestDb, vendor: &StandInVendor) -> std::path::PathBuf
             [server]
             shutdown_grace = "1s"
             [database]
-            url = "{db}"
+            url = "{database_url}"
             [ledger]
             reservation_timeout = "1h"
             sweep_every = "1s"
+            {ledger_keys}
             [upstream]
             appcode_env = "TEST_APPCODE"
             timeout = "50s"
@@ -47,7 +59,6 @@ fn config(dir: &Path, db: &TestDb, vendor: &StandInVendor) -> std::path::PathBuf
             name = "shop-backend"
             token_env = "TEST_SHOP_TOKEN"
             "#,
-            db = db.url.expose(),
             vendor = vendor.url("/chuangxin/yytz"),
         ),
     )

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::app::{spawn_app_with, AppOptions, ADMIN_TOKEN, SHOP_TOKEN};
+use crate::crash::config_with;
 use crate::helpers::{Backend, TestDb};
 use crate::pg_proxy::PgProxy;
 use crate::server::{free_port, Server};
@@ -173,39 +174,12 @@ async fn a_held_settlement_outlives_a_killed_process_and_its_successor_records_t
     vendor.answer_with(Reply::success().delayed(Duration::from_millis(1500)));
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
-    let config = dir.path().join("tollgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-            [server]
-            shutdown_grace = "1s"
-            [database]
-            url = "{db}"
-            [ledger]
-            reservation_timeout = "1h"
-            sweep_every = "1s"
-            spool_dir = "{spool}"
-            [upstream]
-            appcode_env = "TEST_APPCODE"
-            [[channels]]
-            name = "voice_notice"
-            kind = "voice_notice"
-            url = "{vendor}"
-            [[clients]]
-            name = "ops"
-            token_env = "TEST_ADMIN_TOKEN"
-            admin = true
-            [[clients]]
-            name = "shop-backend"
-            token_env = "TEST_SHOP_TOKEN"
-            "#,
-            db = proxy.url_for(db.url.expose()),
-            spool = spool.display(),
-            vendor = vendor.url("/chuangxin/yytz"),
-        ),
-    )
-    .unwrap();
+    let config = config_with(
+        dir.path(),
+        &proxy.url_for(db.url.expose()),
+        &vendor,
+        &format!("spool_dir = \"{}\"", spool.display()),
+    );
     let port = free_port();
     let mut first = Server::start(&config, port);
     first.ready().await;
