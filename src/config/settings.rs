@@ -133,6 +133,15 @@ pub struct ChannelSettings {
     pub circuit: super::routes::CircuitSettings,
 }
 
+impl ChannelSettings {
+    /// Whether the vendor's answers carry its own count of what is left: a template
+    /// format with a `remaining_field` (SPEC §13). kapool's `RemainPoint` is not read as
+    /// one (see `upstream::format::body`).
+    pub fn carries_vendor_count(&self) -> bool {
+        matches!(&self.format, VendorFormat::Template(t) if t.remaining_field.is_some())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TemplateSettings {
     pub name: String,

@@ -37,6 +37,8 @@ struct Inner {
     channels: Vec<ChannelName>,
     /// The channels with a `product_code`, when `[marketplace]` reads their count.
     marketplace_channels: Vec<ChannelName>,
+    /// The channels whose vendor's answers carry its own count (`remaining_field`).
+    vendor_count_channels: Vec<ChannelName>,
     sends: Arc<SendMetrics>,
     routes: Vec<crate::config::routes::RouteSettings>,
 }
@@ -52,12 +54,19 @@ impl MetricsExporter {
                 .collect(),
             None => Vec::new(),
         };
+        let vendor_count_channels = settings
+            .channels
+            .iter()
+            .filter(|c| c.carries_vendor_count())
+            .map(|c| c.name.clone())
+            .collect();
         Self {
             inner: Arc::new(Inner {
                 ledger,
                 alerts,
                 channels,
                 marketplace_channels,
+                vendor_count_channels,
                 sends,
                 routes: settings.routes.clone(),
             }),
@@ -207,6 +216,7 @@ impl MetricsExporter {
             families.push(gauge);
         }
         families.extend(self.routes(&views)?);
+        families.extend(self.vendor_counts(&views)?);
         Ok(families)
     }
 
@@ -244,6 +254,48 @@ impl MetricsExporter {
                 .set(usable as f64);
         }
         Ok([configured, available])
+    }
+
+    /// `tollgate_vendor_remaining_units` and `tollgate_vendor_drift_units`: the vendor's
+    /// own count from its latest answer that carried one (`remaining_field`, SPEC §13),
+    /// and that count minus the ledger's remaining units, the sign of
+    /// `tollgate_ledger_drift_units` (SPEC §14: compared in the same way). Only for the
+    /// channels with a `remaining_field` whose answers have carried a count: a 0 would
+    /// claim the counts agree. Read from the quota views, the channel's running totals.
+    fn vendor_counts(&self, views: &[QuotaView]) -> Result<[GaugeVec; 2], ScrapeError> {
+        let remaining = GaugeVec::new(
+            Opts::new(
+                names::VENDOR_REMAINING_UNITS,
+                "Units the vendor said were left in its latest answer that carried a count (the channel's remaining_field).",
+            ),
+            &["channel"],
+        )?;
+        let drift = GaugeVec::new(
+            Opts::new(
+                names::VENDOR_DRIFT_UNITS,
+                "The vendor's own remaining units (its latest answer that carried a count) minus the ledger's remaining units now (negative: the ledger counts more than the vendor has left; sends under way read as positive until settled).",
+            ),
+            &["channel"],
+        )?;
+        for view in views {
+            let carries = self
+                .inner
+                .vendor_count_channels
+                .iter()
+                .any(|c| c.as_str() == view.channel);
+            let (true, Some(vendor), Some(difference)) =
+                (carries, view.vendor_remaining, view.vendor_drift)
+            else {
+                continue;
+            };
+            remaining
+                .with_label_values(&[view.channel.as_str()])
+                .set(vendor as f64);
+            drift
+                .with_label_values(&[view.channel.as_str()])
+                .set(difference as f64);
+        }
+        Ok([remaining, drift])
     }
 
     /// `tollgate_package_expiry_timestamp_seconds{channel,package}`: one series per

@@ -21,6 +21,8 @@ pub const NOTIFICATIONS_TOTAL: &str = "tollgate_notifications_total";
 pub const ALERT_FIRING: &str = "tollgate_alert_firing";
 pub const MARKETPLACE_REMAINING_UNITS: &str = "tollgate_marketplace_remaining_units";
 pub const LEDGER_DRIFT_UNITS: &str = "tollgate_ledger_drift_units";
+pub const VENDOR_REMAINING_UNITS: &str = "tollgate_vendor_remaining_units";
+pub const VENDOR_DRIFT_UNITS: &str = "tollgate_vendor_drift_units";
 pub const ROUTE_FAILOVERS_TOTAL: &str = "tollgate_route_failovers_total";
 pub const CIRCUIT_OPEN: &str = "tollgate_circuit_open";
 pub const ROUTE_CHANNELS: &str = "tollgate_route_channels";
@@ -29,7 +31,7 @@ pub const BUILD_INFO: &str = "tollgate_build_info";
 
 /// Every metric family tollgate exports (a histogram also exposes `_bucket`, `_sum`
 /// and `_count` series under its name).
-pub const ALL: [&str; 25] = [
+pub const ALL: [&str; 27] = [
     SENDS_TOTAL,
     BILLED_UNITS_TOTAL,
     COST_YUAN_TOTAL,
@@ -50,6 +52,8 @@ pub const ALL: [&str; 25] = [
     ALERT_FIRING,
     MARKETPLACE_REMAINING_UNITS,
     LEDGER_DRIFT_UNITS,
+    VENDOR_REMAINING_UNITS,
+    VENDOR_DRIFT_UNITS,
     ROUTE_FAILOVERS_TOTAL,
     CIRCUIT_OPEN,
     ROUTE_CHANNELS,
