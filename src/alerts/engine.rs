@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use tollgate_notify::{Event, RenderedReport, Status, EVENT_VERSION};
 
 use super::forecast::{Forecast, SuggestionPlan};
-use super::rules::{ChannelFacts, HourlyTraffic, RuleSpec, Trigger};
+use super::rules::{ChannelFacts, HourlyTraffic, RuleSpec, Trigger, VendorCount};
 use super::state::{decide, Step};
 use super::store::{self, AckOutcome, AlertRecord, TransitionInput};
 use crate::config::alerts::Condition;
@@ -273,8 +273,10 @@ impl AlertEngine {
             .channel_reading_on(conn, &settings.name)
             .await
             .context("reading the quota")?;
-        // Only `ledger.drift` reads the marketplace's count, and only on the channels
-        // it applies to.
+        // Only `ledger.drift` reads the marketplace's count and the vendor's own, and only
+        // on the channels it applies to. Both come with the reading above, on this
+        // connection: the vendor's count is the channel's running total, kept by the
+        // ledger writer from each answer that carries one, so nothing scans the history.
         let reads_drift =
             self.inner.rules.iter().any(|r| {
                 matches!(r.trigger, Trigger::Drift { .. }) && r.applies_to(&settings.name)
@@ -304,6 +306,8 @@ impl AlertEngine {
         };
         Ok(ChannelFacts {
             marketplace: reading.marketplace.filter(|_| reads_drift),
+            vendor: VendorCount::current(&reading.quota, &reading.packages)
+                .filter(|_| reads_drift && settings.carries_vendor_count()),
             traffic,
             forecast: Forecast::compute(
                 &reading.quota,

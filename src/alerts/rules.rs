@@ -1,6 +1,7 @@
 //! The rules the engine evaluates: the configured `[[alert_rules]]` and the built-in
 //! ones (`quota.exhausted`, `provider.auth_failed`, and `ledger.drift` when the
-//! marketplace's count is read), each deciding from a channel's facts whether it holds.
+//! marketplace's count is read or a vendor's answers carry a count), each deciding from a
+//! channel's facts whether it holds.
 
 use std::time::Duration;
 
@@ -10,9 +11,10 @@ use tollgate_notify::{local_time, unit_zh, EventKind, Severity, Status};
 
 use super::forecast::Forecast;
 use crate::config::alerts::{AlertRule, ChannelSelector, Condition};
+use crate::config::marketplace::DEFAULT_DRIFT_ALERT_UNITS;
 use crate::config::{ChannelSettings, Settings};
 use crate::domain::ChannelName;
-use crate::ledger::{MarketplaceRun, QuotaView, RunOutcome};
+use crate::ledger::{MarketplaceRun, Package, QuotaView, RunOutcome};
 
 /// What makes a rule hold.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,8 +24,10 @@ pub enum Trigger {
     Exhausted,
     /// Built in: the vendor's last word on the AppCode was a refusal.
     AuthFailed,
-    /// Built in with `[marketplace]`: the channel's latest marketplace run found the
-    /// ledger this many units or more away from the marketplace's count, either way.
+    /// Built in with `[marketplace]` or a channel's `remaining_field`: the channel's
+    /// latest marketplace run found the ledger this many units or more away from the
+    /// marketplace's count, or the vendor's latest answer that carried a count is this
+    /// far from the ledger's (beyond the sends under way), either way.
     Drift {
         units: u64,
     },
@@ -50,6 +54,9 @@ pub struct ChannelFacts {
     pub auth_failing: bool,
     /// The channel's latest marketplace run, when it has a product code and a run.
     pub marketplace: Option<MarketplaceRun>,
+    /// The vendor's own count from its latest answer that carried one, beside the
+    /// ledger's, when the channel has a `remaining_field` and that count is current.
+    pub vendor: Option<VendorCount>,
     /// Its sends per hour lately, when a burst rule applies to it.
     pub traffic: Option<HourlyTraffic>,
 }
@@ -98,12 +105,81 @@ impl HourlyTraffic {
     }
 }
 
+/// The vendor's own count of what is left (`remaining_field`, SPEC §13) beside the
+/// ledger's, as `ledger.drift` compares them (SPEC §14: "compared in the same way" as the
+/// marketplace's count).
+///
+/// The two are not taken at the same moment: the vendor's count is as of its latest
+/// answer that carried one, the ledger's is now. Two things move the ledger between
+/// those moments without any unit being billed around tollgate, and the comparison
+/// allows for both rather than raise a false alarm on a busy channel or after a purchase:
+///
+/// - *sends under way*: their units are held (`reserved`) and already off the ledger's
+///   `remaining`, while the vendor may or may not have counted them when it answered.
+///   The vendor's count agrees with the ledger anywhere from `remaining` to
+///   `remaining + reserved`; only what lies outside that window is drift.
+/// - *a package registered after the answer*: the vendor's count predates the purchase,
+///   so it is not compared at all until the next answer brings it up to date
+///   ([`VendorCount::current`] is `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VendorCount {
+    /// What the vendor said was left.
+    pub vendor_remaining: i64,
+    /// When it said so (the answer's settlement).
+    pub answered_at: DateTime<Utc>,
+    /// What the ledger has left now.
+    pub ledger_remaining: i64,
+    /// Units the ledger holds for sends under way now.
+    pub ledger_reserved: i64,
+}
+
+impl VendorCount {
+    /// The channel's vendor count from its quota view, when an answer carried one and no
+    /// package was registered after it. `packages` are the channel's.
+    pub fn current(quota: &QuotaView, packages: &[Package]) -> Option<VendorCount> {
+        let vendor_remaining = quota.vendor_remaining?;
+        let answered_at = quota.vendor_remaining_at?;
+        if packages.iter().any(|p| p.purchased_at > answered_at) {
+            return None;
+        }
+        Some(VendorCount {
+            vendor_remaining,
+            answered_at,
+            ledger_remaining: quota.remaining,
+            ledger_reserved: quota.reserved.max(0),
+        })
+    }
+
+    /// The vendor's count minus the ledger's beyond the sends under way: positive when
+    /// the vendor has more left than the ledger even with every send under way counted
+    /// as not yet made, negative when it has less even with all of them counted as
+    /// made, 0 in between. The sign is that of `tollgate_ledger_drift_units`.
+    pub fn drift(&self) -> i64 {
+        let upper = self.ledger_remaining + self.ledger_reserved;
+        if self.vendor_remaining > upper {
+            self.vendor_remaining - upper
+        } else if self.vendor_remaining < self.ledger_remaining {
+            self.vendor_remaining - self.ledger_remaining
+        } else {
+            0
+        }
+    }
+
+    /// The size of the drift, either way.
+    pub fn drift_units(&self) -> u64 {
+        self.drift().unsigned_abs()
+    }
+}
+
 const DEFAULT_REPEAT: Duration = Duration::from_secs(24 * 3600);
 
 impl RuleSpec {
     /// The configured rules followed by the built-in ones, which notify every
-    /// configured notifier. `ledger.drift` is built in only when the marketplace's count
-    /// is read (`[marketplace]`), and only for the channels with a `product_code`.
+    /// configured notifier. `ledger.drift` is built in only when a count other than the
+    /// ledger's is read: the marketplace's (`[marketplace]`, for the channels with a
+    /// `product_code`) or the vendor's own (for the channels with a `remaining_field`).
+    /// Its threshold is `[marketplace] drift_alert_units`, or that key's default without
+    /// a `[marketplace]` section.
     pub fn all(settings: &Settings) -> Vec<RuleSpec> {
         let everyone: Vec<String> = settings
             .alerts
@@ -130,23 +206,24 @@ impl RuleSpec {
                 repeat_every: DEFAULT_REPEAT,
             });
         }
-        let product_channels: Vec<ChannelName> = settings
+        let compared_channels: Vec<ChannelName> = settings
             .channels
             .iter()
-            .filter(|c| c.product_code.is_some())
+            .filter(|c| {
+                (settings.marketplace.is_some() && c.product_code.is_some())
+                    || c.carries_vendor_count()
+            })
             .map(|c| c.name.clone())
             .collect();
-        if let Some(marketplace) = settings
-            .marketplace
-            .as_ref()
-            .filter(|_| !product_channels.is_empty())
-        {
+        if !compared_channels.is_empty() {
+            let units = settings
+                .marketplace
+                .as_ref()
+                .map_or(DEFAULT_DRIFT_ALERT_UNITS, |m| m.drift_alert_units);
             rules.push(RuleSpec {
                 name: "ledger.drift".to_owned(),
-                channels: ChannelSelector::Named(product_channels),
-                trigger: Trigger::Drift {
-                    units: marketplace.drift_alert_units,
-                },
+                channels: ChannelSelector::Named(compared_channels),
+                trigger: Trigger::Drift { units },
                 severity: Severity::Warning,
                 notify: everyone,
                 repeat_every: DEFAULT_REPEAT,
@@ -179,10 +256,15 @@ impl RuleSpec {
         match self.trigger {
             Trigger::Exhausted => facts.has_packages && quota.remaining <= 0,
             Trigger::AuthFailed => facts.auth_failing,
-            Trigger::Drift { units } => facts
-                .marketplace
-                .as_ref()
-                .is_some_and(|run| run.drift_units() >= units),
+            Trigger::Drift { units } => {
+                facts
+                    .marketplace
+                    .as_ref()
+                    .is_some_and(|run| run.drift_units() >= units)
+                    || facts
+                        .vendor
+                        .is_some_and(|count| count.drift_units() >= units)
+            }
             Trigger::Condition(Condition::RemainingRatioBelow(ratio)) => {
                 bought && quota.remaining_ratio < ratio
             }
@@ -260,7 +342,11 @@ impl RuleSpec {
                 format!("渠道 {name} 的 AppCode 认证已恢复正常。")
             }
             (Trigger::Drift { units }, status) => {
-                drift_summary(name, unit, units, facts.marketplace.as_ref(), status)
+                let compared = Compared {
+                    marketplace: facts.marketplace.as_ref(),
+                    vendor: facts.vendor,
+                };
+                drift_summary(name, unit, units, compared, status, timezone)
             }
             (Trigger::Exhausted, Status::Firing) => {
                 format!("渠道 {name} 的套餐已用完，发送将被拒绝。{suggestion}")
@@ -322,18 +408,97 @@ fn burst_summary(
     }
 }
 
-/// `ledger.drift`'s summary: both counts, the difference, what was done about it, and
-/// where to look for units billed around tollgate.
+/// The counts `ledger.drift` compares the ledger's with on one channel.
+struct Compared<'a> {
+    marketplace: Option<&'a MarketplaceRun>,
+    vendor: Option<VendorCount>,
+}
+
+/// `ledger.drift`'s summary, one part per count: when firing, each count that is the
+/// threshold or more away from the ledger's (the marketplace's, the vendor's answer's,
+/// or both), naming which; when resolved, each count there is.
 fn drift_summary(
     name: &ChannelName,
     unit: &str,
     threshold: u64,
-    run: Option<&MarketplaceRun>,
+    compared: Compared<'_>,
+    status: Status,
+    timezone: Tz,
+) -> String {
+    let shown = |drift_units: u64| status == Status::Resolved || drift_units >= threshold;
+    let mut parts = Vec::new();
+    if let Some(run) = compared.marketplace.filter(|run| shown(run.drift_units())) {
+        parts.push(marketplace_drift_summary(
+            name, unit, threshold, run, status,
+        ));
+    }
+    if let Some(count) = compared.vendor.filter(|count| shown(count.drift_units())) {
+        parts.push(vendor_drift_summary(
+            name, unit, threshold, &count, status, timezone,
+        ));
+    }
+    if parts.is_empty() {
+        return format!("渠道 {name} 尚无云市场或供应商应答的余量记录。");
+    }
+    parts.join(" ")
+}
+
+/// The part of `ledger.drift`'s summary about the vendor's own count: in zh-CN, then in
+/// English (the field is a vendor's own and is read by whoever set it up), both figures,
+/// the difference, and where to look. Nothing is adjusted from a vendor's count: it is
+/// one answer's figure, read from a field the configuration names.
+fn vendor_drift_summary(
+    name: &ChannelName,
+    unit: &str,
+    threshold: u64,
+    count: &VendorCount,
+    status: Status,
+    timezone: Tz,
+) -> String {
+    let at = local_time(count.answered_at, timezone);
+    let (vendor, ledger, reserved) = (
+        count.vendor_remaining,
+        count.ledger_remaining,
+        count.ledger_reserved,
+    );
+    let under_way_zh = if reserved > 0 {
+        format!("，另有 {reserved} {unit}在途未结算")
+    } else {
+        String::new()
+    };
+    let under_way_en = if reserved > 0 {
+        format!(", {reserved} more held by sends under way")
+    } else {
+        String::new()
+    };
+    match status {
+        Status::Firing => format!(
+            "渠道 {name} 的账本与供应商应答中的余量相差 {drift} {unit}（供应商 {at} 的应答剩余 {vendor} {unit}，账本剩余 {ledger} {unit}{under_way_zh}；告警阈值 {threshold} {unit}），未自动调整。\
+             请检查是否有绕过 tollgate 的调用（供应商或云市场的调试控制台、使用同一 AppCode 的其他应用）、结果为 uncertain 的发送，\
+             以及 remaining_field 所指的字段是否就是这个套餐的剩余量；核对无误后可用 tollgate reconcile 记录。\
+             Channel {name}: the vendor's own count (remaining_field, its answer at {at}) is {vendor}, the ledger's {ledger}{under_way_en}: \
+             {drift} units apart (threshold {threshold}); nothing was adjusted. \
+             Check for calls made around tollgate (the vendor's or the marketplace's debug console, another application with the same AppCode), \
+             for uncertain sends, and that remaining_field is this package's count; once checked, record it with tollgate reconcile.",
+            drift = count.drift_units(),
+        ),
+        Status::Resolved => format!(
+            "渠道 {name} 的账本与供应商应答中的余量差异已回到告警阈值 {threshold} {unit} 以内：供应商 {at} 的应答剩余 {vendor} {unit}，账本剩余 {ledger} {unit}{under_way_zh}。\
+             Channel {name}: the vendor's own count ({vendor}, its answer at {at}) and the ledger's ({ledger}{under_way_en}) are back within {threshold} units."
+        ),
+    }
+}
+
+/// The part of `ledger.drift`'s summary about the marketplace's count: both counts, the
+/// difference, what was done about it, and where to look for units billed around
+/// tollgate.
+fn marketplace_drift_summary(
+    name: &ChannelName,
+    unit: &str,
+    threshold: u64,
+    run: &MarketplaceRun,
     status: Status,
 ) -> String {
-    let Some(run) = run else {
-        return format!("渠道 {name} 尚无云市场余量的记录。");
-    };
     let counts = format!(
         "云市场剩余 {} {unit}，账本剩余 {} {unit}",
         run.marketplace_remaining, run.ledger_remaining
@@ -410,6 +575,7 @@ mod tests {
             has_packages: true,
             auth_failing: false,
             marketplace: None,
+            vendor: None,
             traffic: None,
         }
     }
@@ -541,6 +707,165 @@ mod tests {
         assert!(!drift.applies_to(&ChannelName::parse("sms_code").unwrap()));
     }
 
+    fn vendor_count(vendor: i64, ledger: i64, reserved: i64) -> VendorCount {
+        VendorCount {
+            vendor_remaining: vendor,
+            answered_at: DateTime::parse_from_rfc3339("2026-12-01T02:30:00Z")
+                .unwrap()
+                .into(),
+            ledger_remaining: ledger,
+            ledger_reserved: reserved,
+        }
+    }
+
+    #[test]
+    fn a_vendor_count_drift_holds_from_the_threshold_either_way() {
+        let rule = drift_rule();
+        let mut facts = facts(100, 0.0, None);
+        let now = Utc::now();
+        for (vendor, ledger, holds) in [
+            (90, 100, true),
+            (91, 100, false),
+            (110, 100, true),
+            (109, 100, false),
+            (100, 100, false),
+            (85, 100, true),
+        ] {
+            facts.vendor = Some(vendor_count(vendor, ledger, 0));
+            assert_eq!(rule.holds(&facts, now), holds, "{vendor} vs {ledger}");
+            assert_eq!(facts.vendor.unwrap().drift(), vendor - ledger);
+        }
+        // Either count is enough: the marketplace's in line, the vendor's not.
+        facts.marketplace = Some(run(100, 100, RunOutcome::Agreed));
+        facts.vendor = Some(vendor_count(88, 100, 0));
+        assert!(rule.holds(&facts, now));
+        facts.vendor = Some(vendor_count(95, 100, 0));
+        assert!(!rule.holds(&facts, now));
+    }
+
+    #[test]
+    fn sends_under_way_are_not_drift() {
+        let rule = drift_rule();
+        let mut facts = facts(100, 0.0, None);
+        let now = Utc::now();
+        // 30 units held by sends under way: the vendor may have counted any of them.
+        for (vendor, drift) in [(100, 0), (115, 0), (130, 0), (140, 10), (139, 9), (90, -10)] {
+            let count = vendor_count(vendor, 100, 30);
+            assert_eq!(count.drift(), drift, "vendor {vendor}");
+            facts.vendor = Some(count);
+            assert_eq!(
+                rule.holds(&facts, now),
+                drift.abs() >= 10,
+                "vendor {vendor}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_vendor_count_older_than_a_package_is_not_compared() {
+        let answered: DateTime<Utc> = DateTime::parse_from_rfc3339("2026-12-01T02:30:00Z")
+            .unwrap()
+            .into();
+        let mut quota = facts(1100, 0.0, None).quota;
+        quota.vendor_remaining = Some(100);
+        quota.vendor_remaining_at = Some(answered);
+        let package = |purchased_at| Package {
+            id: 1,
+            channel: "voice_notice".into(),
+            units: 1000,
+            price: crate::domain::Yuan::ZERO,
+            unit_price: rust_decimal::Decimal::ZERO,
+            purchased_at,
+            expires_at: None,
+            order_id: None,
+            note: None,
+            used: 0,
+            reserved: 0,
+            remaining: 1000,
+            expired_units: 0,
+            status: crate::ledger::PackageStatus::Active,
+        };
+        let before = package(answered - chrono::Duration::hours(1));
+        let count = VendorCount::current(&quota, std::slice::from_ref(&before)).unwrap();
+        assert_eq!(count.drift(), -1000);
+        let after = package(answered + chrono::Duration::minutes(1));
+        assert_eq!(VendorCount::current(&quota, &[before, after]), None);
+        quota.vendor_remaining = None;
+        assert_eq!(
+            VendorCount::current(&quota, &[]),
+            None,
+            "no answer carried one"
+        );
+    }
+
+    #[test]
+    fn a_vendor_drift_summary_names_the_vendors_count_both_figures_and_what_to_check() {
+        let rule = drift_rule();
+        let mut facts = facts(100, 0.0, None);
+        facts.vendor = Some(vendor_count(85, 100, 0));
+        let summary = |facts: &ChannelFacts, status| {
+            rule.summary(&voice_channel(), facts, status, chrono_tz::Asia::Shanghai)
+        };
+        assert_eq!(
+            summary(&facts, Status::Firing),
+            "渠道 voice_notice 的账本与供应商应答中的余量相差 15 次（供应商 2026-12-01 10:30 (UTC+8) 的应答剩余 85 次，账本剩余 100 次；告警阈值 10 次），未自动调整。\
+             请检查是否有绕过 tollgate 的调用（供应商或云市场的调试控制台、使用同一 AppCode 的其他应用）、结果为 uncertain 的发送，\
+             以及 remaining_field 所指的字段是否就是这个套餐的剩余量；核对无误后可用 tollgate reconcile 记录。\
+             Channel voice_notice: the vendor's own count (remaining_field, its answer at 2026-12-01 10:30 (UTC+8)) is 85, the ledger's 100: \
+             15 units apart (threshold 10); nothing was adjusted. \
+             Check for calls made around tollgate (the vendor's or the marketplace's debug console, another application with the same AppCode), \
+             for uncertain sends, and that remaining_field is this package's count; once checked, record it with tollgate reconcile."
+        );
+        // Only the count that differs is named when firing; both when resolved.
+        facts.marketplace = Some(run(100, 100, RunOutcome::Agreed));
+        let firing = summary(&facts, Status::Firing);
+        assert!(!firing.contains("云市场剩余"), "{firing}");
+        facts.vendor = Some(vendor_count(97, 100, 2));
+        let resolved = summary(&facts, Status::Resolved);
+        assert!(
+            resolved.contains("账本与云市场的余量差异已回到告警阈值 10 次 以内"),
+            "{resolved}"
+        );
+        assert!(
+            resolved.contains(
+                "账本与供应商应答中的余量差异已回到告警阈值 10 次 以内：供应商 2026-12-01 10:30 (UTC+8) 的应答剩余 97 次，账本剩余 100 次，另有 2 次在途未结算。"
+            ),
+            "{resolved}"
+        );
+        assert!(resolved.contains("are back within 10 units"), "{resolved}");
+    }
+
+    #[test]
+    fn ledger_drift_is_built_in_for_a_channel_with_a_remaining_field_without_the_marketplace() {
+        let channels = "[[channels]]\nname = \"voice_notice\"\nkind = \"voice_notice\"\nurl = \"https://a\"\nproduct_code = \"cmapi00037415\"\n\
+            [[channels]]\nname = \"tpl_sms\"\nkind = \"sms_code\"\nformat = \"template\"\nurl = \"https://b\"\n\
+            mobile_param = \"mobile\"\ntemplate_id_param = \"templateId\"\nparams_param = \"param\"\n\
+            success_field = \"code\"\nsuccess_values = [\"0\"]\nremaining_field = \"balance\"\n";
+        let drift = |text: &str| {
+            let settings = load_str("t", text, &|_| None).unwrap();
+            RuleSpec::all(&settings)
+                .into_iter()
+                .find(|r| r.name == "ledger.drift")
+                .unwrap()
+        };
+        let tpl = ChannelName::parse("tpl_sms").unwrap();
+        let voice = ChannelName::parse("voice_notice").unwrap();
+        // Without [marketplace]: the vendor's count only, at drift_alert_units' default.
+        let alone = drift(channels);
+        assert_eq!(alone.trigger, Trigger::Drift { units: 10 });
+        assert!(alone.applies_to(&tpl));
+        assert!(
+            !alone.applies_to(&voice),
+            "the marketplace's count is not read"
+        );
+        // With it: both channels, at its threshold.
+        let both = drift(&format!(
+            "{channels}[marketplace]\ndrift_alert_units = 25\n"
+        ));
+        assert_eq!(both.trigger, Trigger::Drift { units: 25 });
+        assert!(both.applies_to(&tpl) && both.applies_to(&voice));
+    }
+
     fn rule(condition: Condition) -> RuleSpec {
         RuleSpec {
             name: "r".into(),
@@ -670,6 +995,34 @@ mod tests {
         // Once that hour is more than an hour ago, it is history.
         let later = HourlyTraffic::from_hours(&hours, at("2026-12-01T11:00:00Z"));
         assert_eq!(later.last_hour, 0);
+    }
+
+    #[test]
+    fn the_reserve_is_entered_once_no_more_than_it_is_left() {
+        let rule = rule(Condition::ReserveEntered);
+        let now = Utc::now();
+        let with = |remaining: i64, reserve: i64| {
+            let mut facts = facts(remaining, 0.0, None);
+            facts.quota.reserve_units = reserve;
+            facts
+        };
+        assert!(
+            !rule.holds(&with(101, 100), now),
+            "one unit above the reserve"
+        );
+        assert!(rule.holds(&with(100, 100), now), "only the reserve is left");
+        assert!(rule.holds(&with(0, 100), now));
+        assert!(!rule.holds(&with(0, 0), now), "a channel keeps no reserve");
+        let mut never_bought = with(50, 100);
+        never_bought.has_packages = false;
+        assert!(!rule.holds(&never_bought, now), "no package yet");
+        let summary = rule.summary(
+            &voice_channel(),
+            &with(100, 100),
+            Status::Firing,
+            chrono_tz::Asia::Shanghai,
+        );
+        assert!(summary.contains("为验证码保留的 100 次"), "{summary}");
     }
 
     #[test]
