@@ -16,12 +16,14 @@ use tollgate::upstream::sandbox::{self, SandboxConfig, SandboxHandle};
 use tollgate::upstream::{
     TemplateFormat, VendorCall, VendorClient, VendorFormat, VendorMessage, VendorReply,
 };
+use tollgate_notify::{EventKind, Severity, Status};
 
 use crate::app::{
     spawn_app_with, AppOptions, TestApp, APPCODE as SERVER_APPCODE, MOBILE as SERVER_MOBILE,
     SHOP_TOKEN,
 };
 use crate::helpers::Backend;
+use crate::notifiers::{verify_webhook, Receiver};
 use crate::on_both_backends;
 use crate::vendor::{Reply, StandInVendor};
 
@@ -514,6 +516,7 @@ on_both_backends!(
     a_template_channels_answer_is_read_by_its_own_success_rule,
     a_template_channel_charges_the_segments_of_the_template_body,
     json_params_in_a_form_body_reach_the_sandbox_through_the_server,
+    a_vendor_count_that_drifts_from_the_ledger_fires_one_signed_drift_webhook_and_resolves_back_in_line,
 );
 
 /// The template channel of these tests, beside the standard test configuration's.
@@ -853,5 +856,136 @@ async fn json_params_in_a_form_body_reach_the_sandbox_through_the_server(backend
         quota["vendor_remaining"], 49,
         "read from `balance`: {quota}"
     );
+    app.stop().await;
+}
+
+/// The value of the series `name{channel="tpl_sms"}` in a scrape, if there is one.
+fn tpl_series(metrics: &str, name: &str) -> Option<f64> {
+    let prefix = format!("{name}{{channel=\"{TEMPLATE_CHANNEL}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map(|value| value.parse().unwrap())
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+async fn a_vendor_count_that_drifts_from_the_ledger_fires_one_signed_drift_webhook_and_resolves_back_in_line(
+    backend: Backend,
+) {
+    // Arrange: the template channel (remaining_field = "left") with 20 units, no
+    // [marketplace]: `ledger.drift` is built in for the vendor's count alone, at
+    // drift_alert_units' default of 10. A webhook gets the built-in alerts.
+    let vendor = StandInVendor::start().await;
+    let receiver = Receiver::start().await;
+    let mut app = spawn_template_app(
+        backend,
+        format!(
+            r#"{channel}
+            [[notifiers]]
+            name = "ops-hook"
+            type = "webhook"
+            url = "{hook}"
+            secret_env = "TEST_WEBHOOK_SECRET"
+            "#,
+            channel = stand_in_channel_toml(&vendor.url("/sms/send")),
+            hook = receiver.url("/hook"),
+        ),
+    )
+    .await;
+    let answer = |left: i64| {
+        vendor_body(&format!(
+            r#"{{"status":"OK","msg":"已提交","smsid":"T-1","left":"{left}"}}"#
+        ))
+    };
+
+    // A count in line with the ledger: 19 left on both sides after one unit.
+    vendor.answer_with(answer(19));
+    let (status, body) = send_template(&app, SERVER_MOBILE, "short_notice").await;
+    assert_eq!(status, 200, "{body}");
+    let metrics = scrape(&app).await;
+    assert_eq!(
+        tpl_series(&metrics, "tollgate_vendor_remaining_units"),
+        Some(19.0)
+    );
+    assert_eq!(
+        tpl_series(&metrics, "tollgate_vendor_drift_units"),
+        Some(0.0)
+    );
+    // The standard channels' answers carry no count: no series, not a 0.
+    assert!(!metrics.contains("tollgate_vendor_remaining_units{channel=\"sms_code\"}"));
+
+    // Act: the vendor says 5 are left where the ledger has 18 (13 used around tollgate).
+    vendor.answer_with(answer(5));
+    let (status, body) = send_template(&app, SERVER_MOBILE, "short_notice").await;
+    assert_eq!(status, 200, "{body}");
+
+    // Assert: one signed `ledger.drift` webhook names the vendor's count and both figures.
+    let received = receiver.wait_for(1).await;
+    assert_eq!(received.len(), 1);
+    let event = verify_webhook(&received[0]);
+    assert_eq!(
+        (event.event, event.status, event.severity),
+        (EventKind::LedgerDrift, Status::Firing, Severity::Warning)
+    );
+    assert_eq!(event.rule.as_deref(), Some("ledger.drift"));
+    assert_eq!(event.channel.as_deref(), Some(TEMPLATE_CHANNEL));
+    for expected in [
+        "账本与供应商应答中的余量相差 13 条",
+        "应答剩余 5 条，账本剩余 18 条；告警阈值 10 条",
+        "调试控制台",
+        "the vendor's own count (remaining_field",
+        "is 5, the ledger's 18: 13 units apart (threshold 10)",
+    ] {
+        assert!(
+            event.summary.contains(expected),
+            "{expected}: {}",
+            event.summary
+        );
+    }
+    assert!(!event.summary.contains("云市场剩余"), "{}", event.summary);
+    // And the metrics show both figures, the sign of tollgate_ledger_drift_units.
+    let metrics = scrape(&app).await;
+    assert_eq!(
+        tpl_series(&metrics, "tollgate_vendor_remaining_units"),
+        Some(5.0)
+    );
+    assert_eq!(
+        tpl_series(&metrics, "tollgate_vendor_drift_units"),
+        Some(-13.0)
+    );
+    let quota = app.quota(TEMPLATE_CHANNEL).await;
+    assert_eq!(
+        (&quota["vendor_remaining"], &quota["vendor_drift"]),
+        (&json!(5), &json!(-13))
+    );
+
+    // Act: the vendor's count is back in line (17 on both sides).
+    vendor.answer_with(answer(17));
+    let (status, body) = send_template(&app, SERVER_MOBILE, "short_notice").await;
+    assert_eq!(status, 200, "{body}");
+
+    // Assert: one `resolved`, and nothing more on a further evaluation.
+    let received = receiver.wait_for(2).await;
+    let resolved = verify_webhook(&received[1]);
+    assert_eq!(
+        (resolved.event, resolved.status),
+        (EventKind::LedgerDrift, Status::Resolved)
+    );
+    assert!(
+        resolved.summary.contains("应答剩余 17 条，账本剩余 17 条"),
+        "{}",
+        resolved.summary
+    );
+    assert_eq!(
+        tpl_series(&scrape(&app).await, "tollgate_vendor_drift_units"),
+        Some(0.0)
+    );
+    app.alerts.evaluate_all().await.unwrap();
+    assert_eq!(receiver.received().len(), 2, "one firing, one resolved");
     app.stop().await;
 }
