@@ -19,6 +19,12 @@ use crate::upstream::sandbox::{self, SandboxAccount, SandboxConfig, SandboxHandl
 /// The AppCode the in-process sandbox vendor accepts. Not a secret: it opens nothing
 /// but the simulation.
 pub const SANDBOX_APPCODE: &str = "sandbox-appcode";
+/// The AppCode of the sandbox's backup vendor (`sms_backup`, template format). Its
+/// package is an account of its own in the simulation, as a second vendor's package is
+/// at the marketplace. Not a secret either.
+pub const SANDBOX_BACKUP_APPCODE: &str = "sandbox-backup-appcode";
+/// The variable `sandbox.toml` names for the backup vendor's AppCode.
+const BACKUP_APPCODE_ENV: &str = "TOLLGATE_SANDBOX_BACKUP_APPCODE";
 /// The bearer token of the built-in sandbox client, unless TOLLGATE_TOKEN sets another.
 pub const SANDBOX_TOKEN: &str = "sandbox";
 /// Units of the free-trial package registered per channel in the sandbox.
@@ -62,13 +68,45 @@ impl Sandbox {
     }
 
     /// The simulation behind the built-in setup: the vendor's usual latency, and
-    /// `failure_rate` of its calls failing.
+    /// `failure_rate` of its calls failing. The backup vendor's account starts empty;
+    /// [`Sandbox::match_backup_vendor_to_ledger`] fills it.
     fn config(failure_rate: f64) -> SandboxConfig {
-        SandboxConfig {
+        let mut config = SandboxConfig {
             failure_rate,
             latency: SandboxConfig::default().latency,
             ..SandboxConfig::one_account(Secret::new(SANDBOX_APPCODE), 1_000_000)
+        };
+        config.appcodes.push(SandboxAccount {
+            appcode: Secret::new(SANDBOX_BACKUP_APPCODE),
+            quota: 0,
+            product_code: None,
+        });
+        config
+    }
+
+    /// Gives the backup vendor's account what the ledger has left on the channels that
+    /// use it. That vendor reports its own count with every answer (`remaining_field`),
+    /// which tollgate compares with the ledger (`vendor_drift` and the built-in
+    /// `ledger.drift` alert). The simulation starts afresh on every start while the
+    /// ledger persists in ./tollgate.db, so without this a newcomer's first send to the
+    /// backup would show a drift of the simulation's making.
+    async fn match_backup_vendor_to_ledger(
+        &self,
+        ledger: &Ledger,
+        settings: &Settings,
+    ) -> anyhow::Result<()> {
+        let backups = settings
+            .channels
+            .iter()
+            .filter(|channel| channel.appcode_env == BACKUP_APPCODE_ENV);
+        for channel in backups {
+            let remaining = ledger.quota(&channel.name).await?.remaining;
+            self.handle.add_quota(
+                SANDBOX_BACKUP_APPCODE,
+                u64::try_from(remaining).unwrap_or(0),
+            );
         }
+        Ok(())
     }
 
     /// Environment lookups with the sandbox's defaults for what is not set.
@@ -78,6 +116,7 @@ impl Sandbox {
             .filter(|v| !v.is_empty())
             .or_else(|| match key {
                 "TOLLGATE_SANDBOX_APPCODE" => Some(SANDBOX_APPCODE.to_owned()),
+                BACKUP_APPCODE_ENV => Some(SANDBOX_BACKUP_APPCODE.to_owned()),
                 "TOLLGATE_TOKEN" => Some(SANDBOX_TOKEN.to_owned()),
                 _ => None,
             })
@@ -117,6 +156,9 @@ pub async fn serve(source: &ConfigSource, args: ServeArgs) -> anyhow::Result<Exi
     let sandbox = Sandbox::start(&mut settings, Sandbox::config(0.0)).await?;
     let app = Application::build(settings.clone(), &Sandbox::env).await?;
     Sandbox::register_trials(app.ledger(), &settings).await?;
+    sandbox
+        .match_backup_vendor_to_ledger(app.ledger(), &settings)
+        .await?;
     print_welcome(&app, &sandbox)?;
     app.run_until_stopped().await?;
     Ok(ExitCode::SUCCESS)
@@ -152,6 +194,9 @@ pub async fn demo(source: &ConfigSource, args: DemoArgs) -> anyhow::Result<ExitC
         )?;
         app.ledger().register_package(package).await?;
     }
+    sandbox
+        .match_backup_vendor_to_ledger(app.ledger(), &settings)
+        .await?;
     print_welcome(&app, &sandbox)?;
     let base = format!("http://{}", app.local_addr());
     let traffic = tokio::spawn(synthetic_traffic(base, args.rate));

@@ -657,7 +657,8 @@ mod tests {
     #[test]
     fn the_builtin_sandbox_configuration_is_valid() {
         let settings = load(&ConfigSource::BuiltinSandbox, &no_env).unwrap();
-        assert_eq!(settings.channels.len(), 5);
+        assert_eq!(settings.channels.len(), 6);
+        assert_eq!(settings.routes.len(), 1);
         assert_eq!(settings.ledger.mode, LedgerMode::Enforce);
         assert_eq!(settings.database.url.expose(), "sqlite://tollgate.db");
     }

@@ -137,6 +137,44 @@ impl TemplateBody {
         &self.text
     }
 
+    /// Whether `text` is this template rendered with some values, each a run of the
+    /// characters [`TemplateBody::render`] accepts in a value (no `#`, `【` or `】`).
+    /// Linear in the text for each part, whatever the variables.
+    pub fn matches(&self, text: &str) -> bool {
+        // The byte offsets of `text` at which the parts so far can end.
+        let mut ends = vec![false; text.len() + 1];
+        ends[0] = true;
+        for part in &self.parts {
+            let mut next = vec![false; text.len() + 1];
+            match part {
+                Part::Literal(literal) => {
+                    for at in (0..=text.len()).filter(|&at| ends[at]) {
+                        if text[at..].starts_with(literal.as_str()) {
+                            next[at + literal.len()] = true;
+                        }
+                    }
+                }
+                Part::Variable(_) => {
+                    // From any end so far, on over every character a value may hold.
+                    let mut open = false;
+                    let boundaries = text
+                        .char_indices()
+                        .map(|(at, c)| (at, Some(c)))
+                        .chain(std::iter::once((text.len(), None)));
+                    for (at, c) in boundaries {
+                        open |= ends[at];
+                        next[at] = open;
+                        if c.is_some_and(|c| FORBIDDEN_VALUE_CHARS.contains(&c)) {
+                            open = false;
+                        }
+                    }
+                }
+            }
+            ends = next;
+        }
+        ends[text.len()]
+    }
+
     /// Substitutes every variable. The checks run in a fixed, documented order so that a
     /// client sees the same error for the same request: first a missing parameter (in
     /// variable order), then an unknown one (in name order), then a forbidden value (in
@@ -242,6 +280,28 @@ mod tests {
             template.render(&params(&[("code", "482913")])).unwrap(),
             "【卡池】你的验证码是：482913，3分钟内有效！"
         );
+    }
+
+    #[test]
+    fn a_text_matches_a_template_it_is_a_rendering_of() {
+        let template = TemplateBody::parse("【卡池】您的订单#order#已发货，#n#件").unwrap();
+        assert!(template.matches("【卡池】您的订单A1024已发货，3件"));
+        assert!(
+            template.matches("【卡池】您的订单已发货，件"),
+            "values may be empty"
+        );
+        assert!(!template.matches("【卡池】您的订单A1024已发货，3件！"));
+        assert!(!template.matches("您的订单A1024已发货，3件"));
+        assert!(
+            !template.matches("【卡池】您的订单【别家】已发货，3件"),
+            "a value cannot hold a signature"
+        );
+        let plain = TemplateBody::parse("【卡池】双十一全场五折，退订回N").unwrap();
+        assert!(plain.matches("【卡池】双十一全场五折，退订回N"));
+        assert!(!plain.matches("【卡池】双十一全场五折"));
+        let adjacent = TemplateBody::parse("#a##b#x").unwrap();
+        assert!(adjacent.matches(&format!("{}x", "y".repeat(10_000))));
+        assert!(!adjacent.matches(&"y".repeat(10_000)));
     }
 
     #[test]

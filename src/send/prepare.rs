@@ -157,6 +157,36 @@ impl Catalog {
             .or_else(|| self.routes.get(name).cloned().map(Target::Route))
     }
 
+    /// The class of a text sent without naming a template (the drop-in proxy): the
+    /// template's when it is the text of one of the channel's templates (the lowest, when
+    /// several are), so that a bulk template's text is bulk by any path; the channel
+    /// kind's otherwise. The text is compared with and without the channel's signature,
+    /// which is added to a text that has none.
+    fn class_of_text(
+        &self,
+        channel: &str,
+        rules: &ContentRules,
+        text: &str,
+        kind: ChannelKind,
+    ) -> SendClass {
+        let signed = rules.signature.as_ref().map(|sig| format!("{sig}{text}"));
+        let unsigned = rules
+            .signature
+            .as_deref()
+            .and_then(|sig| text.strip_prefix(sig));
+        let forms: Vec<&str> = [Some(text), signed.as_deref(), unsigned]
+            .into_iter()
+            .flatten()
+            .collect();
+        self.templates
+            .values()
+            .filter(|t| t.channel.as_str() == channel)
+            .filter(|t| forms.iter().any(|form| t.body.matches(form)))
+            .map(|t| t.class.unwrap_or_else(|| SendClass::default_for(kind)))
+            .min()
+            .unwrap_or_else(|| SendClass::default_for(kind))
+    }
+
     /// Parses and rates a request for `channel`: every content rule is checked here.
     pub fn prepare(
         &self,
@@ -211,7 +241,7 @@ impl Catalog {
                         channel: channel_name.to_owned(),
                     });
                 }
-                let class = SendClass::default_for(kind);
+                let class = self.class_of_text(channel_name, &channel.rules, text, kind);
                 let body = MessageBody::Text(text);
                 let rated = rate_message(&channel.rules.for_class(class), body, now)?;
                 (class, rated, Payload::Text)

@@ -20,6 +20,7 @@ on_both_backends!(
     a_client_limited_to_5_an_hour_is_refused_its_6th_send,
     a_send_that_was_not_charged_gives_its_count_back,
     a_client_budget_stops_the_sends_once_it_is_spent,
+    a_client_cannot_raise_the_class_of_its_own_send,
 );
 
 /// The shop's templates on `sms_code`: codes (critical, the kind's default), order
@@ -427,6 +428,87 @@ async fn a_client_budget_stops_the_sends_once_it_is_spent(backend: Backend) {
         .unwrap()
         .contains("shop-daily-budget"));
     assert_eq!(app.quota("sms_code").await["used"], 3);
+}
+
+/// A send through `sms_code`'s drop-in path as the shop client, with `extra` query
+/// fields beside the vendor's `content` and `mobile`.
+async fn send_drop_in(
+    app: &TestApp,
+    content: &str,
+    to: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut query = vec![("content", content), ("mobile", to)];
+    query.extend_from_slice(extra);
+    app.http
+        .post(app.url("/chuangxin/dxjk"))
+        .query(&query)
+        .header("Authorization", format!("APPCODE {SHOP_TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The campaign template's text, as a drop-in client sends it.
+const CAMPAIGN_TEXT: &str = "【卡池】双十一全场五折，退订回N";
+
+async fn a_client_cannot_raise_the_class_of_its_own_send(backend: Backend) {
+    let app = spawn_app_with(backend, reserved_channel("")).await;
+    // 10 units: 1 kept for codes, bulk shed below 3.
+    app.add_package("sms_code", 10, "0.45").await;
+    assert_eq!(app.quota("sms_code").await["reserve_units"], 1);
+
+    // The send API has no such field, and says so: nothing charged, vendor untouched.
+    let mut raised = message("campaign", MOBILE);
+    raised["class"] = json!("critical");
+    let response = app.send_json(&raised).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_request", "{body}");
+    assert_eq!(body["error"]["charged"], false, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("class"),
+        "{body}"
+    );
+    assert_eq!(app.vendor.calls(), 0);
+    assert_eq!(app.quota("sms_code").await["used"], 0);
+
+    // The drop-in proxy takes the campaign's text on a channel whose kind is critical,
+    // with a `class` asked for beside it: the send is still the template's bulk.
+    let proxied = send_drop_in(&app, CAMPAIGN_TEXT, MOBILE, &[("class", "critical")]).await;
+    assert_eq!(proxied.status(), 200);
+    let id = proxied.headers()["x-tollgate-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let record = app
+        .get_json(&format!("/v1/messages/{id}"), SHOP_TOKEN)
+        .await;
+    assert_eq!(record["class"], "bulk", "{record}");
+
+    // So once bulk is shed (3 left), the proxy refuses it as the API does.
+    let (bulk, status, refusal) = send_until_refused(&app, "campaign", 0).await;
+    assert_eq!((bulk, status), (6, 402), "{refusal}");
+    assert_eq!(refusal["error"]["code"], "quota_reserved");
+    let refused = send_drop_in(&app, CAMPAIGN_TEXT, MOBILE, &[("class", "critical")]).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(refused.headers()["x-tollgate-error-code"], "quota_reserved");
+    assert_eq!(
+        app.vendor.calls(),
+        7,
+        "the refused send never reached the vendor"
+    );
+    assert_eq!(app.quota("sms_code").await["used"], 7);
+    // A code through the same path still goes out: the refusal was for the class.
+    let code = send_drop_in(
+        &app,
+        "【卡池】你的验证码是：482913，3分钟内有效！",
+        MOBILE,
+        &[],
+    )
+    .await;
+    assert_eq!(code.status(), 200);
+    assert_eq!(app.vendor.calls(), 8);
 }
 
 mod burst {
