@@ -206,8 +206,9 @@ pub async fn demo(source: &ConfigSource, args: DemoArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// Steady sends over the real API: a mix of channels, and now and then a request
-/// tollgate must refuse, so that every panel has data.
+/// Steady sends over the real API: a mix of channels, codes through the route `otp`
+/// (which fails over to the template-format `sms_backup` when the vendor of `sms_code`
+/// fails), and now and then a request tollgate must refuse, so that every panel has data.
 async fn synthetic_traffic(base: String, rate: f64) {
     let http = reqwest::Client::new();
     let token = Sandbox::env("TOLLGATE_TOKEN").unwrap_or_default();
@@ -221,20 +222,27 @@ async fn synthetic_traffic(base: String, rate: f64) {
                 rng.gen_range(3..10),
                 rng.gen_range(0..100_000_000u32)
             );
-            match rng.gen_range(0..11) {
-                0..=4 => {
-                    serde_json::json!({"channel": "sms_code", "to": mobile, "template": "login_code", "params": {"code": format!("{:06}", rng.gen_range(0..1_000_000))}})
+            let code = format!("{:06}", rng.gen_range(0..1_000_000));
+            match rng.gen_range(0..12) {
+                0..=1 => {
+                    serde_json::json!({"channel": "sms_code", "to": mobile, "template": "login_code", "params": {"code": code}})
                 }
-                5..=6 => {
+                2..=4 => {
+                    serde_json::json!({"channel": "otp", "to": mobile, "template": "login_code", "params": {"code": code}})
+                }
+                5 => {
+                    serde_json::json!({"channel": "sms_backup", "to": mobile, "template": "login_code", "params": {"code": code}})
+                }
+                6..=7 => {
                     serde_json::json!({"channel": "sms_notice", "to": mobile, "template": "order_shipped", "params": {"name": "王先生", "order": format!("{}", rng.gen_range(10_000..99_999))}})
                 }
-                7 => {
+                8 => {
                     serde_json::json!({"channel": "voice_code", "to": mobile, "content": format!("{:04}", rng.gen_range(0..10_000))})
                 }
-                8 => {
+                9 => {
                     serde_json::json!({"channel": "voice_notice", "to": mobile, "content": "您好，您的快递已送达小区门口，请前来签收。"})
                 }
-                9 => {
+                10 => {
                     serde_json::json!({"channel": "sms_marketing", "to": mobile, "template": "anniversary_sale", "params": {"shop": "卡池商城"}})
                 }
                 _ => {
@@ -262,6 +270,8 @@ fn print_welcome(app: &Application, sandbox: &Sandbox) -> anyhow::Result<()> {
          -H 'Content-Type: application/json' \\\n    \
          -d '{{\"channel\":\"sms_code\",\"to\":\"13800138000\",\"template\":\"login_code\",\"params\":{{\"code\":\"123456\"}}}}'\n\n\
          or: tollgate send --channel sms_code --to 13800138000 --template login_code --param code=123456\n\
+         Through the route otp (sms_code, then the template-format vendor sms_backup when\n\
+         sms_code has no units left or its vendor fails): the same request with \"channel\":\"otp\".\n\
          Quota: curl -s http://{addr}/v1/quota -H 'Authorization: Bearer {token}'\n\n\
          Console (balances, alerts, packages, reports): open http://{addr}/console\n\
          and sign in with the token {token:?}.\n",
