@@ -47,6 +47,8 @@ pub struct AppOptions {
     pub database_url: Option<String>,
     /// Extra keys of the `sms_code` channel's table (such as `package_sizes = [1000]`).
     pub sms_code_keys: String,
+    /// Extra keys of the `voice_notice` channel's table (such as `reserve_critical = 5`).
+    pub voice_notice_keys: String,
     /// Extra keys of `[server]` (such as `max_connections = 2`); `shutdown_grace` may be
     /// given here to replace the standard one.
     pub server_keys: String,
@@ -113,6 +115,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         url = "{voice_url}"
         method = "GET"
         proxy_path = "/chuangxin/yytz"
+        {voice_notice_keys}
 
         [[channels]]
         name = "voice_code"
@@ -148,6 +151,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         voice_code_url = vendor_url("/chuangxin/yyyzm"),
         extra = options.extra_toml,
         sms_code_keys = options.sms_code_keys,
+        voice_notice_keys = options.voice_notice_keys,
         shutdown_grace = if options.server_keys.contains("shutdown_grace") {
             ""
         } else {

@@ -21,6 +21,8 @@ on_both_backends!(
     a_send_that_was_not_charged_gives_its_count_back,
     a_client_budget_stops_the_sends_once_it_is_spent,
     a_client_cannot_raise_the_class_of_its_own_send,
+    every_answer_and_record_names_the_class_of_its_send,
+    the_drop_in_proxy_answers_a_reserved_refusal_as_the_vendors_quota_exhausted,
 );
 
 /// The shop's templates on `sms_code`: codes (critical, the kind's default), order
@@ -509,6 +511,68 @@ async fn a_client_cannot_raise_the_class_of_its_own_send(backend: Backend) {
     .await;
     assert_eq!(code.status(), 200);
     assert_eq!(app.vendor.calls(), 8);
+}
+
+async fn every_answer_and_record_names_the_class_of_its_send(backend: Backend) {
+    let app = spawn_app_with(backend, reserved_channel("")).await;
+    app.add_package("sms_code", 100, "4.50").await;
+    for (template, class) in [
+        ("login_code", "critical"),
+        ("order_notice", "normal"),
+        ("campaign", "bulk"),
+    ] {
+        let (status, body, _) = send(&app, template, MOBILE).await;
+        assert_eq!(status, 200, "{template}: {body}");
+        assert_eq!(body["class"], class, "{template}: {body}");
+        let id = body["id"].as_str().unwrap();
+        let record = app
+            .get_json(&format!("/v1/messages/{id}"), SHOP_TOKEN)
+            .await;
+        assert_eq!(record["id"], id);
+        assert_eq!(record["class"], class, "{template}: {record}");
+    }
+}
+
+async fn the_drop_in_proxy_answers_a_reserved_refusal_as_the_vendors_quota_exhausted(
+    backend: Backend,
+) {
+    // `voice_notice` (normal) keeps 5 units for critical sends; 6 are bought.
+    let app = spawn_app_with(
+        backend,
+        AppOptions {
+            voice_notice_keys: "reserve_critical = 5".into(),
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    app.add_package("voice_notice", 6, "0.60").await;
+    let notice = "您的订单A1024已发货";
+    let sent = app.send_drop_in(notice, SHOP_TOKEN).await;
+    assert_eq!(sent.status(), 200);
+    assert_eq!(app.vendor.calls(), 1);
+
+    // The next would take a unit kept for critical sends.
+    let refused = app.send_drop_in(notice, SHOP_TOKEN).await;
+    assert_eq!(refused.status(), 403);
+    let headers = refused.headers().clone();
+    assert_eq!(headers["x-ca-error-message"], "Quota Exhausted");
+    assert_eq!(headers["x-tollgate-error-code"], "quota_reserved");
+    assert!(headers.contains_key("x-ca-request-id"));
+    assert!(
+        !headers.contains_key("x-tollgate-id"),
+        "nothing was recorded"
+    );
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["ReturnStatus"], "Faild", "{body}");
+    // Not charged, and the vendor never heard of it.
+    assert_eq!(app.vendor.calls(), 1);
+    let quota = app.quota("voice_notice").await;
+    assert_eq!(
+        (quota["used"].as_i64(), quota["reserved"].as_i64()),
+        (Some(1), Some(0)),
+        "{quota}"
+    );
+    assert_eq!(quota["remaining"], 5);
 }
 
 mod burst {
