@@ -438,3 +438,119 @@ fn config_init_never_overwrites_a_file_unless_forced() {
         tollgate::config::STARTER_CONFIG
     );
 }
+
+/// `tollgate serve` with no configuration in an empty folder, as a newcomer starts it:
+/// its address, once the welcome text is printed (the trial packages are registered by
+/// then), and the process, killed on drop.
+async fn start_the_builtin_sandbox(dir: &std::path::Path) -> (String, tokio::process::Child) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("TOLLGATE_CONFIG")
+        .env_remove("TOLLGATE_TOKEN")
+        .env_remove("TOLLGATE_SANDBOX_APPCODE")
+        .env_remove("TOLLGATE_SANDBOX_BACKUP_APPCODE")
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let mut welcome = String::new();
+    let base = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let mut base = None;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            welcome.push_str(&line);
+            welcome.push('\n');
+            if let Some(rest) = line.strip_prefix("tollgate is running on ") {
+                base = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if line.contains("sign in with the token") {
+                return base.expect("the welcome text names the address");
+            }
+        }
+        panic!("the welcome text ended early: {welcome}");
+    })
+    .await
+    .expect("the sandbox starts within a minute");
+    assert!(welcome.contains("\"channel\":\"otp\""), "{welcome}");
+    (base, serve)
+}
+
+#[tokio::test]
+async fn the_builtin_sandbox_sends_through_its_route_and_to_its_template_format_channel() {
+    // Arrange: the built-in sandbox, as `tollgate serve` starts it with no configuration.
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _serve) = start_the_builtin_sandbox(dir.path()).await;
+    let http = reqwest::Client::new();
+    let send = |body: Value| {
+        http.post(format!("{base}/v1/messages"))
+            .bearer_auth("sandbox")
+            .json(&body)
+            .send()
+    };
+    let code = |to: &str, channel: &str| serde_json::json!({"channel": channel, "to": to, "template": "login_code", "params": {"code": "123456"}});
+
+    // Act and assert: the route carries a code on its first channel.
+    let routed = send(code("13800138000", "otp")).await.unwrap();
+    assert_eq!(routed.status(), 200);
+    let routed: Value = routed.json().await.unwrap();
+    assert_eq!(routed["status"], "sent", "{routed}");
+    assert_eq!(routed["route"], "otp");
+    assert_eq!(routed["channel"], "sms_code");
+    assert_eq!(
+        routed["attempts"],
+        serde_json::json!([{"channel": "sms_code", "status": "sent"}])
+    );
+
+    // The template-format channel, addressed directly, is sent by the simulated vendor's
+    // template backend, whose own count agrees with the ledger's.
+    let direct = send(code("13900139000", "sms_backup")).await.unwrap();
+    assert_eq!(direct.status(), 200);
+    let direct: Value = direct.json().await.unwrap();
+    assert_eq!(direct["status"], "sent", "{direct}");
+    assert_eq!(direct["channel"], "sms_backup");
+    assert_eq!(direct["upstream"]["message"], "成功", "{direct}");
+    assert!(direct.get("route").is_none_or(Value::is_null), "{direct}");
+    let quota: Value = http
+        .get(format!("{base}/v1/quota/sms_backup"))
+        .bearer_auth("sandbox")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(quota["remaining"], 99, "{quota}");
+    assert_eq!(quota["vendor_remaining"], 99, "{quota}");
+    assert_eq!(quota["vendor_drift"], 0, "{quota}");
+
+    // With nothing left on `sms_code`, the route fails over to the template-format vendor
+    // and charges only there.
+    let emptied = http
+        .post(format!("{base}/v1/reconciliations"))
+        .bearer_auth("sandbox")
+        .json(&serde_json::json!({"channel": "sms_code", "remaining": 0, "note": "test"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(emptied.status().is_success(), "{}", emptied.status());
+    let failed_over = send(code("13700137000", "otp")).await.unwrap();
+    assert_eq!(failed_over.status(), 200);
+    let failed_over: Value = failed_over.json().await.unwrap();
+    assert_eq!(failed_over["status"], "sent", "{failed_over}");
+    assert_eq!(failed_over["route"], "otp");
+    assert_eq!(failed_over["channel"], "sms_backup");
+    assert_eq!(
+        failed_over["attempts"],
+        serde_json::json!([
+            {"channel": "sms_code", "status": "quota_exhausted"},
+            {"channel": "sms_backup", "status": "sent"},
+        ])
+    );
+    assert_eq!(failed_over["quota"]["remaining_units"], 98);
+}
