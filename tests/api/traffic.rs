@@ -575,6 +575,53 @@ async fn the_drop_in_proxy_answers_a_reserved_refusal_as_the_vendors_quota_exhau
     assert_eq!(quota["remaining"], 5);
 }
 
+/// SPEC §12: a client's count is one count however many instances serve it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_postgres_share_a_clients_hourly_count() {
+    let limit = r#"
+        [[limits]]
+        name = "shop-hourly"
+        scope = "client"
+        window = "1h"
+        max_sends = 5
+    "#;
+    let first = spawn_app_with(Backend::Postgres, reserved_channel(limit)).await;
+    let second = spawn_app_with(
+        Backend::Postgres,
+        AppOptions {
+            database_url: Some(first.db.url.expose().to_owned()),
+            ..reserved_channel(limit)
+        },
+    )
+    .await;
+    first.add_package("sms_code", 100, "4.50").await;
+    for (app, i) in [
+        (&first, 0),
+        (&first, 1),
+        (&first, 2),
+        (&second, 3),
+        (&second, 4),
+    ] {
+        let (status, body, _) = send(app, "order_notice", &number(i)).await;
+        assert_eq!(status, 200, "send {i}: {body}");
+    }
+    // The 6th is refused on either instance.
+    for (app, i) in [(&first, 5), (&second, 6)] {
+        let (status, body, retry_after) = send(app, "order_notice", &number(i)).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["error"]["code"], "rate_limited");
+        assert_eq!(body["error"]["charged"], false);
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shop-hourly"));
+        let wait: u64 = retry_after.expect("Retry-After").parse().unwrap();
+        assert!((1..=3_660).contains(&wait), "Retry-After: {wait}");
+    }
+    assert_eq!((first.vendor.calls(), second.vendor.calls()), (3, 2));
+    assert_eq!(first.quota("sms_code").await["used"], 5);
+}
+
 mod burst {
     use chrono::{Duration, DurationRound, Utc};
     use tollgate::alerts::{AlertEngine, Step};
