@@ -28,6 +28,7 @@ on_both_backends!(
     a_receiver_down_at_first_gets_the_notification_after_a_restart,
     the_vendor_answering_quota_exhausted_fires_the_critical_alert_at_once,
     evaluations_racing_registrations_and_reconciliations_notify_each_transition_once,
+    a_channel_drawn_into_its_reserve_notifies_once_and_a_new_package_resolves_it,
 );
 
 async fn count(db: &Db, sql: &str) -> i64 {
@@ -690,4 +691,81 @@ async fn evaluations_racing_registrations_and_reconciliations_notify_each_transi
         tollgate::alerts::AlertState::Firing,
         "the state left matches the final quota ({quota:?}): {statuses:?}"
     );
+}
+
+async fn a_channel_drawn_into_its_reserve_notifies_once_and_a_new_package_resolves_it(
+    backend: Backend,
+) {
+    // Arrange: `sms_code` keeps 10 % for codes, and a rule fires when the reserve is entered.
+    let receiver = Receiver::start().await;
+    let extra = format!(
+        r#"
+        [[alert_rules]]
+        name = "reserve-entered"
+        channels = ["sms_code"]
+        reserve_entered = true
+        severity = "critical"
+        notify = ["ops-hook"]
+        {hook}
+        "#,
+        hook = webhook("ops-hook", &receiver.url("/hook")),
+    );
+    let app = spawn_app_with(
+        backend,
+        AppOptions {
+            extra_toml: extra,
+            sms_code_keys: r#"reserve_critical = "10%""#.into(),
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let db = app.ledger.db().clone();
+    let sms = channel("sms_code");
+    let rule_count =
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM notifications WHERE rule = 'reserve-entered'";
+    app.add_package("sms_code", 20, "0.90").await;
+    assert_eq!(app.quota("sms_code").await["reserve_units"], 2);
+    for _ in 0..17 {
+        assert_eq!(app.send_login_code().await.status(), 200);
+    }
+    app.alerts.evaluate_channel(&sms).await.unwrap();
+    assert_eq!(
+        count(&db, rule_count).await,
+        0,
+        "3 left is above the 2 kept"
+    );
+
+    // Act: the 18th send leaves only the reserve; codes go on taking it.
+    assert_eq!(app.send_login_code().await.status(), 200);
+    let firing = receiver.wait_for(1).await;
+    assert_eq!(app.send_login_code().await.status(), 200);
+    app.alerts.evaluate_channel(&sms).await.unwrap();
+
+    // Assert: one firing notification, with the figures and what it means.
+    assert_eq!(count(&db, rule_count).await, 1);
+    let event = verify_webhook(&firing[0]);
+    assert_eq!(event.status, Status::Firing);
+    assert_eq!(event.rule.as_deref(), Some("reserve-entered"));
+    assert_eq!(event.severity, Severity::Critical);
+    assert_eq!(event.remaining_units, Some(2));
+    assert!(
+        event.summary.contains("为验证码保留的 2 条"),
+        "{}",
+        event.summary
+    );
+
+    // Act: a new package lifts what is left out of the reserve.
+    app.add_package("sms_code", 20, "0.90").await;
+
+    // Assert: exactly one resolved notification.
+    let received = receiver.wait_for(2).await;
+    let resolved = verify_webhook(&received[1]);
+    assert_eq!(
+        (resolved.status, resolved.rule.as_deref()),
+        (Status::Resolved, Some("reserve-entered"))
+    );
+    assert_eq!(resolved.event, EventKind::QuotaRecovered);
+    app.alerts.evaluate_channel(&sms).await.unwrap();
+    assert_eq!(count(&db, rule_count).await, 2);
+    assert_eq!(receiver.received().len(), 2);
 }
