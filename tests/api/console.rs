@@ -103,22 +103,29 @@ struct HttpSession {
     csrf: String,
 }
 
+/// Posts the sign-in form with `token` as a browser would (its challenge cookie and
+/// CSRF field): the client, which follows no redirect, and the form's answer.
+async fn post_sign_in(app: &TestApp, token: &str) -> (reqwest::Client, reqwest::Response) {
+    let http = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let form = http.get(app.url("/console/sign-in")).send().await.unwrap();
+    let challenge = set_cookie(&form, "tollgate_console_sign_in");
+    let csrf = hidden_csrf(&form.text().await.unwrap());
+    let signed_in = http
+        .post(app.url("/console/sign-in"))
+        .header("Cookie", &challenge)
+        .form(&[("token", token), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    (http, signed_in)
+}
+
 impl HttpSession {
     async fn sign_in(app: &TestApp, token: &str) -> HttpSession {
-        let http = reqwest::Client::builder()
-            .redirect(Policy::none())
-            .build()
-            .unwrap();
-        let form = http.get(app.url("/console/sign-in")).send().await.unwrap();
-        let challenge = set_cookie(&form, "tollgate_console_sign_in");
-        let csrf = hidden_csrf(&form.text().await.unwrap());
-        let signed_in = http
-            .post(app.url("/console/sign-in"))
-            .header("Cookie", &challenge)
-            .form(&[("token", token), ("csrf", csrf.as_str())])
-            .send()
-            .await
-            .unwrap();
+        let (http, signed_in) = post_sign_in(app, token).await;
         assert_eq!(signed_in.status(), 303, "the sign-in form takes the token");
         let cookie = set_cookie(&signed_in, "tollgate_console");
         let page = http
@@ -589,21 +596,8 @@ async fn the_reports_page_splits_a_routes_cost_by_the_channel_that_carried_it() 
 #[tokio::test]
 async fn the_session_cookie_is_http_only_strict_scoped_to_the_console_and_expires() {
     let app = console_app().await;
-    let http = reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .unwrap();
-    let form = http.get(app.url("/console/sign-in")).send().await.unwrap();
-    let challenge = set_cookie(&form, "tollgate_console_sign_in");
-    let csrf = hidden_csrf(&form.text().await.unwrap());
 
-    let signed_in = http
-        .post(app.url("/console/sign-in"))
-        .header("Cookie", &challenge)
-        .form(&[("token", ADMIN_TOKEN), ("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let (_, signed_in) = post_sign_in(&app, ADMIN_TOKEN).await;
 
     assert_eq!(signed_in.status(), 303);
     let header = signed_in

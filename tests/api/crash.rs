@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::app::{ADMIN_TOKEN, SHOP_TOKEN};
+use crate::app::SHOP_TOKEN;
 use crate::helpers::{Backend, TestDb};
 use crate::on_both_backends;
 use crate::server::{free_port, Server};
@@ -86,14 +86,7 @@ async fn a_restarted_instance_settles_what_its_killed_predecessor_held(backend: 
     let mut first = Server::start(&config, port);
     first.ready().await;
     let http = reqwest::Client::new();
-    let package = http
-        .post(first.url("/v1/packages"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "channel": "voice_notice", "units": 100, "price": "10.00" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(package.status(), 201);
+    first.add_voice_notice_package(100, "10.00").await;
 
     // A burst of 20 sends, all waiting at the vendor when the instance is killed.
     let burst = 20;
@@ -171,12 +164,7 @@ async fn another_instance_settles_a_killed_instances_reservations_once_its_lease
     let mut doomed = Server::start(&config, free_port());
     doomed.ready().await;
     let http = reqwest::Client::new();
-    http.post(survivor.url("/v1/packages"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "channel": "voice_notice", "units": 50, "price": "5.00" }))
-        .send()
-        .await
-        .unwrap();
+    survivor.add_voice_notice_package(50, "5.00").await;
     let burst = 8;
     for _ in 0..burst {
         let (http, url) = (http.clone(), doomed.url("/v1/messages"));

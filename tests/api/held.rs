@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::app::{spawn_app_with, AppOptions, ADMIN_TOKEN, SHOP_TOKEN};
+use crate::app::{spawn_app_with, AppOptions, SHOP_TOKEN};
 use crate::crash::config_with;
 use crate::helpers::{Backend, TestDb};
 use crate::pg_proxy::PgProxy;
@@ -184,14 +184,7 @@ async fn a_held_settlement_outlives_a_killed_process_and_its_successor_records_t
     let mut first = Server::start(&config, port);
     first.ready().await;
     let http = reqwest::Client::new();
-    let package = http
-        .post(first.url("/v1/packages"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "channel": "voice_notice", "units": 10, "price": "1.00" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(package.status(), 201);
+    first.add_voice_notice_package(10, "1.00").await;
     let (status, body) =
         send_then_cut_the_database(&http, first.url("/v1/messages"), &vendor, &proxy).await;
     assert_sent_but_not_yet_recorded(status, &body);

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::Row;
 
-use crate::app::{ADMIN_TOKEN, SHOP_TOKEN};
+use crate::app::SHOP_TOKEN;
 use crate::faults::voice_notice;
 use crate::helpers::{Backend, TestDb};
 use crate::ledger_check::{check_ledger_against_vendor, VendorSaw};
@@ -68,17 +68,6 @@ fn config(dir: &Path, db: &TestDb, vendor: &StandInVendor, extra: &str) -> PathB
     )
     .unwrap();
     path
-}
-
-async fn register(http: &reqwest::Client, server: &Server, units: i64) {
-    let response = http
-        .post(server.url("/v1/packages"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "channel": "voice_notice", "units": units, "price": "10.00" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
 }
 
 /// Sends voice notice `i` through `server`: the status, the body and how long it took.
@@ -166,7 +155,7 @@ async fn an_instance_stopped_holding_the_row_locks_delays_the_other_by_no_more_t
     stalled.ready().await;
     other.ready().await;
     let http = reqwest::Client::new();
-    register(&http, &stalled, 100_000).await;
+    stalled.add_voice_notice_package(100_000, "10.00").await;
 
     // Traffic on the one to be stopped, writing under the channel's row locks; stop it
     // until it is caught holding them between two statements.
@@ -340,7 +329,7 @@ async fn three_instances_one_a_day_ahead_sell_each_unit_once_notify_once_and_run
     }
     let http = reqwest::Client::new();
     let started = Instant::now();
-    register(&http, &instances[0], 100).await;
+    instances[0].add_voice_notice_package(100, "10.00").await;
 
     // Act: 150 sends for 100 units, spread over the three, 15 at a time.
     let next = Arc::new(AtomicUsize::new(0));
@@ -367,7 +356,7 @@ async fn three_instances_one_a_day_ahead_sell_each_unit_once_notify_once_and_run
     // another instance ends both alerts.
     until_settled(&db).await;
     receiver.wait_for(2).await;
-    register(&http, &instances[1], 100).await;
+    instances[1].add_voice_notice_package(100, "10.00").await;
 
     // Assert: exactly the 100 units were sold, each once.
     let sent = answers.iter().filter(|(_, (s, ..))| *s == 200).count();

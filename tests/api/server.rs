@@ -95,6 +95,19 @@ impl Server {
         panic!("tollgate did not become ready");
     }
 
+    /// Registers a `voice_notice` package of `units` for `price` through the API, as
+    /// the admin client (the channel every real-binary test configures).
+    pub async fn add_voice_notice_package(&self, units: i64, price: &str) {
+        let response = reqwest::Client::new()
+            .post(self.url("/v1/packages"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "channel": "voice_notice", "units": units, "price": price }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "the package is registered");
+    }
+
     /// SIGKILL: nothing is settled, nothing is flushed.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
