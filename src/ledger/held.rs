@@ -251,8 +251,8 @@ impl Ledger {
         }
     }
 
-    /// Tries every held settlement once more; returns how many were recorded (or found
-    /// settled already) and so are no longer held.
+    /// Tries every held settlement once more; returns how many are no longer held
+    /// (recorded, found settled already, or refused for good).
     pub(crate) async fn retry_held(&self) -> usize {
         let held = self.inner.held.held();
         let mut done = Vec::new();
@@ -266,6 +266,13 @@ impl Ledger {
                     if settled.applied {
                         tracing::info!(send_id = %reservation.send_id, "recorded a held settlement");
                     }
+                    self.in_flight().remove(&reservation.send_id);
+                    done.push(reservation.send_id);
+                }
+                Err(err @ LedgerError::Inconsistent(_)) => {
+                    // No retry can fix it: the send is left to the sweeper, which
+                    // charges it as uncertain and flags it, rather than retried forever.
+                    tracing::error!(send_id = %reservation.send_id, error = %err, "a held settlement cannot be applied; the sweeper will settle the send");
                     self.in_flight().remove(&reservation.send_id);
                     done.push(reservation.send_id);
                 }
