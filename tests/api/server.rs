@@ -2,6 +2,7 @@
 //! or run several instances of the binary as an operator would.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -48,7 +49,10 @@ impl Server {
     }
 
     fn spawn(mut command: Command, config: &Path, port: u16, env: &[(&str, &str)]) -> Server {
+        // A group of its own, signalled as a whole: a wrapper such as `faketime` runs
+        // tollgate as its child, which must not outlive the test.
         command
+            .process_group(0)
             .args(["serve", "--config"])
             .arg(config)
             .arg("--listen")
@@ -110,7 +114,7 @@ impl Server {
 
     /// SIGKILL: nothing is settled, nothing is flushed.
     pub fn kill(&mut self) {
-        self.child.kill().unwrap();
+        self.signal("-KILL");
         self.child.wait().unwrap();
     }
 
@@ -125,19 +129,24 @@ impl Server {
         self.signal("-CONT");
     }
 
+    /// Sends `signal` to the server's process group (a wrapper and tollgate alike).
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(self.child.id().to_string())
+        let status = self.signal_group(signal);
+        assert!(status.is_ok_and(|s| s.success()), "kill {signal} failed");
+    }
+
+    fn signal_group(&self, signal: &str) -> std::io::Result<std::process::ExitStatus> {
+        Command::new("kill")
+            .args([signal, "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
             .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal} failed");
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // SIGKILL ends a stopped process too.
+        // SIGKILL ends a stopped process too, and the whole group with it.
+        let _ = self.signal_group("-KILL");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
