@@ -123,7 +123,9 @@ fn described_routes(state: &AppState) -> OpenApiRouter<AppState> {
         let template = <proxy::__path_handle as utoipa::Path>::operation();
         openapi::describe_proxy_path(sends.get_openapi_mut(), path, what, target, template);
     }
-    let sends = sends.route_layer(from_fn_with_state(timeout, request_timeout::limit_send));
+    let sends = sends
+        .route_layer(axum::middleware::from_fn(json::read_whole_body))
+        .route_layer(from_fn_with_state(timeout, request_timeout::limit_send));
     OpenApiRouter::with_openapi(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
         .routes(routes!(messages::get))
         .routes(routes!(quota::all))
@@ -138,6 +140,7 @@ fn described_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(crate::metrics::serve_metrics))
         .routes(routes!(openapi::serve_document))
         .merge(OpenApiRouter::from(crate::console::routes()))
+        .route_layer(axum::middleware::from_fn(json::read_whole_body))
         .route_layer(from_fn_with_state(timeout, request_timeout::limit_request))
         .merge(sends)
 }
