@@ -15,39 +15,47 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A request refused before its body is read (no token, not an admin, not JSON) would
 /// otherwise be answered while the client is still writing the body, and the connection
 /// closed under it: the client then sees a broken pipe instead of its 401, 403 or 415.
-/// Runs inside the request timeout, so a slow body is bounded as the rest is.
+/// A body over the limit is read on and thrown away up to [`DRAINED_AT_MOST`], so that
+/// its 413 reaches the client too; past that the connection is closed. Runs inside the
+/// request timeout, so a slow body is bounded as the rest of the request is.
 pub async fn read_whole_body(
     request: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => {
-            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-                .await
-        }
-        Err(err) => {
-            // The body ended early (the client went away) only when it declared a length
-            // it did not send; otherwise it was longer than the limit.
-            let declared = parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
-            if declared.is_none_or(|length| length > MAX_BODY_BYTES) {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-                )
-                .into_response()
-            } else {
-                ApiError::invalid_request(format!("cannot read the request body: {err}"))
-                    .into_response()
-            }
+    use http_body_util::BodyExt;
+    let (parts, mut body) = request.into_parts();
+    let mut kept = Vec::new();
+    let mut seen = 0_usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return ApiError::invalid_request("the request body could not be read").into_response();
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen += data.len();
+        if seen <= MAX_BODY_BYTES {
+            kept.extend_from_slice(&data);
+        } else if seen > DRAINED_AT_MOST {
+            break;
         }
     }
+    if seen > MAX_BODY_BYTES {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(kept)))
+        .await
 }
+
+/// How much of a body over the limit is read (and thrown away) so that its 413 can be
+/// delivered.
+const DRAINED_AT_MOST: usize = 4 * 1024 * 1024;
 
 /// Like `axum::Json`, but a body that is not declared `application/json` answers 415
 /// `unsupported_media_type`, one that is too large 413 `payload_too_large` and a
